@@ -1,0 +1,184 @@
+"""The crystal record used throughout nesf, and conversions to and from pymatgen and ASE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nesf.errors import CrystalInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ase import Atoms
+    from pymatgen.core import Structure
+
+#: Smallest cell volume (A^3) accepted as a real lattice.
+MIN_CELL_VOLUME = 1e-3
+
+
+@dataclass
+class Crystal:
+    """One crystal: a lattice and the atoms of one cell.
+
+    Attributes:
+        lattice: ``[3, 3]`` cell matrix in Angstrom, rows are the vectors a, b, c.
+        cart: ``[N, 3]`` Cartesian positions in Angstrom.
+        numbers: ``[N]`` atomic numbers.
+        id: an identifier (material id, file name, ...).
+        info: free-form extra data carried along (never used for computation).
+    """
+
+    lattice: np.ndarray
+    cart: np.ndarray
+    numbers: np.ndarray
+    id: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lattice = np.asarray(self.lattice, dtype=np.float64).reshape(3, 3)
+        self.cart = np.asarray(self.cart, dtype=np.float64).reshape(-1, 3)
+        self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms in the cell."""
+        return int(self.numbers.shape[0])
+
+    @property
+    def frac(self) -> np.ndarray:
+        """``[N, 3]`` fractional coordinates (not wrapped)."""
+        return np.linalg.solve(self.lattice.T, self.cart.T).T
+
+    @property
+    def volume(self) -> float:
+        """Cell volume in A^3."""
+        return float(abs(np.linalg.det(self.lattice)))
+
+    @property
+    def lattice_params(self) -> np.ndarray:
+        """``[6]`` a, b, c in Angstrom and alpha, beta, gamma in radians."""
+        return lattice_to_params(self.lattice)
+
+    @property
+    def symbols(self) -> list[str]:
+        """Element symbols of the atoms."""
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[z] for z in self.numbers]
+
+    @property
+    def formula(self) -> str:
+        """Reduced chemical formula (pymatgen convention)."""
+        from pymatgen.core import Composition
+
+        return Composition(dict(zip(*np.unique(self.symbols, return_counts=True)))).reduced_formula
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, source: str = "<crystal>", location: str | None = None) -> Crystal:
+        """Check that this is a usable crystal; raise :class:`CrystalInputError` if not.
+
+        Checks: at least one atom, finite lattice and coordinates, positive cell volume,
+        real atomic numbers. Returns ``self`` so it can be chained.
+        """
+        where = location if location is not None else (f"crystal {self.id!r}" if self.id else None)
+        if self.n_atoms == 0:
+            raise CrystalInputError(source, "the crystal has no atoms", where)
+        if not np.all(np.isfinite(self.lattice)):
+            raise CrystalInputError(source, "the lattice has NaN or infinite entries", where)
+        if not np.all(np.isfinite(self.cart)):
+            raise CrystalInputError(source, "atomic coordinates contain NaN or infinite values", where)
+        if self.volume < MIN_CELL_VOLUME:
+            raise CrystalInputError(
+                source, f"the lattice has zero volume ({self.volume:.3g} A^3): its vectors are not independent", where
+            )
+        if np.any(self.numbers < 1) or np.any(self.numbers > 118):
+            raise CrystalInputError(source, "atomic numbers must lie between 1 and 118", where)
+        return self
+
+    # ------------------------------------------------------------------ conversions
+    @classmethod
+    def from_pymatgen(cls, structure: Structure, id: str = "") -> Crystal:
+        """Build from an ordered pymatgen ``Structure`` (partial occupancies are refused)."""
+        if not structure.is_ordered:
+            raise CrystalInputError(
+                id or structure.composition.reduced_formula,
+                "partial occupancies are not supported (the structure is disordered)",
+            )
+        return cls(
+            lattice=structure.lattice.matrix.copy(),
+            cart=structure.cart_coords.copy(),
+            numbers=np.array([site.specie.Z for site in structure], dtype=np.int64),
+            id=id,
+        )
+
+    def to_pymatgen(self) -> Structure:
+        """Return a pymatgen ``Structure`` (Cartesian positions kept as they are)."""
+        from pymatgen.core import Lattice, Structure
+
+        return Structure(Lattice(self.lattice), self.numbers.tolist(), self.cart, coords_are_cartesian=True)
+
+    @classmethod
+    def from_ase(cls, atoms: Atoms, id: str = "") -> Crystal:
+        """Build from ASE ``Atoms`` with a 3D cell."""
+        return cls(
+            lattice=np.array(atoms.cell[:], dtype=np.float64),
+            cart=atoms.get_positions().copy(),
+            numbers=atoms.get_atomic_numbers().copy(),
+            id=id or str(atoms.info.get("material_id", "")),
+        )
+
+    def to_ase(self) -> Atoms:
+        """Return ASE ``Atoms`` with periodic boundaries and ``material_id`` in ``info``."""
+        from ase import Atoms
+
+        atoms = Atoms(numbers=self.numbers, positions=self.cart, cell=self.lattice, pbc=True)
+        if self.id:
+            atoms.info["material_id"] = self.id
+        return atoms
+
+    def to_conventional(self, symprec: float = 0.01) -> Crystal:
+        """Conventional standard cell (pymatgen ``SpacegroupAnalyzer``), as the paper used."""
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        conv = SpacegroupAnalyzer(self.to_pymatgen(), symprec=symprec).get_conventional_standard_structure()
+        return Crystal.from_pymatgen(conv, id=self.id)
+
+    def wrapped(self) -> Crystal:
+        """Copy with every atom wrapped into the cell (fractional coordinates in [0, 1))."""
+        frac = self.frac % 1.0
+        frac[frac >= 1.0 - 1e-12] = 0.0
+        return Crystal(self.lattice.copy(), frac @ self.lattice, self.numbers.copy(), self.id, dict(self.info))
+
+
+def lattice_to_params(lattice: np.ndarray) -> np.ndarray:
+    """Lattice matrix(es) ``[..., 3, 3]`` -> ``[..., 6]`` (a, b, c in A; alpha, beta, gamma in rad)."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    lengths = np.linalg.norm(lattice, axis=-1)
+    a, b, c = lattice[..., 0, :], lattice[..., 1, :], lattice[..., 2, :]
+
+    def angle(u: np.ndarray, v: np.ndarray, nu: np.ndarray, nv: np.ndarray) -> np.ndarray:
+        return np.arccos(np.clip(np.sum(u * v, axis=-1) / (nu * nv), -1.0, 1.0))
+
+    alpha = angle(b, c, lengths[..., 1], lengths[..., 2])
+    beta = angle(a, c, lengths[..., 0], lengths[..., 2])
+    gamma = angle(a, b, lengths[..., 0], lengths[..., 1])
+    return np.concatenate([lengths, np.stack([alpha, beta, gamma], axis=-1)], axis=-1)
+
+
+def params_to_lattice(params: np.ndarray) -> np.ndarray:
+    """``[..., 6]`` lattice parameters (A, rad) -> ``[..., 3, 3]`` matrices in pymatgen's orientation.
+
+    The orientation is that of ``pymatgen.core.Lattice.from_parameters`` (c along z for the
+    reciprocal construction), so a round trip through parameters keeps pymatgen's standard frame.
+    Invalid angle triples (no real cell) raise ``ValueError``.
+    """
+    from pymatgen.core import Lattice
+
+    params = np.asarray(params, dtype=np.float64)
+    flat = params.reshape(-1, 6)
+    out = np.empty((flat.shape[0], 3, 3))
+    for i, (a, b, c, al, be, ga) in enumerate(flat):
+        out[i] = Lattice.from_parameters(a, b, c, np.degrees(al), np.degrees(be), np.degrees(ga)).matrix
+    return out.reshape(params.shape[:-1] + (3, 3))

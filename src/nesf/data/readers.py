@@ -1,0 +1,220 @@
+"""Readers: extxyz, CIF (file or folder), CDVAE-style CSV, pymatgen and ASE objects.
+
+All readers return ``list[Crystal]`` and raise :class:`~nesf.errors.CrystalInputError`
+naming the file and the frame, row or block for anything that is not a valid crystal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nesf.data.crystal import Crystal
+from nesf.errors import CrystalInputError
+
+#: File suffixes understood by :func:`read_crystals`.
+EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
+CIF_SUFFIXES = (".cif",)
+CSV_SUFFIXES = (".csv",)
+
+
+def read_crystals(
+    source: str | Path | Sequence[Any],
+    conventional: bool = False,
+) -> list[Crystal]:
+    """Read crystals from a path or from in-memory objects.
+
+    Args:
+        source: an ``.extxyz``/``.xyz`` file, a ``.cif`` file, a folder of ``.cif`` files,
+            a ``.csv`` file with a ``cif`` column (CDVAE convention), or a sequence of
+            pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects.
+        conventional: convert every crystal to its conventional standard cell (as the
+            NeSF paper did), with pymatgen's ``SpacegroupAnalyzer``.
+
+    Returns:
+        The crystals, validated (atoms present, finite, non-zero volume).
+
+    Raises:
+        CrystalInputError: the source is missing, empty, malformed, or holds an invalid crystal.
+    """
+    if isinstance(source, (str, Path)):
+        crystals = _read_path(Path(source))
+    else:
+        crystals = from_objects(source)
+    if conventional:
+        crystals = [c.to_conventional() for c in crystals]
+    return crystals
+
+
+def _read_path(path: Path) -> list[Crystal]:
+    if not path.exists():
+        raise CrystalInputError(str(path), "no such file or folder")
+    if path.is_dir():
+        return read_cif_folder(path)
+    if path.stat().st_size == 0:
+        raise CrystalInputError(str(path), "the file is empty")
+    suffix = path.suffix.lower()
+    if suffix in EXTXYZ_SUFFIXES:
+        return read_extxyz(path)
+    if suffix in CIF_SUFFIXES:
+        return read_cif(path)
+    if suffix in CSV_SUFFIXES:
+        return read_csv(path)
+    raise CrystalInputError(
+        str(path), f"unknown file type {suffix!r} (expected .extxyz, .xyz, .cif, .csv or a folder of .cif files)"
+    )
+
+
+def read_extxyz(path: str | Path) -> list[Crystal]:
+    """Read every frame of an extended-XYZ file; the id is the frame's ``material_id``."""
+    import ase.io
+
+    path = Path(path)
+    try:
+        frames = ase.io.read(str(path), index=":", format="extxyz")
+    except Exception as exc:  # ase raises many kinds of errors for malformed files
+        raise CrystalInputError(str(path), f"could not parse extxyz: {_short(exc)}") from None
+    if not frames:
+        raise CrystalInputError(str(path), "the file holds no structures")
+    crystals = []
+    for i, atoms in enumerate(frames):
+        where = f"frame {i}"
+        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
+            raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
+        crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
+        crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
+    return crystals
+
+
+def read_cif(path: str | Path) -> list[Crystal]:
+    """Read every data block of a CIF file; ids are ``<stem>`` or ``<stem>-<block>``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise CrystalInputError(str(path), "the file is not text (is it really a CIF?)") from None
+    return _crystals_from_cif_text(text, source=str(path), stem=path.stem)
+
+
+def read_cif_folder(folder: str | Path) -> list[Crystal]:
+    """Read every ``*.cif`` file of a folder, in sorted name order."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CIF_SUFFIXES)
+    if not files:
+        raise CrystalInputError(str(folder), "the folder holds no .cif files")
+    crystals: list[Crystal] = []
+    for f in files:
+        if f.stat().st_size == 0:
+            raise CrystalInputError(str(f), "the file is empty")
+        crystals.extend(read_cif(f))
+    return crystals
+
+
+def read_csv(path: str | Path) -> list[Crystal]:
+    """Read a CDVAE-style CSV: one CIF per row in a ``cif`` column, ids from ``material_id``."""
+    path = Path(path)
+    csv.field_size_limit(1 << 28)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "cif" not in columns:
+            raise CrystalInputError(
+                str(path), f"the CSV has no 'cif' column (columns: {', '.join(columns) or 'none'})"
+            )
+        crystals = []
+        for i, row in enumerate(reader):
+            where = f"row {i + 1}"
+            cid = (row.get("material_id") or "").strip() or f"{path.stem}-{i}"
+            found = _crystals_from_cif_text(row["cif"] or "", source=str(path), stem=cid, location=where)
+            if len(found) != 1:
+                raise CrystalInputError(str(path), f"expected one structure, found {len(found)}", where)
+            found[0].id = cid
+            crystals.append(found[0])
+    if not crystals:
+        raise CrystalInputError(str(path), "the CSV has no rows")
+    return crystals
+
+
+def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | None = None) -> list[Crystal]:
+    from pymatgen.io.cif import CifParser
+
+    if not text.strip():
+        raise CrystalInputError(source, "the CIF is empty", location)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser = CifParser(io.StringIO(text), occupancy_tolerance=1.0)
+            structures = parser.parse_structures(primitive=False, on_error="raise")
+    except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
+        raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", location) from None
+    if not structures:
+        raise CrystalInputError(source, "the CIF holds no structure", location)
+    crystals = []
+    for j, structure in enumerate(structures):
+        where = location or (f"block {j}" if len(structures) > 1 else None)
+        if not structure.is_ordered:
+            raise CrystalInputError(source, "partial occupancies are not supported (the structure is disordered)", where)
+        cid = stem if len(structures) == 1 else f"{stem}-{j}"
+        crystals.append(Crystal.from_pymatgen(structure, id=cid).validate(source, where))
+    return crystals
+
+
+def from_objects(objects: Iterable[Any]) -> list[Crystal]:
+    """Convert pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects.
+
+    A single object (not in a list) is accepted too.
+    """
+    if _is_single(objects):
+        objects = [objects]
+    crystals = []
+    for i, obj in enumerate(objects):
+        where = f"item {i}"
+        crystals.append(to_crystal(obj, default_id=f"structure-{i}").validate("<input>", where))
+    if not crystals:
+        raise CrystalInputError("<input>", "no structures given")
+    return crystals
+
+
+def to_crystal(obj: Any, default_id: str = "") -> Crystal:
+    """One pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` -> :class:`Crystal`."""
+    if isinstance(obj, Crystal):
+        return obj
+    try:
+        from pymatgen.core import Structure
+
+        if isinstance(obj, Structure):
+            cid = str(obj.properties.get("material_id", default_id)) if hasattr(obj, "properties") else default_id
+            return Crystal.from_pymatgen(obj, id=cid)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from ase import Atoms
+
+        if isinstance(obj, Atoms):
+            return Crystal.from_ase(obj, id=str(obj.info.get("material_id", default_id)))
+    except ImportError:  # pragma: no cover
+        pass
+    raise CrystalInputError("<input>", f"cannot read a crystal from an object of type {type(obj).__name__}")
+
+
+def _is_single(obj: Any) -> bool:
+    if isinstance(obj, Crystal):
+        return True
+    try:
+        from ase import Atoms
+        from pymatgen.core import Structure
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(obj, (Structure, Atoms))
+
+
+def _short(exc: Exception) -> str:
+    msg = str(exc).strip().splitlines()
+    text = msg[0] if msg else type(exc).__name__
+    return text if len(text) < 200 else text[:197] + "..."

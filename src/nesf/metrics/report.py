@@ -1,0 +1,60 @@
+"""All metrics of a reconstruction in one dict, and a readable table of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nesf.data.crystal import Crystal
+from nesf.fields.frame import Frame
+from nesf.metrics.matcher import match_metrics
+from nesf.metrics.paper import paper_metrics
+
+#: (key, label, format) of the report table, in order.
+TABLE_ROWS = (
+    ("n_structures", "structures", "{:d}"),
+    ("atom_count_error_pct", "error in number of atoms [%]", "{:.2f}"),
+    ("position_error_actual", "position error, actual [A]", "{:.4f}"),
+    ("position_error_detected", "position error, detected [A]", "{:.4f}"),
+    ("species_error_actual_pct", "species error, actual [%]", "{:.2f}"),
+    ("species_error_detected_pct", "species error, detected [%]", "{:.2f}"),
+    ("lattice_length_mae", "lattice length MAE [A]", "{:.4f}"),
+    ("lattice_angle_mae_deg", "lattice angle MAE [deg]", "{:.3f}"),
+    ("match_rate_pct", "StructureMatcher match rate [%]", "{:.2f}"),
+    ("rmse", "StructureMatcher RMSE", "{:.4f}"),
+    ("seconds", "reconstruction time [s]", "{:.2f}"),
+    ("seconds_per_structure", "time per structure [s]", "{:.4f}"),
+)
+
+
+def evaluate_reconstruction(
+    true: Sequence[Crystal],
+    pred: Sequence[Crystal],
+    frame: str | Frame,
+    match: bool = True,
+    n_jobs: int | None = None,
+) -> dict[str, float]:
+    """Paper metrics plus (optionally) StructureMatcher match rate and RMSE."""
+    out: dict[str, float] = dict(paper_metrics(true, pred, frame))
+    if match:
+        out.update(match_metrics(true, pred, n_jobs=n_jobs))
+    else:
+        out.update({"match_rate_pct": float("nan"), "rmse": float("nan")})
+    return out
+
+
+def format_table(metrics: dict, title: str | None = None) -> str:
+    """Two-column text table of the metrics present in ``metrics``."""
+    rows = []
+    for key, label, fmt in TABLE_ROWS:
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        if value is None or (isinstance(value, float) and value != value):
+            text = "n/a"
+        else:
+            text = fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
+        rows.append((label, text))
+    width = max(len(label) for label, _ in rows)
+    lines = [title, "-" * len(title)] if title else []
+    lines += [f"{label:<{width}}  {text:>10}" for label, text in rows]
+    return "\n".join(lines)

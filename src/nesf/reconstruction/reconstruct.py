@@ -1,0 +1,144 @@
+"""The reconstruction algorithm: any structure field -> atoms.
+
+Works against any object with the field contract (exact or neural):
+
+* ``field.frame``: the :class:`~nesf.fields.frame.Frame`;
+* ``field.geometry``: a :class:`~nesf.fields.geometry.PeriodicGeometry` of the ``B`` cells
+  (needed by periodic frames, may be None in the paper frame);
+* ``field.position(points [B, Q, 3]) -> [B, Q, 3]`` displacement to the nearest atom (Angstrom);
+* ``field.species_labels(points [B, Q, 3]) -> [B, Q]`` arg-max species class of the field;
+* ``field.n_species``: the number of species classes ``S``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from nesf.fields.frame import Frame
+from nesf.fields.geometry import PeriodicGeometry
+from nesf.reconstruction.cluster import nms_cluster
+from nesf.reconstruction.particles import Particles, merge_particles, to_padded
+from nesf.reconstruction.settings import ReconstructionSettings
+
+
+class StructureField(Protocol):
+    """What reconstruction needs from a field bound to a batch of ``B`` crystals."""
+
+    frame: Frame
+
+    @property
+    def geometry(self) -> PeriodicGeometry | None: ...  # noqa: D102
+
+    def position(self, points: torch.Tensor) -> torch.Tensor: ...  # noqa: D102
+
+    def species_labels(self, points: torch.Tensor) -> torch.Tensor: ...  # noqa: D102
+
+    @property
+    def n_species(self) -> int: ...  # noqa: D102
+
+
+@dataclass
+class ReconstructedAtoms:
+    """Atoms found for one crystal.
+
+    Attributes:
+        cart: ``[n, 3]`` Cartesian positions, Angstrom (inside the cell in periodic frames).
+        species: ``[n]`` species class indices.
+    """
+
+    cart: np.ndarray
+    species: np.ndarray
+
+
+@torch.no_grad()
+def reconstruct(
+    field: StructureField,
+    batch_size: int,
+    settings: ReconstructionSettings | None = None,
+    bbox: np.ndarray | None = None,
+) -> list[ReconstructedAtoms]:
+    """Run the reconstruction algorithm on ``batch_size`` crystals of a bound field.
+
+    Args:
+        field: a structure field bound to ``batch_size`` crystals (see the module docstring).
+        batch_size: number of crystals ``B`` the field is bound to.
+        settings: algorithm settings (published values by default).
+        bbox: ``[2, 3]`` bounding box of the particle grid (paper frame only), Angstrom.
+
+    Returns:
+        One :class:`ReconstructedAtoms` per crystal.
+    """
+    s = settings or ReconstructionSettings()
+    frame, geom = field.frame, field.geometry
+    if frame.periodic and geom is None:
+        raise ValueError("a periodic frame needs the field's geometry")
+    dtype, device = _probe_dtype_device(field, geom)
+    points, mask = frame.particle_grid(batch_size, s.grid_spacing, geom, bbox, dtype, device)
+    p = Particles.from_padded(points, mask)
+
+    for _ in range(s.n_steps):
+        idx = p.active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        padded, rows, cols = to_padded(p.pos[idx], p.crystal[idx], batch_size)
+        disp = field.position(padded)
+        moved = frame.wrap(padded + disp, geom)[rows, cols]
+        step = torch.linalg.norm(disp[rows, cols], dim=-1)
+        p.pos[idx] = moved
+        p.residual[idx] = step
+        p.active[idx] = step > s.converge_tol
+        p = merge_particles(p, s.merge_tol, frame, geom)
+
+    p = p.subset(p.residual <= s.max_residual)
+    atoms, owner = nms_cluster(p, batch_size, frame, geom, s.nms_radius, s.min_particles)
+    species = vote_species(field, atoms, owner, batch_size, s)
+    counts = torch.bincount(owner, minlength=batch_size).tolist()
+    atoms_np = atoms.double().cpu().numpy()
+    species_np = species.cpu().numpy()
+    out, start = [], 0
+    for c in counts:
+        out.append(ReconstructedAtoms(atoms_np[start : start + c], species_np[start : start + c]))
+        start += c
+    return out
+
+
+def species_offsets(n: int, spacing: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Offsets ``[n^3, 3]`` of a centred cubic grid of ``n`` points per axis, Angstrom."""
+    axis = (torch.arange(n, dtype=dtype, device=device) - (n - 1) / 2) * spacing
+    g = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
+    return g.reshape(-1, 3)
+
+
+def vote_species(
+    field: StructureField,
+    atoms: torch.Tensor,
+    owner: torch.Tensor,
+    batch_size: int,
+    s: ReconstructionSettings,
+) -> torch.Tensor:
+    """Majority vote of the species field's arg-max on a small grid around each atom ``[A]``."""
+    if atoms.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=atoms.device)
+    offsets = species_offsets(s.species_grid, s.species_spacing, atoms.dtype, atoms.device)  # [G, 3]
+    g = offsets.shape[0]
+    padded, rows, cols = to_padded(atoms, owner, batch_size)  # [B, Amax, 3]
+    b, amax, _ = padded.shape
+    pts = (padded.unsqueeze(2) + offsets).reshape(b, amax * g, 3)
+    pts = field.frame.wrap(pts, field.geometry)
+    n_species = field.n_species
+    votes = field.species_labels(pts).reshape(b, amax, g)
+    tally = torch.zeros(b, amax, n_species, dtype=torch.int32, device=atoms.device)
+    tally.scatter_add_(2, votes, torch.ones_like(votes, dtype=torch.int32))
+    return tally.argmax(dim=-1)[rows, cols]
+
+
+def _probe_dtype_device(field: StructureField, geom: PeriodicGeometry | None) -> tuple[torch.dtype, torch.device]:
+    if geom is not None:
+        return geom.lattice.dtype, geom.lattice.device
+    dtype = getattr(field, "dtype", torch.float32)
+    device = getattr(field, "device", torch.device("cpu"))
+    return dtype, torch.device(device)
