@@ -1,0 +1,40 @@
+"""Shared fixtures: the real datasets in ../shared/data and small generated crystals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "src" / "nesf" / "examples" / "classic_crystals.extxyz"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def data_dir() -> Path | None:
+    """The shared data folder (``NESF_DATA_DIR`` or ``../shared/data``), or None if missing."""
+    path = Path(os.environ.get("NESF_DATA_DIR", REPO.parent / "shared" / "data"))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared datasets. Fails loudly on CI (CI=true) if missing; skips elsewhere."""
+    path = data_dir()
+    if path is None:
+        msg = "shared datasets not found: set NESF_DATA_DIR or place them in ../shared/data"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def classic():
+    """The generated example set of classic crystals in non-orthogonal cells."""
+    from nesf.data.examples import classic_crystals
+
+    return classic_crystals()
