@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from nesf import __version__
 from nesf.errors import NesfError
@@ -75,6 +76,175 @@ def cmd_check_fields(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an autoencoder."""
+    import torch
+
+    from nesf.data.readers import read_crystals
+    from nesf.models.config import get_preset
+    from nesf.training.loop import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_cfg, train_cfg = get_preset(args.preset, args.frame)
+    changes = {}
+    if args.batch_size:
+        changes["batch_size"] = args.batch_size
+    if args.lr:
+        changes["lr"] = args.lr
+    if changes:
+        from dataclasses import replace
+
+        train_cfg = replace(train_cfg, **changes)
+    train_set = read_crystals(args.train, conventional=args.conventional)
+    val_set = read_crystals(args.val, conventional=args.conventional)
+    if args.resume and not (Path(args.out) / "last.pt").is_file():
+        raise ValueError(f"--resume: {Path(args.out) / 'last.pt'} does not exist")
+    result = train(
+        train_set,
+        val_set,
+        args.out,
+        model_cfg,
+        train_cfg,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        seed=args.seed,
+        device=_device(args.device),
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(
+            f"trained {result.epochs} epoch(s), {result.steps} steps; best validation loss {result.best_val:.5f}; "
+            f"checkpoints in {result.out_dir} (last.pt, best.pt), curve in history.csv and learning_curve.png"
+        )
+    return 0
+
+
+def _load_model(args: argparse.Namespace):  # noqa: ANN202
+    from nesf.api import NeSF
+
+    model = NeSF.load(args.model, device=_device(args.device))
+    changes = {}
+    if getattr(args, "batch_size", None):
+        changes["batch_size"] = args.batch_size
+    if getattr(args, "grid_spacing", None):
+        changes["grid_spacing"] = args.grid_spacing
+    return model.with_settings(**changes) if changes else model
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Round-trip every crystal through the autoencoder and report the metrics."""
+    import torch
+
+    from nesf.data.readers import read_crystals
+    from nesf.io.writers import write_json
+    from nesf.metrics.report import evaluate_reconstruction, format_table
+
+    _seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = _load_model(args)
+    crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
+    t0 = time.perf_counter()
+    pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate_reconstruction(crystals, pred, model.frame, match=not args.no_match, n_jobs=args.jobs)
+    metrics["seconds"] = seconds
+    metrics["seconds_per_structure"] = seconds / len(crystals)
+    print(format_table(metrics, title=f"{args.model} on {args.data} ({model.frame} frame)"))
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "model": str(args.model),
+                "data": str(args.data),
+                "frame": model.frame,
+                **metrics,
+                "settings": model.settings.to_dict(),
+            },
+        )
+    return 0
+
+
+def _write_structures(out: Path, crystals) -> None:  # noqa: ANN001
+    from nesf.io.writers import safe_filename, write_cif, write_extxyz
+
+    out.mkdir(parents=True, exist_ok=True)
+    seen: dict[str, int] = {}
+    for c in crystals:
+        name = safe_filename(c.id)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name}-{seen[name]}"
+        write_cif(out / f"{name}.cif", c)
+    write_extxyz(out / "all.extxyz", crystals)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """Round trip of input crystals; one CIF each plus one extxyz with all."""
+    from nesf.data.readers import read_crystals
+
+    model = _load_model(args)
+    crystals = []
+    for path in args.inputs:
+        crystals.extend(read_crystals(path, conventional=args.conventional))
+    pred = model.reconstruct_crystals(model.prepare(crystals), progress=not args.quiet)
+    _write_structures(Path(args.out), pred)
+    print(f"wrote {len(pred)} reconstructed crystal(s) to {args.out} (CIFs and all.extxyz)")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    """Latent codes of crystals to an .npz (arrays 'latents' and 'ids')."""
+    import numpy as np
+
+    from nesf.data.readers import read_crystals
+    from nesf.io.writers import atomic_write
+
+    model = _load_model(args)
+    crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
+    z = model.encode_crystals(crystals).cpu().numpy()
+    ids = np.array([c.id for c in crystals], dtype=str)
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, latents=z, ids=ids)
+
+    atomic_write(args.out, write)
+    print(f"wrote {len(z)} latent codes of size {z.shape[1]} to {args.out}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Crystals from latent codes of an .npz (as written by encode)."""
+    import numpy as np
+
+    from nesf.errors import NesfError
+
+    model = _load_model(args)
+    try:
+        with np.load(args.latents, allow_pickle=False) as data:
+            z = data["latents"]
+            ids = [str(i) for i in data["ids"]] if "ids" in data.files else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise NesfError(f"{args.latents}: not a latents file written by 'nesf encode' ({exc})") from None
+    pred = model.decode_crystals(z, ids=ids, progress=not args.quiet)
+    _write_structures(Path(args.out), pred)
+    print(f"wrote {len(pred)} decoded crystal(s) to {args.out} (CIFs and all.extxyz)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nesf`` command."""
     parser = argparse.ArgumentParser(
@@ -105,6 +275,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_reconstruction_options(p)
     p.set_defaults(func=cmd_check_fields)
+
+    p = sub.add_parser(
+        "train",
+        help="train an autoencoder",
+        description="Train a NeSF autoencoder. Works under torchrun for multi-process (DDP) training.",
+    )
+    p.add_argument("--train", required=True, help="training crystals (extxyz, CIF(s), CSV)")
+    p.add_argument("--val", required=True, help="validation crystals (checkpoint selection)")
+    p.add_argument("--out", required=True, help="output folder (last.pt, best.pt, history.csv, learning_curve.png)")
+    p.add_argument(
+        "--preset",
+        choices=("default", "paper"),
+        default="default",
+        help="'paper': the published configuration; 'default': this project's (default)",
+    )
+    p.add_argument("--frame", choices=("paper", "periodic"), default=None, help="override the preset's frame")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default: the preset's)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this run")
+    p.add_argument("--batch-size", type=int, default=None, help="crystals per step and process (default 64)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+        p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
+        p.add_argument("--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)")
+
+    p = sub.add_parser("evaluate", help="round-trip crystals through a model and report the metrics")
+    model_args(p)
+    p.add_argument("data", help="crystals to evaluate")
+    p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
+    p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
+    p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("reconstruct", help="round-trip crystals; write CIFs and one extxyz")
+    model_args(p)
+    p.add_argument("inputs", nargs="+", help="input crystals (files or folders)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="latent codes of crystals to an .npz")
+    model_args(p)
+    p.add_argument("data", help="crystals to encode")
+    p.add_argument("--out", required=True, help="output .npz (arrays 'latents' and 'ids')")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="crystals from latent codes (.npz from encode)")
+    model_args(p)
+    p.add_argument("latents", help=".npz with a 'latents' array [B, D] (and optional 'ids')")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_decode)
     return parser
 
 

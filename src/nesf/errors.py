@@ -35,10 +35,7 @@ class UnknownElementError(NesfError, KeyError):
         self.symbol = symbol
         where = f"crystal {crystal_id!r}: " if crystal_id else ""
         known_txt = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-        self.message = (
-            f"{where}element {symbol} is not in the species vocabulary "
-            f"({len(known)} elements: {known_txt})"
-        )
+        self.message = f"{where}element {symbol} is not in the species vocabulary ({len(known)} elements: {known_txt})"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise

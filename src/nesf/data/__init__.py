@@ -1,0 +1,1 @@
+"""Crystal records, readers, species vocabularies and batching."""

@@ -104,6 +104,22 @@ class CrystalBatch:
         """``[B, N, 3]`` fractional coordinates (not wrapped)."""
         return torch.bmm(self.cart, torch.linalg.inv(self.lattice))
 
+    def select(self, index: torch.Tensor) -> CrystalBatch:
+        """Sub-batch of crystals ``index`` ``[b]``, padded only to its own largest crystal."""
+        mask = self.mask.index_select(0, index)
+        n = max(int(mask.sum(dim=1).max()), 1)
+        return CrystalBatch(
+            lattice=self.lattice.index_select(0, index),
+            cart=self.cart.index_select(0, index)[:, :n],
+            species=self.species.index_select(0, index)[:, :n],
+            numbers=self.numbers.index_select(0, index)[:, :n],
+            mask=mask[:, :n],
+            lattice_params=self.lattice_params.index_select(0, index),
+            ids=[self.ids[i] for i in index.tolist()],
+            vocab=self.vocab,
+            _geometry=self._geometry.select(index) if self._geometry is not None else None,
+        )
+
     def to(self, device: torch.device | str) -> CrystalBatch:
         """Move every tensor to ``device``."""
         return CrystalBatch(

@@ -145,6 +145,18 @@ class Crystal:
         conv = SpacegroupAnalyzer(self.to_pymatgen(), symprec=symprec).get_conventional_standard_structure()
         return Crystal.from_pymatgen(conv, id=self.id)
 
+    def standardized(self) -> Crystal:
+        """Copy in pymatgen's standard orientation of its lattice parameters, atoms wrapped in the cell.
+
+        The cell is rebuilt from (a, b, c, alpha, beta, gamma) with
+        ``Lattice.from_parameters``, so that a lattice decoded from parameters shares the frame
+        of the training data (the periodic frame relies on it).
+        """
+        frac = self.frac % 1.0
+        frac[frac >= 1.0 - 1e-12] = 0.0
+        lattice = params_to_lattice(self.lattice_params)
+        return Crystal(lattice, frac @ lattice, self.numbers.copy(), self.id, dict(self.info))
+
     def wrapped(self) -> Crystal:
         """Copy with every atom wrapped into the cell (fractional coordinates in [0, 1))."""
         frac = self.frac % 1.0
@@ -178,7 +190,35 @@ def params_to_lattice(params: np.ndarray) -> np.ndarray:
 
     params = np.asarray(params, dtype=np.float64)
     flat = params.reshape(-1, 6)
+    bad = ~angles_form_cell(flat[:, 3:]) | np.any(flat[:, :3] <= 0, axis=1)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ValueError(f"lattice parameters {flat[i].round(4).tolist()} (A, rad) describe no real cell")
     out = np.empty((flat.shape[0], 3, 3))
     for i, (a, b, c, al, be, ga) in enumerate(flat):
         out[i] = Lattice.from_parameters(a, b, c, np.degrees(al), np.degrees(be), np.degrees(ga)).matrix
     return out.reshape(params.shape[:-1] + (3, 3))
+
+
+def angles_form_cell(angles: np.ndarray, min_volume_factor: float = 1e-6) -> np.ndarray:
+    """Whether angle triples ``[..., 3]`` (rad) form a real cell (positive volume)."""
+    c = np.cos(np.asarray(angles, dtype=np.float64))
+    factor = 1 - (c**2).sum(axis=-1) + 2 * c[..., 0] * c[..., 1] * c[..., 2]
+    return factor > min_volume_factor
+
+
+def make_valid_params(params: np.ndarray, min_volume_factor: float = 0.05) -> np.ndarray:
+    """Pull predicted angles ``[..., 6]`` (A, rad) toward 90 degrees until they form a real cell.
+
+    A decoder may predict an angle triple that no cell has; the smallest move toward
+    right angles that restores a cell (volume factor >= ``min_volume_factor``) is taken.
+    """
+    params = np.array(params, dtype=np.float64, copy=True)
+    flat = params.reshape(-1, 6)
+    flat[:, :3] = np.maximum(flat[:, :3], 0.5)
+    for t in np.linspace(1.0, 0.0, 21):
+        angles = np.pi / 2 + t * (flat[:, 3:] - np.pi / 2)
+        ok = angles_form_cell(angles, min_volume_factor)
+        fix = ~angles_form_cell(flat[:, 3:], min_volume_factor) & ok
+        flat[fix, 3:] = angles[fix]
+    return flat.reshape(params.shape)

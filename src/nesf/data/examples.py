@@ -19,7 +19,12 @@ from nesf.data.crystal import Crystal
 # name: (space group, lattice parameters a, b, c [A], alpha, beta, gamma [deg], species, Wyckoff coords)
 _CLASSIC: dict[str, tuple] = {
     "Mg-hcp": ("P6_3/mmc", (3.21, 3.21, 5.21, 90, 90, 120), ["Mg"], [[1 / 3, 2 / 3, 0.25]]),
-    "ZnO-wurtzite": ("P6_3mc", (3.25, 3.25, 5.21, 90, 90, 120), ["Zn", "O"], [[1 / 3, 2 / 3, 0.0], [1 / 3, 2 / 3, 0.382]]),
+    "ZnO-wurtzite": (
+        "P6_3mc",
+        (3.25, 3.25, 5.21, 90, 90, 120),
+        ["Zn", "O"],
+        [[1 / 3, 2 / 3, 0.0], [1 / 3, 2 / 3, 0.382]],
+    ),
     "C-graphite": ("P6_3/mmc", (2.46, 2.46, 6.71, 90, 90, 120), ["C", "C"], [[0, 0, 0.25], [1 / 3, 2 / 3, 0.25]]),
     "NiAs": ("P6_3/mmc", (3.62, 3.62, 5.03, 90, 90, 120), ["Ni", "As"], [[0, 0, 0], [1 / 3, 2 / 3, 0.25]]),
     "SiO2-alpha-quartz": (

@@ -105,7 +105,7 @@ def read_cif(path: str | Path) -> list[Crystal]:
 def read_cif_folder(folder: str | Path) -> list[Crystal]:
     """Read every ``*.cif`` file of a folder, in sorted name order."""
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CIF_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CIF_SUFFIXES and p.is_file())
     if not files:
         raise CrystalInputError(str(folder), "the folder holds no .cif files")
     crystals: list[Crystal] = []
@@ -120,13 +120,18 @@ def read_csv(path: str | Path) -> list[Crystal]:
     """Read a CDVAE-style CSV: one CIF per row in a ``cif`` column, ids from ``material_id``."""
     path = Path(path)
     csv.field_size_limit(1 << 28)
-    with open(path, newline="") as fh:
+    try:
+        return _read_csv_rows(path)
+    except UnicodeDecodeError:
+        raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really a CSV?)") from None
+
+
+def _read_csv_rows(path: Path) -> list[Crystal]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         if "cif" not in columns:
-            raise CrystalInputError(
-                str(path), f"the CSV has no 'cif' column (columns: {', '.join(columns) or 'none'})"
-            )
+            raise CrystalInputError(str(path), f"the CSV has no 'cif' column (columns: {', '.join(columns) or 'none'})")
         crystals = []
         for i, row in enumerate(reader):
             where = f"row {i + 1}"
@@ -152,6 +157,10 @@ def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | N
             parser = CifParser(io.StringIO(text), occupancy_tolerance=1.0)
             structures = parser.parse_structures(primitive=False, on_error="raise")
     except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
+        if "thickness" in str(exc) or "Singular matrix" in str(exc):  # flat or zero-length cell
+            raise CrystalInputError(
+                source, "the lattice has zero volume: its vectors are not independent (flat cell)", location
+            ) from None
         raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", location) from None
     if not structures:
         raise CrystalInputError(source, "the CIF holds no structure", location)
@@ -159,7 +168,9 @@ def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | N
     for j, structure in enumerate(structures):
         where = location or (f"block {j}" if len(structures) > 1 else None)
         if not structure.is_ordered:
-            raise CrystalInputError(source, "partial occupancies are not supported (the structure is disordered)", where)
+            raise CrystalInputError(
+                source, "partial occupancies are not supported (the structure is disordered)", where
+            )
         cid = stem if len(structures) == 1 else f"{stem}-{j}"
         crystals.append(Crystal.from_pymatgen(structure, id=cid).validate(source, where))
     return crystals
@@ -215,6 +226,7 @@ def _is_single(obj: Any) -> bool:
 
 
 def _short(exc: Exception) -> str:
-    msg = str(exc).strip().splitlines()
-    text = msg[0] if msg else type(exc).__name__
-    return text if len(text) < 200 else text[:197] + "..."
+    """One line of an exception's message (all its lines joined), at most 300 characters."""
+    parts = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " / ".join(parts) if parts else type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."

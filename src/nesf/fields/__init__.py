@@ -1,0 +1,1 @@
+"""Structure fields: frames, exact periodic geometry, exact (ground-truth) fields."""

@@ -41,7 +41,11 @@ def shift_ranges(reduced: np.ndarray, half_cell: bool) -> np.ndarray:
     r_max = 0.5 * np.linalg.norm(diag, axis=-1).max(axis=1)  # [B]
     vol = np.abs(np.linalg.det(reduced))
     cross = np.stack(
-        [np.cross(reduced[:, 1], reduced[:, 2]), np.cross(reduced[:, 2], reduced[:, 0]), np.cross(reduced[:, 0], reduced[:, 1])],
+        [
+            np.cross(reduced[:, 1], reduced[:, 2]),
+            np.cross(reduced[:, 2], reduced[:, 0]),
+            np.cross(reduced[:, 0], reduced[:, 1]),
+        ],
         axis=1,
     )
     heights = vol[:, None] / np.linalg.norm(cross, axis=-1)  # [B, 3]
@@ -134,6 +138,13 @@ class PeriodicGeometry:
         frac = frac - torch.floor(frac)
         frac = torch.where(frac >= 1.0, frac - 1.0, frac)  # float rounding of values just below 0
         return self.to_cart(frac)
+
+    def wrap_flat(self, cart: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Wrap flat points ``[P, 3]`` of cells ``index`` ``[P]`` into their cells."""
+        frac = torch.bmm(cart.unsqueeze(1), self.inverse.index_select(0, index)).squeeze(1)
+        frac = frac - torch.floor(frac)
+        frac = torch.where(frac >= 1.0, frac - 1.0, frac)
+        return torch.bmm(frac.unsqueeze(1), self.lattice.index_select(0, index)).squeeze(1)
 
     def wrap_reduced(self, cart: torch.Tensor) -> torch.Tensor:
         """Wrap Cartesian points ``[B, M, 3]`` into the LLL-reduced cell."""

@@ -1,0 +1,1 @@
+"""Atomic writers for CIF, extxyz and JSON."""

@@ -1,0 +1,1 @@
+"""The paper's reconstruction metrics and the StructureMatcher match rate."""

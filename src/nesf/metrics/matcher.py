@@ -46,9 +46,7 @@ def _same_reduced_composition(a: Crystal, b: Crystal) -> bool:
     return np.array_equal(ca / np.gcd.reduce(ca), cb / np.gcd.reduce(cb))
 
 
-def match_rmse(
-    true: Sequence[Crystal], pred: Sequence[Crystal], n_jobs: int | None = None
-) -> list[float | None]:
+def match_rmse(true: Sequence[Crystal], pred: Sequence[Crystal], n_jobs: int | None = None) -> list[float | None]:
     """RMSE (StructureMatcher ``get_rms_dist``, normalised by (V/n)^(1/3)) of each pair, None if unmatched.
 
     Args:
@@ -71,9 +69,7 @@ def match_rmse(
     return out
 
 
-def match_metrics(
-    true: Sequence[Crystal], pred: Sequence[Crystal], n_jobs: int | None = None
-) -> dict[str, float]:
+def match_metrics(true: Sequence[Crystal], pred: Sequence[Crystal], n_jobs: int | None = None) -> dict[str, float]:
     """``match_rate_pct`` and ``rmse`` (mean over matched crystals; NaN when none match)."""
     rms = match_rmse(true, pred, n_jobs)
     matched = [r for r in rms if r is not None]

@@ -24,9 +24,7 @@ PAPER_KEYS = (
 )
 
 
-def pairwise_distances(
-    true: Sequence[Crystal], pred: Sequence[Crystal], frame: str | Frame
-) -> list[np.ndarray]:
+def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: str | Frame) -> list[np.ndarray]:
     """Distances ``[n_true, n_pred]`` (Angstrom) between true and detected atoms of each crystal.
 
     Paper frame: plain Cartesian distances. Periodic frame: minimum-image distances measured

@@ -1,0 +1,1 @@
+"""The NeSF autoencoder: encoder, neural-field decoders, lattice heads, configurations."""

@@ -1,0 +1,1 @@
+"""The reconstruction algorithm: particles follow a position field and cluster into atoms."""

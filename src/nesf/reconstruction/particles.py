@@ -51,7 +51,9 @@ class Particles:
         return Particles(self.pos[keep], self.crystal[keep], self.weight[keep], self.residual[keep], self.active[keep])
 
 
-def to_padded(values: torch.Tensor, crystal: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def to_padded(
+    values: torch.Tensor, crystal: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scatter flat ``[P, D]`` values sorted by crystal into ``[B, Qmax, D]``.
 
     Returns:

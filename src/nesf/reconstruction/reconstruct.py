@@ -84,10 +84,18 @@ def reconstruct(
         idx = p.active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
-        padded, rows, cols = to_padded(p.pos[idx], p.crystal[idx], batch_size)
-        disp = field.position(padded)
-        moved = frame.wrap(padded + disp, geom)[rows, cols]
-        step = torch.linalg.norm(disp[rows, cols], dim=-1)
+        if hasattr(field, "position_flat"):  # neural fields take flat points: no padding work
+            crystal = p.crystal[idx]
+            disp = field.position_flat(p.pos[idx], crystal)
+            moved = p.pos[idx] + disp
+            if frame.periodic:
+                moved = geom.wrap_flat(moved, crystal)
+        else:
+            padded, rows, cols = to_padded(p.pos[idx], p.crystal[idx], batch_size)
+            disp_padded = field.position(padded)
+            moved = frame.wrap(padded + disp_padded, geom)[rows, cols]
+            disp = disp_padded[rows, cols]
+        step = torch.linalg.norm(disp, dim=-1)
         p.pos[idx] = moved
         p.residual[idx] = step
         p.active[idx] = step > s.converge_tol

@@ -1,0 +1,1 @@
+"""Training: query sampling, objective, loop (single process and DDP), checkpoints."""

@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+
+
+def data_dir() -> Path:
+    """The shared datasets (``NESF_DATA_DIR`` or ``../shared/data``)."""
+    path = Path(os.environ.get("NESF_DATA_DIR", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        sys.exit(f"datasets not found at {path}; set NESF_DATA_DIR")
+    return path
+
+
+def machine() -> str:
+    """A short description of this machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def command() -> str:
+    """The command line that ran this benchmark."""
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+
+
+def write_json(path: str | None, data: dict) -> None:
+    """Write the result JSON (if a path is given) and print it."""
+    text = json.dumps(data, indent=2)
+    print(text)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+
+
+def append_result(title: str, lines: list[str]) -> None:
+    """Append a dated entry to benchmarks/RESULTS.md."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    entry = [f"\n### {title} ({stamp})", f"- machine: {machine()}", f"- command: `{command()}`", *lines, ""]
+    with open(RESULTS, "a") as fh:
+        fh.write("\n".join(entry))

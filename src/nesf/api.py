@@ -1,0 +1,180 @@
+"""The user-facing model: ``NeSF.load(...)``, ``encode``, ``decode``, ``reconstruct``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nesf.data.batch import CrystalBatch
+from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
+from nesf.data.readers import from_objects
+from nesf.data.vocab import SpeciesVocab
+from nesf.errors import CheckpointError
+from nesf.models.autoencoder import NeSFModel
+from nesf.models.config import ModelConfig, config_from_dict
+from nesf.reconstruction.reconstruct import reconstruct
+from nesf.reconstruction.settings import ReconstructionSettings
+from nesf.training.checkpoint import load_checkpoint
+from nesf.training.loop import prepare_crystals
+
+#: Reconstruction settings for learned fields: the published ones, with convergence and merging
+#: tolerances suited to a network's small residual wobble around an atom.
+NEURAL_SETTINGS = ReconstructionSettings(converge_tol=1e-3, merge_tol=0.01)
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    try:
+        folder = resources.files("nesf") / "weights"
+        return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def resolve_model_path(path_or_name: str | Path) -> Path:
+    """A checkpoint path, or the path of a shipped model of that name (never the network)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    name = str(path_or_name)
+    if name in available_models():
+        return Path(str(resources.files("nesf") / "weights" / f"{name}.pt"))
+    shipped = ", ".join(available_models()) or "none"
+    raise CheckpointError(
+        f"{path_or_name}: no such checkpoint file, and no shipped model of that name (shipped: {shipped})"
+    )
+
+
+class NeSF:
+    """A trained NeSF autoencoder.
+
+    Args:
+        model: the network.
+        vocab: its species vocabulary.
+        bbox: paper-frame particle domain ``[2, 3]`` (Angstrom), None in the periodic frame.
+        settings: reconstruction settings used by :meth:`decode`.
+        device: where to compute.
+    """
+
+    def __init__(
+        self,
+        model: NeSFModel,
+        vocab: SpeciesVocab,
+        bbox: np.ndarray | None = None,
+        settings: ReconstructionSettings | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.vocab = vocab
+        self.bbox = None if bbox is None else np.asarray(bbox, dtype=np.float64)
+        self.settings = settings or NEURAL_SETTINGS
+        self.info: dict[str, Any] = {}
+
+    @property
+    def frame(self) -> str:
+        """``"paper"`` or ``"periodic"``."""
+        return self.model.frame.name
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the latent code."""
+        return self.model.cfg.latent_dim
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> NeSF:
+        """Load a checkpoint file or a shipped model by name (``weights_only=True``)."""
+        path = resolve_model_path(path_or_name)
+        ck = load_checkpoint(path, map_location="cpu")
+        return cls.from_checkpoint(ck, device=device, source=str(path))
+
+    @classmethod
+    def from_checkpoint(cls, ck: dict, device: str | torch.device = "cpu", source: str = "<checkpoint>") -> NeSF:
+        """Build from a loaded checkpoint dict."""
+        try:
+            cfg = config_from_dict(ModelConfig, ck["model_config"])
+            vocab = SpeciesVocab.from_dict(ck["vocab"])
+            model = NeSFModel(cfg, len(vocab))
+            model.load_state_dict(ck["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{source}: inconsistent nesf checkpoint: {str(exc).splitlines()[0][:200]}") from None
+        bbox = ck.get("bbox")
+        out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device)
+        out.info = {"source": source, "epoch": ck.get("epoch"), "nesf_version": ck.get("nesf_version")}
+        return out
+
+    # ------------------------------------------------------------------ encode / decode
+    def prepare(self, structures: Any) -> list[Crystal]:
+        """Structures (pymatgen, ASE, :class:`Crystal`) as this model sees them."""
+        return prepare_crystals(from_objects(structures), self.frame)
+
+    @torch.no_grad()
+    def encode_crystals(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:
+        """Latent codes ``[B, D]`` of crystals already in the model's frame (see :meth:`prepare`)."""
+        out = []
+        for start in range(0, len(crystals), batch_size):
+            chunk = crystals[start : start + batch_size]
+            batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
+            frac = torch.bmm(batch.cart, torch.linalg.inv(batch.lattice))
+            z, _, _ = self.model.encode(batch.cart, frac, batch.species, batch.mask, batch.lattice_params)
+            out.append(z)
+        return torch.cat(out)
+
+    def encode(self, structures: Any) -> np.ndarray:
+        """Latent codes ``[B, D]`` of pymatgen ``Structure`` / ASE ``Atoms`` objects.
+
+        Raises:
+            UnknownElementError: a structure holds an element outside the model's vocabulary.
+        """
+        return self.encode_crystals(self.prepare(structures)).cpu().numpy()
+
+    @torch.no_grad()
+    def decode_crystals(
+        self, latents: np.ndarray | torch.Tensor, ids: Sequence[str] | None = None, progress: bool = False
+    ) -> list[Crystal]:
+        """Crystals decoded from latents ``[B, D]`` with the reconstruction algorithm."""
+        z_all = torch.as_tensor(np.asarray(latents) if not isinstance(latents, torch.Tensor) else latents)
+        z_all = z_all.to(self.device, torch.float32)
+        if z_all.ndim != 2 or z_all.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must have shape [B, {self.latent_dim}], got {list(z_all.shape)}")
+        ids = list(ids) if ids is not None else [f"decoded-{i}" for i in range(len(z_all))]
+        s = self.settings
+        out: list[Crystal] = []
+        with tqdm(total=len(z_all), desc="decode", unit="crystal", disable=not progress) as bar:
+            for start in range(0, len(z_all), s.batch_size):
+                z = z_all[start : start + s.batch_size]
+                params = self.model.decode_lattice(z).double().cpu().numpy()
+                lattice = params_to_lattice(make_valid_params(params))
+                lat_t = torch.as_tensor(lattice, dtype=torch.float32, device=self.device)
+                atoms = reconstruct(self.model.bind(z, lat_t), len(z), s, self.bbox)
+                for i, a in enumerate(atoms):
+                    out.append(Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i]))
+                bar.update(len(z))
+        return out
+
+    def decode(self, latents: np.ndarray | torch.Tensor) -> list:
+        """Pymatgen ``Structure`` objects decoded from latents ``[B, D]``."""
+        return [c.to_pymatgen() for c in self.decode_crystals(latents)]
+
+    def reconstruct_crystals(self, crystals: Sequence[Crystal], progress: bool = False) -> list[Crystal]:
+        """Round trip of crystals already in the model's frame: encode then decode."""
+        z = self.encode_crystals(crystals)
+        return self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
+
+    def reconstruct(self, structures: Any) -> list:
+        """Round trip of pymatgen / ASE structures; returns pymatgen ``Structure`` objects."""
+        return [c.to_pymatgen() for c in self.reconstruct_crystals(self.prepare(structures))]
+
+    def with_settings(self, **changes: Any) -> NeSF:
+        """A copy sharing the network, with other reconstruction settings."""
+        other = NeSF(self.model, self.vocab, self.bbox, replace(self.settings, **changes), self.device)
+        other.info = dict(self.info)
+        return other

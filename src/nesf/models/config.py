@@ -1,0 +1,183 @@
+"""Model and training configuration (dataclasses saved inside checkpoints), and presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the NeSF autoencoder.
+
+    Attributes:
+        frame: ``"paper"`` (Cartesian queries over the data set's bounding box, as published)
+            or ``"periodic"`` (queries in the unit cell, decoder exactly periodic in the lattice).
+        latent_dim: size of the latent code.
+        vae: add a VAE head (mean and softplus variance).
+        encoder_atom_dims: widths of the per-atom position and species MLPs.
+        encoder_shared_dims: widths of the shared per-atom MLP before max-pooling.
+        encoder_head_dims: widths of the MLP from pooled features + lattice to the latent.
+        position_dims: hidden widths of the position-field decoder.
+        species_dims: hidden widths of the species-field decoder.
+        lattice_hidden: hidden width of the lattice length and angle heads.
+        query_encoding: paper frame: ``"pe"`` (sin, cos of pi 2^k x, k < pe_levels) or ``"raw"``.
+        pe_levels: levels L of the paper-frame positional encoding (60 features for L = 10).
+        pe_scale: Angstrom per unit of the positional-encoding input (queries are divided by it).
+        fourier_k: periodic frame: frequencies k = 1..fourier_k of sin/cos(2 pi k u).
+        norm: ``"batch"`` (BatchNorm over queries, as published) or ``"none"``.
+        activation: ``"relu"`` or ``"silu"``.
+        residual: residual connections between equal-width hidden layers of the decoders.
+    """
+
+    frame: str = "periodic"
+    latent_dim: int = 192
+    vae: bool = False
+    encoder_atom_dims: tuple[int, ...] = (64, 128)
+    encoder_shared_dims: tuple[int, ...] = (256, 512)
+    encoder_head_dims: tuple[int, ...] = (256,)
+    position_dims: tuple[int, ...] = (256, 256, 256, 256, 256, 256)
+    species_dims: tuple[int, ...] = (256, 256, 256)
+    lattice_hidden: int = 128
+    query_encoding: str = "pe"
+    pe_levels: int = 10
+    pe_scale: float = 16.0
+    fourier_k: int = 6
+    norm: str = "none"
+    activation: str = "silu"
+    residual: bool = True
+
+    def __post_init__(self) -> None:
+        if self.frame not in ("paper", "periodic"):
+            raise ValueError(f"frame must be 'paper' or 'periodic', got {self.frame!r}")
+        if self.norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {self.norm!r}")
+        if self.activation not in ("relu", "silu"):
+            raise ValueError(f"activation must be 'relu' or 'silu', got {self.activation!r}")
+        if self.query_encoding not in ("pe", "raw"):
+            raise ValueError(f"query_encoding must be 'pe' or 'raw', got {self.query_encoding!r}")
+        for name in ("encoder_atom_dims", "encoder_shared_dims", "encoder_head_dims", "position_dims", "species_dims"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (sampling, loss weights, optimiser).
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: crystals per step (per process under DDP).
+        lr: Adam learning rate.
+        lr_step_epochs: halve the learning rate every this many epochs (0: never).
+        lr_gamma: factor of each decay step.
+        global_spacing: paper frame: spacing of the jittered global grid, Angstrom.
+        global_jitter: Gaussian jitter of global points, Angstrom.
+        uniform_per_crystal: periodic frame: uniform points per cell per step.
+        local_grid: points per axis of the local grid around each atom.
+        local_spacing: its spacing, Angstrom.
+        local_jitter: its jitter, Angstrom.
+        species_grid: points per axis of the species grid around each atom.
+        species_spacing: its spacing, Angstrom.
+        species_jitter: its jitter, Angstrom.
+        species_per_atom: species points kept per atom per step (0: the whole grid).
+        w_position, w_species, w_length, w_angle, w_kl: loss weights.
+        normalize_lattice: standardise lattice lengths and angles in the loss (else Angstrom, radians).
+        grad_clip: clip the gradient norm (0: off).
+    """
+
+    epochs: int = 3200
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_step_epochs: int = 640
+    lr_gamma: float = 0.5
+    global_spacing: float = 1.0
+    global_jitter: float = 0.5
+    uniform_per_crystal: int = 384
+    local_grid: int = 4
+    local_spacing: float = 0.3
+    local_jitter: float = 0.15
+    species_grid: int = 6
+    species_spacing: float = 0.1
+    species_jitter: float = 0.05
+    species_per_atom: int = 0
+    w_position: float = 10.0
+    w_species: float = 0.1
+    w_length: float = 1.0
+    w_angle: float = 1.0
+    w_kl: float = 0.001
+    normalize_lattice: bool = False
+    grad_clip: float = 0.0
+
+
+def paper_preset() -> tuple[ModelConfig, TrainConfig]:
+    """The published configuration (paper frame, BatchNorm MLPs, positional encoding L = 10)."""
+    model = ModelConfig(
+        frame="paper",
+        position_dims=(256, 128, 128, 128, 128, 128, 128, 128),
+        species_dims=(256, 128),
+        query_encoding="pe",
+        pe_levels=10,
+        norm="batch",
+        activation="relu",
+        residual=False,
+    )
+    return model, TrainConfig()
+
+
+def default_preset() -> tuple[ModelConfig, TrainConfig]:
+    """This project's default: periodic frame, residual SiLU MLPs on Fourier features of the cell.
+
+    Queries live in the unit cell only, so far fewer are needed per crystal than the paper's
+    bounding-box grid; species queries are subsampled around each atom.
+    """
+    model = ModelConfig()
+    train = TrainConfig(
+        lr=1e-3,
+        lr_step_epochs=0,
+        uniform_per_crystal=384,
+        local_grid=3,
+        local_spacing=0.4,
+        local_jitter=0.2,
+        species_per_atom=32,
+        w_position=10.0,
+        w_species=1.0,
+        normalize_lattice=True,
+        grad_clip=1.0,
+    )
+    return model, train
+
+
+PRESETS = {"paper": paper_preset, "default": default_preset}
+
+
+def get_preset(name: str, frame: str | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """A preset by name, optionally with another frame."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    model, train = PRESETS[name]()
+    if frame is not None and frame != model.frame:
+        model = replace(model, frame=frame)
+    return model, train
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Dataclass -> plain dict (tuples become lists, so ``weights_only`` loading accepts it)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def config_from_dict(cls: type, d: dict) -> Any:
+    """Plain dict -> dataclass, ignoring unknown keys (forward compatibility)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+__all__ = [
+    "ModelConfig",
+    "TrainConfig",
+    "PRESETS",
+    "config_from_dict",
+    "config_to_dict",
+    "default_preset",
+    "get_preset",
+    "paper_preset",
+]

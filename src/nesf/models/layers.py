@@ -1,0 +1,109 @@
+"""Building blocks: query encodings and the query-conditioned MLP of the field decoders."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def activation(name: str) -> nn.Module:
+    """``"relu"`` or ``"silu"`` -> module."""
+    return nn.ReLU() if name == "relu" else nn.SiLU()
+
+
+def mlp(dims: Sequence[int], act: str, last_act: bool = True) -> nn.Sequential:
+    """Plain MLP ``dims[0] -> ... -> dims[-1]``."""
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2 or last_act:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+class PositionalEncoding(nn.Module):
+    """Paper-frame query encoding: ``sin, cos(pi 2^k x / scale)`` for k < levels, plus nothing else.
+
+    Input ``[T, 3]`` Cartesian Angstrom -> ``[T, 6 * levels]``.
+    """
+
+    def __init__(self, levels: int, scale: float) -> None:
+        super().__init__()
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(levels, dtype=torch.float32) / scale)
+        self.out_dim = 6 * levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ang = (x.unsqueeze(-1) * self.freqs).flatten(-2)  # [T, 3 * L]
+        return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
+
+
+class FourierCellEncoding(nn.Module):
+    """Periodic-frame query encoding: ``sin, cos(2 pi k u)`` of fractional coordinates, k = 1..K.
+
+    Exactly periodic in the lattice: ``u`` and ``u + n`` (n integer) give the same features.
+    Input ``[T, 3]`` fractional -> ``[T, 6 * K]``.
+    """
+
+    def __init__(self, k_max: int) -> None:
+        super().__init__()
+        self.register_buffer("freqs", 2.0 * math.pi * torch.arange(1, k_max + 1, dtype=torch.float64))
+        self.out_dim = 6 * k_max
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        u = u - torch.floor(u)  # wrap first: periodic by construction, whatever the rounding of 2 pi k
+        ang = (u.unsqueeze(-1) * self.freqs.to(u.dtype)).flatten(-2)
+        return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
+
+
+class QueryConditionedMLP(nn.Module):
+    """Decoder MLP fed the query features at every hidden layer and a per-crystal latent.
+
+    Layer ``l`` computes ``h_l = act(norm(W_l h_{l-1} + V_l q + b_l))`` (``+ h_{l-1}`` when
+    residual and widths match), with ``h_0 = z``. This is the published "concatenate the query
+    into every layer" design written without concatenations: ``V_l q + b_l`` is one small matmul
+    and ``W_l h_{l-1}`` is accumulated into it in place, so neither the forward nor the backward
+    pass copies activations; and ``W_1 z`` is computed once per crystal, not once per query.
+
+    Shapes: ``latent_part`` ``[B, D] -> [B, H1]``; ``forward`` takes that, ``index`` ``[T]``
+    (crystal of each query) and query features ``[T, F]`` and returns ``[T, out_dim]``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        query_dim: int,
+        dims: Sequence[int],
+        out_dim: int,
+        norm: str = "none",
+        act: str = "relu",
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.dims = tuple(dims)
+        self.latent_in = nn.Linear(latent_dim, self.dims[0], bias=False)
+        self.query_in = nn.ModuleList(nn.Linear(query_dim, d) for d in self.dims)
+        self.hidden = nn.ModuleList(
+            nn.Linear(self.dims[i - 1], self.dims[i], bias=False) for i in range(1, len(self.dims))
+        )
+        self.norms = nn.ModuleList((nn.BatchNorm1d(d) if norm == "batch" else nn.Identity()) for d in self.dims)
+        self.inplace_act = act == "relu"
+        self.act = nn.ReLU(inplace=True) if act == "relu" else nn.SiLU()
+        self.residual = residual
+        self.out = nn.Linear(self.dims[-1], out_dim)
+
+    def latent_part(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-crystal contribution to the first layer, ``[B, D] -> [B, H1]``."""
+        return self.latent_in(z)
+
+    def forward(self, latent_part: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Field values ``[T, out_dim]`` at queries ``[T, F]`` of crystals ``index`` ``[T]``."""
+        pre = self.query_in[0](query).add_(latent_part.index_select(0, index))
+        h = self.act(self.norms[0](pre))
+        for i, layer in enumerate(self.hidden):
+            pre = self.query_in[i + 1](query).addmm_(h, layer.weight.t())
+            new = self.act(self.norms[i + 1](pre))
+            h = h + new if (self.residual and new.shape[-1] == h.shape[-1]) else new
+        return self.out(h)

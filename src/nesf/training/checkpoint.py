@@ -1,0 +1,69 @@
+"""Checkpoints: one self-describing file, written atomically, loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nesf import __version__
+from nesf.errors import CheckpointError
+from nesf.io.writers import atomic_write
+
+FORMAT = "nesf-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "state_dict")
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plain containers and tensors only) with format tags, atomically."""
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "nesf_version": __version__, **payload}
+    buf = io.BytesIO()
+    torch.save(data, buf)
+    raw = buf.getvalue()
+    return atomic_write(path, lambda p: p.write_bytes(raw))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint; never unpickles arbitrary objects.
+
+    Raises:
+        CheckpointError: missing file, corrupted file, or not an nesf checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (not a PyTorch archive: corrupted, truncated or another format)"
+        )
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupted or truncated): {_first_line(exc)}"
+        ) from None
+    except Exception as exc:  # weights_only refuses foreign pickled objects with UnpicklingError
+        raise CheckpointError(
+            f"{path}: refused: the file holds objects other than tensors and plain data "
+            f"(only nesf checkpoints are loaded, with weights_only=True): {_first_line(exc)}"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an nesf checkpoint (no '{FORMAT}' format tag)")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete nesf checkpoint (missing {', '.join(missing)})")
+    if int(data["format_version"]) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {data['format_version']} is newer than this nesf ({__version__}) reads"
+        )
+    return data
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:200]

@@ -1,0 +1,378 @@
+"""Training: data preparation, the step loop, validation, checkpoints, budgets, resume, DDP."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from nesf.data.batch import CrystalBatch, bounding_box
+from nesf.data.crystal import Crystal
+from nesf.data.vocab import SpeciesVocab
+from nesf.fields.frame import get_frame
+from nesf.io.writers import atomic_write
+from nesf.models.autoencoder import NeSFModel
+from nesf.models.config import ModelConfig, TrainConfig, config_to_dict
+from nesf.training.checkpoint import load_checkpoint, save_checkpoint
+from nesf.training.objective import NeSFObjective
+from nesf.training.sampling import QuerySampler
+from nesf.viz.curves import plot_learning_curve
+
+
+def prepare_crystals(crystals: Sequence[Crystal], frame: str) -> list[Crystal]:
+    """Crystals as the model sees them: periodic frame, standard orientation with atoms in the cell."""
+    if get_frame(frame).periodic:
+        return [c.standardized() for c in crystals]
+    return list(crystals)
+
+
+def lattice_normalization(crystals: Sequence[Crystal], normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std ``[6]`` of lattice parameters (A, rad); zeros and ones when not normalising."""
+    if not normalize:
+        return torch.zeros(6), torch.ones(6)
+    params = np.stack([c.lattice_params for c in crystals])
+    mean = params.mean(axis=0)
+    std = np.maximum(params.std(axis=0), np.array([0.1, 0.1, 0.1, 0.02, 0.02, 0.02]))
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+@dataclass
+class DistInfo:
+    """Process-group facts (a single process is rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """True on the process that writes files."""
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group started by ``torchrun`` (gloo on CPU, NCCL on CUDA), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    out_dir: Path
+    epochs: int
+    steps: int
+    best_val: float
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a :class:`NeSFModel` on crystals; see :func:`train` for the arguments."""
+
+    def __init__(
+        self,
+        train: Sequence[Crystal],
+        val: Sequence[Crystal],
+        out_dir: str | Path,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.model_cfg = model_cfg
+        self.cfg = train_cfg
+        self.seed = seed
+        self.dist = init_distributed(device)
+        if device.startswith("cuda") and self.dist.world > 1:
+            device = f"cuda:{self.dist.local_rank}"
+            torch.cuda.set_device(device)
+        self.device = torch.device(device)
+        self.progress = progress and self.dist.main
+        self.frame = get_frame(model_cfg.frame)
+        train = prepare_crystals(train, model_cfg.frame)
+        val = prepare_crystals(val, model_cfg.frame)
+        if not train or not val:
+            raise ValueError("training needs at least one training and one validation crystal")
+        self.vocab = SpeciesVocab.from_crystals(list(train) + list(val))
+        self.bbox = None if self.frame.periodic else bounding_box(train, margin=train_cfg.global_spacing)
+        mean, std = lattice_normalization(train, train_cfg.normalize_lattice)
+        torch.manual_seed(seed)
+        self.model = NeSFModel(model_cfg, len(self.vocab), mean, std).to(self.device)
+        self.objective = NeSFObjective(self.model, train_cfg)
+        self.train_data = CrystalBatch.from_crystals(train, self.vocab)
+        self.val_data = CrystalBatch.from_crystals(val, self.vocab)
+        if self.frame.periodic:  # LLL reduction once per crystal, not per step
+            _ = self.train_data.geometry, self.val_data.geometry
+        self.sampler = QuerySampler(train_cfg, self.frame, self.bbox)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr)
+        step = train_cfg.lr_step_epochs if train_cfg.lr_step_epochs > 0 else 10**9
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=step, gamma=train_cfg.lr_gamma)
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.best_val = math.inf
+        self.history: list[dict] = []
+        self.elapsed = 0.0
+        if self.dist.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        else:
+            self.ddp = None
+
+    # ------------------------------------------------------------------ state
+    def payload(self, with_training: bool = True) -> dict:
+        """Checkpoint content (plain data + tensors only)."""
+        data = {
+            "model_config": config_to_dict(self.model_cfg),
+            "train_config": config_to_dict(self.cfg),
+            "vocab": self.vocab.to_dict(),
+            "frame": self.frame.name,
+            "bbox": None if self.bbox is None else self.bbox.tolist(),
+            "state_dict": self.model.state_dict(),
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "history": self.history,
+        }
+        if with_training:
+            data["training"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step,
+                "best_val": self.best_val,
+                "elapsed": self.elapsed,
+            }
+        return data
+
+    def resume_from(self, path: str | Path) -> None:
+        """Continue exactly where the checkpoint at ``path`` stopped."""
+        ck = load_checkpoint(path, map_location=self.device)
+        if "training" not in ck:
+            raise ValueError(f"{path}: has no training state to resume from")
+        if ck["model_config"] != config_to_dict(self.model_cfg):
+            raise ValueError(f"{path}: was trained with another model configuration; cannot resume")
+        if SpeciesVocab.from_dict(ck["vocab"]) != self.vocab:
+            raise ValueError(f"{path}: was trained with another species vocabulary; cannot resume")
+        self.model.load_state_dict(ck["state_dict"])
+        tr = ck["training"]
+        self.optimizer.load_state_dict(tr["optimizer"])
+        self.scheduler.load_state_dict(tr["scheduler"])
+        self.epoch = int(tr["epoch"])
+        self.step_in_epoch = int(tr["step_in_epoch"])
+        self.global_step = int(tr["global_step"])
+        self.best_val = float(tr["best_val"])
+        self.elapsed = float(tr["elapsed"])
+        self.history = list(ck.get("history", []))
+
+    # ------------------------------------------------------------------ steps
+    def _epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """This process's batches of an epoch (same permutation on every rank, padded to lock-step)."""
+        n = len(self.train_data)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * epoch)
+        perm = torch.randperm(n, generator=g)
+        per_step = self.cfg.batch_size * self.dist.world
+        n_steps = max(1, math.ceil(n / per_step))
+        perm = perm.repeat(math.ceil(n_steps * per_step / n))[: n_steps * per_step]  # wrap around to fill
+        steps = perm.reshape(n_steps, self.dist.world, self.cfg.batch_size)
+        return [steps[s, self.dist.rank] for s in range(n_steps)]
+
+    def _step_generator(self, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 7_368_787 + 104_729 * step + self.dist.rank)
+
+    def train_step(self, index: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on crystals ``index``; returns the loss terms."""
+        self.objective.train()
+        batch = self.train_data.select(index).to(self.device)
+        samples = self.sampler.sample(batch, self._step_generator(self.global_step))
+        torch.manual_seed(self.seed + 31 * self.global_step)  # VAE noise, resumable
+        module = self.ddp if self.ddp is not None else self.objective
+        loss, terms = module(batch, samples)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        out = {k: float(v) for k, v in terms.items()}
+        out["loss"] = float(loss.detach())
+        out["queries"] = float(samples.pos_points.shape[0] + samples.spec_points.shape[0])
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss terms over the validation set (fixed sampling seed: comparable across epochs)."""
+        self.objective.eval()
+        n = len(self.val_data)
+        sums: dict[str, float] = {}
+        for k, start in enumerate(range(0, n, self.cfg.batch_size)):
+            index = torch.arange(start, min(start + self.cfg.batch_size, n))
+            batch = self.val_data.select(index).to(self.device)
+            samples = self.sampler.sample(batch, torch.Generator().manual_seed(12345 + k))
+            loss, terms = self.objective(batch, samples)
+            w = len(index) / n
+            for key, v in {"loss": loss, **terms}.items():
+                sums[key] = sums.get(key, 0.0) + w * float(v)
+        return sums
+
+    # ------------------------------------------------------------------ the run
+    def run(self, epochs: int | None = None, minutes: float | None = None) -> TrainResult:
+        """Train until ``epochs`` (total, counting resumed ones) or ``minutes`` (this run) are used up."""
+        max_epochs = epochs if epochs is not None else self.cfg.epochs
+        deadline = time.monotonic() + 60.0 * minutes if minutes else math.inf
+        if self.dist.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        stop = False
+        while self.epoch < max_epochs and not stop:
+            batches = self._epoch_batches(self.epoch)
+            sums: dict[str, float] = {}
+            count = 0
+            t_epoch = time.monotonic()
+            bar = tqdm(
+                total=len(batches),
+                initial=self.step_in_epoch,
+                desc=f"epoch {self.epoch + 1}/{max_epochs}",
+                unit="step",
+                disable=not self.progress,
+                leave=False,
+            )
+            while self.step_in_epoch < len(batches):
+                t0 = time.monotonic()
+                terms = self.train_step(batches[self.step_in_epoch])
+                dt = time.monotonic() - t0
+                self.elapsed += dt
+                self.step_in_epoch += 1
+                self.global_step += 1
+                count += 1
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", qps=f"{terms['queries'] * self.dist.world / dt:,.0f}")
+                bar.update(1)
+                if self._should_stop(time.monotonic() > deadline):
+                    stop = True
+                    break
+            bar.close()
+            epoch_done = self.step_in_epoch >= len(batches)
+            if epoch_done:
+                self.epoch += 1
+                self.step_in_epoch = 0
+                self.scheduler.step()
+            self._end_of_period(sums, count, time.monotonic() - t_epoch, epoch_done, len(batches))
+        if self.dist.world > 1:
+            dist.barrier()
+        return TrainResult(self.out_dir, self.epoch, self.global_step, self.best_val, self.history)
+
+    def _should_stop(self, local: bool) -> bool:
+        if self.dist.world == 1:
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def _end_of_period(
+        self, sums: dict[str, float], count: int, seconds: float, epoch_done: bool, n_batches: int
+    ) -> None:
+        """Validate, record, and write checkpoints and curves (main process only)."""
+        if self.dist.main and count > 0:
+            val = self.validate()
+            row = {
+                "epoch": self.epoch if epoch_done else self.epoch + self.step_in_epoch / n_batches,
+                "step": self.global_step,
+                "train_loss": sums["loss"] / count,
+                "train_position": sums["position"] / count,
+                "train_species": sums["species"] / count,
+                "train_lattice": (sums["length"] + sums["angle"]) / count,
+                "val_loss": val["loss"],
+                "val_position": val["position"],
+                "val_species": val["species"],
+                "val_lattice": val["length"] + val["angle"],
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": self.elapsed,
+                "queries_per_s": sums["queries"] * self.dist.world / max(seconds, 1e-9),
+            }
+            self.history.append(row)
+            improved = val["loss"] < self.best_val
+            if improved:
+                self.best_val = val["loss"]
+            payload = self.payload()
+            save_checkpoint(self.out_dir / "last.pt", payload)
+            if improved:
+                save_checkpoint(self.out_dir / "best.pt", payload)
+            write_history_csv(self.out_dir / "history.csv", self.history)
+            plot_learning_curve(self.history, self.out_dir / "learning_curve.png")
+            if self.progress:
+                tqdm.write(
+                    f"epoch {row['epoch']:.2f}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}"
+                    f"  (position {val['position']:.4f}, species {val['species']:.4f})"
+                    f"  {row['queries_per_s']:,.0f} queries/s" + ("  *best*" if improved else "")
+                )
+        if self.dist.world > 1:
+            dist.barrier()
+
+
+def write_history_csv(path: Path, history: Sequence[dict]) -> Path:
+    """The learning curve as CSV (one row per validation), atomically."""
+    keys = list(history[0].keys())
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            for row in history:
+                w.writerow(row)
+
+    return atomic_write(path, write)
+
+
+def train(
+    train: Sequence[Crystal],
+    val: Sequence[Crystal],
+    out_dir: str | Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    epochs: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a NeSF autoencoder.
+
+    Args:
+        train: training crystals.
+        val: validation crystals (checkpoint selection by validation loss).
+        out_dir: folder for ``last.pt``, ``best.pt``, ``history.csv`` and ``learning_curve.png``.
+        model_cfg: architecture.
+        train_cfg: sampling, loss and optimiser settings.
+        epochs: total epochs (default ``train_cfg.epochs``).
+        minutes: wall-clock budget of this run.
+        seed: random seed (initialisation, shuffling, sampling).
+        device: ``"cpu"`` or ``"cuda"``.
+        resume: continue from ``out_dir/last.pt``.
+        progress: progress bar on stderr.
+    """
+    trainer = Trainer(train, val, out_dir, model_cfg, train_cfg, seed=seed, device=device, progress=progress)
+    if resume:
+        trainer.resume_from(Path(out_dir) / "last.pt")
+    return trainer.run(epochs=epochs, minutes=minutes)
+
+
+__all__ = ["Trainer", "TrainResult", "train", "prepare_crystals"]

@@ -1,0 +1,84 @@
+"""Model contracts: exact periodicity, the latent-once decoder, lattice heads."""
+
+from __future__ import annotations
+
+import torch
+
+from nesf.models.autoencoder import NeSFModel
+from nesf.models.config import ModelConfig, get_preset
+from nesf.models.layers import QueryConditionedMLP
+
+
+def _small(frame: str, **kw) -> ModelConfig:
+    base = dict(
+        frame=frame,
+        latent_dim=16,
+        encoder_atom_dims=(16, 16),
+        encoder_shared_dims=(32,),
+        encoder_head_dims=(32,),
+        position_dims=(32, 32, 32),
+        species_dims=(32,),
+        fourier_k=4,
+        pe_levels=4,
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def test_periodic_decoder_is_exactly_periodic():
+    torch.manual_seed(0)
+    model = NeSFModel(_small("periodic"), n_species=5).double().eval()
+    lattice = torch.tensor(
+        [[[4.0, 0.0, 0.0], [-2.0, 3.4641, 0.0], [0.0, 0.0, 6.5]], [[3.0, 0.2, 0.1], [1.5, 4.0, 0.3], [2.0, -1.0, 9.0]]],
+        dtype=torch.float64,
+    )
+    z = torch.randn(2, 16, dtype=torch.float64)
+    field = model.bind(z, lattice)
+    pts = torch.rand(2, 50, 3, dtype=torch.float64) @ lattice
+    shift = torch.randint(-3, 4, (2, 50, 3)).double() @ lattice
+    p0, p1 = field.position(pts), field.position(pts + shift)
+    s0, s1 = field.species(pts), field.species(pts + shift)
+    assert torch.allclose(p0, p1, atol=1e-9)
+    assert torch.allclose(s0, s1, atol=1e-9)
+    # and the field is not trivially constant
+    assert (p0[:, 1:] - p0[:, :-1]).abs().max() > 1e-4
+
+
+def test_paper_decoder_is_not_periodic():
+    torch.manual_seed(0)
+    model = NeSFModel(_small("paper"), n_species=3).double().eval()
+    z = torch.randn(1, 16, dtype=torch.float64)
+    lattice = torch.eye(3, dtype=torch.float64).unsqueeze(0) * 4
+    field = model.bind(z, lattice)
+    pts = torch.rand(1, 20, 3, dtype=torch.float64) * 4
+    assert not torch.allclose(field.position(pts), field.position(pts + 4.0), atol=1e-6)
+
+
+def test_latent_once_decoder_matches_concatenation():
+    """The decoder equals the textbook MLP that concatenates [h, q] (and [z, q]) at every layer."""
+    torch.manual_seed(1)
+    mlp = QueryConditionedMLP(latent_dim=6, query_dim=4, dims=(8, 8, 5), out_dim=3, act="relu").double()
+    z = torch.randn(3, 6, dtype=torch.float64)
+    index = torch.tensor([0, 0, 1, 2, 2, 2])
+    q = torch.randn(6, 4, dtype=torch.float64)
+    got = mlp(mlp.latent_part(z), index, q)
+    # reference: explicit concatenation with stacked weights
+    w0 = torch.cat([mlp.latent_in.weight, mlp.query_in[0].weight], dim=1)
+    h = torch.relu(torch.cat([z[index], q], dim=1) @ w0.t() + mlp.query_in[0].bias)
+    for i, layer in enumerate(mlp.hidden):
+        w = torch.cat([layer.weight, mlp.query_in[i + 1].weight], dim=1)
+        h = torch.relu(torch.cat([h, q], dim=1) @ w.t() + mlp.query_in[i + 1].bias)
+    ref = mlp.out(h)
+    assert torch.allclose(got, ref, atol=1e-12)
+
+
+def test_lattice_heads_and_presets():
+    model_cfg, train_cfg = get_preset("paper")
+    assert model_cfg.frame == "paper" and model_cfg.norm == "batch" and len(model_cfg.position_dims) == 8
+    assert model_cfg.pe_levels == 10 and train_cfg.epochs == 3200 and train_cfg.lr_step_epochs == 640
+    assert (train_cfg.w_position, train_cfg.w_species, train_cfg.w_length, train_cfg.w_angle) == (10.0, 0.1, 1.0, 1.0)
+    model = NeSFModel(_small("periodic", vae=True), n_species=4)
+    z = torch.randn(5, 16)
+    params = model.decode_lattice(z)
+    assert params.shape == (5, 6)
+    assert torch.all(params[:, :3] > 0) and torch.all(params[:, 3:] > 0) and torch.all(params[:, 3:] < torch.pi)

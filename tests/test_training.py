@@ -1,0 +1,207 @@
+"""Training: determinism, exact resume, checkpoints, refusal of bad checkpoints, DDP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nesf.api import NeSF
+from nesf.data.crystal import Crystal
+from nesf.errors import CheckpointError, UnknownElementError
+from nesf.io.writers import write_extxyz
+from nesf.models.config import ModelConfig, TrainConfig
+from nesf.training.checkpoint import load_checkpoint
+from nesf.training.loop import Trainer
+
+SMALL_MODEL = dict(
+    latent_dim=16,
+    encoder_atom_dims=(16, 16),
+    encoder_shared_dims=(32,),
+    encoder_head_dims=(32,),
+    position_dims=(32, 32),
+    species_dims=(32,),
+    fourier_k=3,
+    pe_levels=3,
+)
+SMALL_TRAIN = dict(
+    batch_size=4, uniform_per_crystal=24, local_grid=2, species_grid=3, species_per_atom=6, global_spacing=2.0
+)
+
+
+def small_configs(frame: str = "periodic", norm: str = "none") -> tuple[ModelConfig, TrainConfig]:
+    return ModelConfig(frame=frame, norm=norm, **SMALL_MODEL), TrainConfig(normalize_lattice=True, **SMALL_TRAIN)
+
+
+@pytest.fixture(scope="module")
+def tiny(classic):
+    small = [c for c in classic if c.n_atoms <= 12]
+    return small[:10], small[10:13]
+
+
+def params_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("frame,norm", [("periodic", "none"), ("paper", "batch")])
+def test_training_is_deterministic_and_learns(tmp_path, tiny, frame, norm):
+    train, val = tiny
+    m, t = small_configs(frame, norm)
+    r1 = Trainer(train, val, tmp_path / "a", m, t, seed=3, progress=False)
+    h1 = r1.run(epochs=3).history
+    r2 = Trainer(train, val, tmp_path / "b", m, t, seed=3, progress=False)
+    h2 = r2.run(epochs=3).history
+    assert [h["train_loss"] for h in h1] == [h["train_loss"] for h in h2]
+    assert_same(params_of(r1.model), params_of(r2.model))
+    assert h1[-1]["train_loss"] < h1[0]["train_loss"]
+    for name in ("last.pt", "best.pt", "history.csv", "learning_curve.png"):
+        assert (tmp_path / "a" / name).is_file()
+    r3 = Trainer(train, val, tmp_path / "c", m, t, seed=4, progress=False)
+    r3.run(epochs=1)
+    assert not torch.equal(params_of(r3.model)["encoder.head.0.weight"], params_of(r1.model)["encoder.head.0.weight"])
+
+
+def test_resume_continues_exactly(tmp_path, tiny):
+    train, val = tiny
+    m, t = small_configs()
+    straight = Trainer(train, val, tmp_path / "s", m, t, seed=0, progress=False)
+    straight.run(epochs=3)
+    first = Trainer(train, val, tmp_path / "r", m, t, seed=0, progress=False)
+    first.run(epochs=1)
+    second = Trainer(train, val, tmp_path / "r", m, t, seed=0, progress=False)
+    second.resume_from(tmp_path / "r" / "last.pt")
+    assert second.epoch == 1
+    second.run(epochs=3)
+    assert_same(params_of(straight.model), params_of(second.model))
+    assert len(second.history) == 3
+
+
+def test_checkpoint_contents_and_api_round_trip(tmp_path, tiny):
+    train, val = tiny
+    m, t = small_configs()
+    trainer = Trainer(train, val, tmp_path, m, t, seed=0, progress=False)
+    trainer.run(epochs=1)
+    ck = load_checkpoint(tmp_path / "best.pt")
+    for key in ("format", "format_version", "nesf_version", "model_config", "train_config", "vocab", "state_dict"):
+        assert key in ck
+    assert "lattice_mean" in ck["state_dict"] and ck["frame"] == "periodic"
+    model = NeSF.load(tmp_path / "best.pt")
+    z = model.encode([c.to_pymatgen() for c in val])
+    assert z.shape == (len(val), 16)
+    z2 = model.encode([c.to_ase() for c in val])
+    assert abs(z - z2).max() < 1e-4
+    out = model.decode(z[:2])
+    assert len(out) == 2
+    assert all(hasattr(s, "lattice") for s in out)
+    bad = Crystal(val[0].lattice, val[0].cart, [92] * val[0].n_atoms, id="uranium-thing")
+    with pytest.raises(UnknownElementError, match="U"):
+        model.encode([bad])
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(2048))
+    with pytest.raises(CheckpointError, match="corrupted|not a readable"):
+        NeSF.load(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an nesf checkpoint"):
+        NeSF.load(foreign)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "nesf-checkpoint", "obj": Path("/etc")}, pickled)
+    with pytest.raises(CheckpointError, match="refused|weights_only"):
+        NeSF.load(pickled)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        NeSF.load(tmp_path / "missing.pt")
+
+
+def test_cli_refuses_bad_checkpoint_and_unknown_element(tmp_path, tiny, capsys):
+    from nesf.cli import main
+
+    train, val = tiny
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    data = tmp_path / "v.extxyz"
+    write_extxyz(data, val)
+    assert main(["evaluate", "--model", str(junk), str(data), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "junk.pt" in err and "Traceback" not in err
+    m, t = small_configs()
+    Trainer(train, val, tmp_path / "run", m, t, seed=0, progress=False).run(epochs=1)
+    bad = tmp_path / "bad.extxyz"
+    write_extxyz(bad, [Crystal(val[0].lattice, val[0].cart, [92] * val[0].n_atoms, id="with-uranium")])
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best.pt"), str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "element U" in err and "with-uranium" in err
+
+
+# ---------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, train, val) -> None:  # noqa: ANN001
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
+         "LOCAL_RANK": str(rank)}
+    )
+    torch.set_num_threads(1)
+    m, t = small_configs()
+    trainer = Trainer(train, val, out, m, t, seed=0, progress=False)
+    trainer.run(epochs=2)
+    torch.save({k: v for k, v in trainer.model.state_dict().items()}, Path(out) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny):
+    train, val = tiny
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), train, val), nprocs=2, join=True)
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert_same(w0, w1)
+    assert (tmp_path / "last.pt").is_file()
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["training"]["global_step"] == 2 * 2  # 10 crystals / (4 per rank * 2 ranks) -> 2 steps/epoch
+
+
+def test_torchrun_cli_trains_with_two_processes(tmp_path, tiny):
+    train, val = tiny
+    write_extxyz(tmp_path / "train.extxyz", train)
+    write_extxyz(tmp_path / "val.extxyz", val)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+        "-m", "nesf", "train", "--train", str(tmp_path / "train.extxyz"), "--val", str(tmp_path / "val.extxyz"),
+        "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "last.pt").is_file()
+    assert proc.stdout.count("trained 1 epoch") == 1  # only rank 0 reports
+
+
+def test_minutes_budget_stops_and_writes_checkpoint(tmp_path, tiny):
+    train, val = tiny
+    m, t = small_configs()
+    t = replace(t, batch_size=2)
+    trainer = Trainer(train, val, tmp_path, m, t, seed=0, progress=False)
+    result = trainer.run(epochs=1000, minutes=0.002)
+    assert result.epochs < 1000
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
