@@ -179,12 +179,6 @@ def test_speedups_do_not_change_results(frame, classic):
     assert m["species_error_actual_pct"] == 0 and m["species_error_detected_pct"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: merge_particles averages the residuals of particles merged in the last step, so the "
-    "max_residual filter no longer acts per particle; with n_steps=1 the default merge_tol=1e-3 loses atoms "
-    "that merge_tol=0 (the published algorithm) finds",
-)
 @pytest.mark.parametrize("frame", ["periodic", "paper"])
 def test_merging_does_not_change_results_with_few_steps(frame, classic):
     mg = next(c for c in classic if c.id == "Mg-hcp-conventional").wrapped()

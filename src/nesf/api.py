@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
 from nesf.data.readers import from_objects
@@ -71,6 +72,7 @@ class NeSF:
         settings: ReconstructionSettings | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
+        keep_freed_memory()
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.vocab = vocab

@@ -99,7 +99,7 @@ class PeriodicGeometry:
         n_wrap = integer_shifts(shift_ranges(red, half_cell=False).max(axis=0))
 
         def t(x: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(x, dtype=dtype, device=device)
+            return torch.tensor(x, dtype=dtype, device=device)
 
         return cls(
             lattice=t(lat),

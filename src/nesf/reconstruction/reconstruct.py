@@ -80,7 +80,7 @@ def reconstruct(
     points, mask = frame.particle_grid(batch_size, s.grid_spacing, geom, bbox, dtype, device)
     p = Particles.from_padded(points, mask)
 
-    for _ in range(s.n_steps):
+    for step_no in range(s.n_steps):
         idx = p.active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
@@ -99,7 +99,8 @@ def reconstruct(
         p.pos[idx] = moved
         p.residual[idx] = step
         p.active[idx] = step > s.converge_tol
-        p = merge_particles(p, s.merge_tol, frame, geom)
+        if step_no < s.n_steps - 1:  # a merged particle must step again to get its own residual
+            p = merge_particles(p, s.merge_tol, frame, geom)
 
     p = p.subset(p.residual <= s.max_residual)
     atoms, owner = nms_cluster(p, batch_size, frame, geom, s.nms_radius, s.min_particles)

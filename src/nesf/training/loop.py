@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch, bounding_box
 from nesf.data.crystal import Crystal
 from nesf.data.vocab import SpeciesVocab
@@ -95,6 +96,7 @@ class Trainer:
         device: str = "cpu",
         progress: bool = True,
     ) -> None:
+        keep_freed_memory()
         self.out_dir = Path(out_dir)
         self.model_cfg = model_cfg
         self.cfg = train_cfg
