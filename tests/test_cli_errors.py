@@ -44,9 +44,7 @@ loop_
   Au  Au1  1  0.50000000  0.50000000  0.50000000  1
 """
 
-_FRAME = (
-    '1\nLattice="{lattice}" Properties=species:S:1:pos:R:3 material_id={mid} pbc="T T T"\nCu {x} 0.0 0.0\n'
-)
+_FRAME = '1\nLattice="{lattice}" Properties=species:S:1:pos:R:3 material_id={mid} pbc="T T T"\nCu {x} 0.0 0.0\n'
 _CUBIC = "3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0"
 
 

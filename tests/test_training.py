@@ -159,8 +159,13 @@ def _free_port() -> int:
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, train, val) -> None:  # noqa: ANN001
     os.environ.update(
-        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
-         "LOCAL_RANK": str(rank)}
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+        }
     )
     torch.set_num_threads(1)
     m, t = small_configs()
@@ -187,9 +192,29 @@ def test_torchrun_cli_trains_with_two_processes(tmp_path, tiny):
     write_extxyz(tmp_path / "val.extxyz", val)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-        "-m", "nesf", "train", "--train", str(tmp_path / "train.extxyz"), "--val", str(tmp_path / "val.extxyz"),
-        "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "nesf",
+        "train",
+        "--train",
+        str(tmp_path / "train.extxyz"),
+        "--val",
+        str(tmp_path / "val.extxyz"),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -205,3 +230,30 @@ def test_minutes_budget_stops_and_writes_checkpoint(tmp_path, tiny):
     result = trainer.run(epochs=1000, minutes=0.002)
     assert result.epochs < 1000
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
+
+
+def test_interrupted_run_saves_and_resumes(tmp_path, tiny, monkeypatch):
+    """Ctrl-C in the middle of an epoch writes last.pt; --resume then ends where a straight run ends."""
+    train, val = tiny
+    m, t = small_configs()
+    straight = Trainer(train, val, tmp_path / "s", m, t, seed=1, progress=False)
+    straight.run(epochs=2)
+    victim = Trainer(train, val, tmp_path / "r", m, t, seed=1, progress=False)
+    real_step = victim.train_step
+    calls = {"n": 0}
+
+    def flaky(index):
+        calls["n"] += 1
+        if calls["n"] == 4:  # inside the second epoch (3 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(index)
+
+    monkeypatch.setattr(victim, "train_step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        victim.run(epochs=2)
+    ck = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ck["training"]["global_step"] == 3
+    resumed = Trainer(train, val, tmp_path / "r", m, t, seed=1, progress=False)
+    resumed.resume_from(tmp_path / "r" / "last.pt")
+    resumed.run(epochs=2)
+    assert_same(params_of(straight.model), params_of(resumed.model))

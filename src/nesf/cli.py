@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nesf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nesf: interrupted", file=sys.stderr)
+        print("nesf: interrupted (training saves OUT/last.pt; continue with --resume)", file=sys.stderr)
         return 130
 
 

@@ -235,9 +235,24 @@ class Trainer:
         return sums
 
     # ------------------------------------------------------------------ the run
-    def run(self, epochs: int | None = None, minutes: float | None = None) -> TrainResult:
-        """Train until ``epochs`` (total, counting resumed ones) or ``minutes`` (this run) are used up."""
+    def run(
+        self, epochs: int | None = None, minutes: float | None = None, save_every_minutes: float = 5.0
+    ) -> TrainResult:
+        """Train until ``epochs`` (total, counting resumed ones) or ``minutes`` (this run) are used up.
+
+        ``last.pt`` is also written every ``save_every_minutes`` and when the run is interrupted
+        (Ctrl-C), so a killed run loses at most that much work.
+        """
+        try:
+            return self._run(epochs, minutes, save_every_minutes)
+        except KeyboardInterrupt:
+            if self.dist.main and self.global_step > 0:
+                save_checkpoint(self.out_dir / "last.pt", self.payload())
+            raise
+
+    def _run(self, epochs: int | None, minutes: float | None, save_every_minutes: float) -> TrainResult:
         max_epochs = epochs if epochs is not None else self.cfg.epochs
+        last_save = time.monotonic()
         deadline = time.monotonic() + 60.0 * minutes if minutes else math.inf
         if self.dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,6 +282,9 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{terms['loss']:.4f}", qps=f"{terms['queries'] * self.dist.world / dt:,.0f}")
                 bar.update(1)
+                if self.dist.main and time.monotonic() - last_save > 60.0 * save_every_minutes:
+                    save_checkpoint(self.out_dir / "last.pt", self.payload())
+                    last_save = time.monotonic()
                 if self._should_stop(time.monotonic() > deadline):
                     stop = True
                     break
