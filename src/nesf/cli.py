@@ -108,6 +108,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_cfg = replace(train_cfg, **changes)
     train_set = read_crystals(args.train, conventional=args.conventional)
     val_set = read_crystals(args.val, conventional=args.conventional)
+    import signal
+
+    def _terminate(signum, frame):  # noqa: ANN001, ARG001 - schedulers stop jobs with SIGTERM
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     if args.resume and not (Path(args.out) / "last.pt").is_file():
         raise ValueError(f"--resume: {Path(args.out) / 'last.pt'} does not exist")
     result = train(
