@@ -1,0 +1,98 @@
+"""CLI of the learned path on a tiny model: evaluate, reconstruct, encode, decode."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nesf.cli import main
+from nesf.data.readers import read_crystals
+from nesf.io.writers import write_extxyz
+from nesf.models.config import ModelConfig, TrainConfig
+from nesf.training.loop import Trainer
+
+KEYS = (
+    "n_structures",
+    "atom_count_error_pct",
+    "position_error_actual",
+    "position_error_detected",
+    "species_error_actual_pct",
+    "species_error_detected_pct",
+    "lattice_length_mae",
+    "lattice_angle_mae_deg",
+    "match_rate_pct",
+    "rmse",
+    "seconds",
+    "seconds_per_structure",
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, classic):
+    out = tmp_path_factory.mktemp("model")
+    small = [c for c in classic if c.n_atoms <= 12]
+    m = ModelConfig(
+        latent_dim=16,
+        encoder_atom_dims=(16, 16),
+        encoder_shared_dims=(32,),
+        encoder_head_dims=(32,),
+        position_dims=(32, 32),
+        species_dims=(32,),
+        fourier_k=3,
+    )
+    t = TrainConfig(
+        batch_size=4, uniform_per_crystal=24, local_grid=2, species_grid=3, species_per_atom=6, normalize_lattice=True
+    )
+    Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False).run(epochs=1)
+    data = out / "data.extxyz"
+    write_extxyz(data, small[8:11])
+    return out / "best.pt", data
+
+
+def test_evaluate_writes_full_json(trained, tmp_path):
+    model, data = trained
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(model), str(data), "--json", str(out), "--quiet", "--jobs", "1"]) == 0
+    result = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in result
+    assert result["n_structures"] == 3 and result["seconds"] > 0
+    assert result["frame"] == "periodic"
+
+
+def test_reconstruct_writes_cifs_and_extxyz(trained, tmp_path):
+    model, data = trained
+    out = tmp_path / "rec"
+    assert main(["reconstruct", "--model", str(model), str(data), "--out", str(out), "--quiet"]) == 0
+    cifs = sorted(out.glob("*.cif"))
+    assert len(cifs) == 3
+    back = read_crystals(out / "all.extxyz")
+    assert len(back) == 3
+
+
+def test_encode_then_decode(trained, tmp_path):
+    model, data = trained
+    npz = tmp_path / "z.npz"
+    assert main(["encode", "--model", str(model), str(data), "--out", str(npz), "--quiet"]) == 0
+    with np.load(npz, allow_pickle=False) as z:
+        assert z["latents"].shape == (3, 16)
+        ids = list(z["ids"])
+    assert ids == [c.id for c in read_crystals(data)]
+    out = tmp_path / "dec"
+    assert main(["decode", "--model", str(model), str(npz), "--out", str(out), "--quiet"]) == 0
+    assert len(list(out.glob("*.cif"))) == 3
+
+
+def test_decode_refuses_a_bad_latents_file(trained, tmp_path, capsys):
+    model, _ = trained
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"no")
+    assert main(["decode", "--model", str(model), str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npz" in err and "Traceback" not in err
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, latents=np.zeros((2, 5)))
+    assert main(["decode", "--model", str(model), str(wrong), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert "shape" in capsys.readouterr().err
