@@ -96,3 +96,25 @@ def test_decode_refuses_a_bad_latents_file(trained, tmp_path, capsys):
     np.savez(wrong, latents=np.zeros((2, 5)))
     assert main(["decode", "--model", str(model), str(wrong), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
     assert "shape" in capsys.readouterr().err
+
+
+def test_plot_field_and_interpolate(trained, tmp_path):
+    model, data = trained
+    png = tmp_path / "field.png"
+    assert main(["plot-field", "--model", str(model), str(data), "--plane", "c=0.25", "--out", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    out = tmp_path / "path"
+    assert (
+        main(["interpolate", "--model", str(model), str(data), str(data), "--steps", "3", "--out", str(out), "--quiet"])
+        == 0
+    )
+    assert len(list(out.glob("step*.cif"))) == 3
+    assert (out / "interpolation.png").stat().st_size > 10_000
+
+
+def test_plot_field_rejects_bad_plane(trained, tmp_path, capsys):
+    model, data = trained
+    assert (
+        main(["plot-field", "--model", str(model), str(data), "--plane", "w=2", "--out", str(tmp_path / "f.png")]) == 2
+    )
+    assert "--plane" in capsys.readouterr().err

@@ -251,6 +251,50 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot_field(args: argparse.Namespace) -> int:
+    """Slice of a crystal's learned position field, coloured by its species field."""
+    import torch
+
+    from nesf.data.readers import read_crystals
+    from nesf.viz.plots import parse_plane, plot_field
+
+    plane = parse_plane(args.plane)
+    model = _load_model(args)
+    crystal = model.prepare(read_crystals(args.crystal, conventional=args.conventional)[args.index : args.index + 1])
+    if not crystal:
+        raise ValueError(f"{args.crystal}: no crystal at index {args.index}")
+    z = model.encode_crystals(crystal)
+    lattice = torch.as_tensor(crystal[0].lattice, dtype=torch.float32, device=model.device).unsqueeze(0)
+    field = model.model.bind(z, lattice)
+    plot_field(field, crystal[0], model.vocab.symbols, args.out, plane)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    """Decode crystals along the straight latent path from A to B."""
+    import numpy as np
+
+    from nesf.data.readers import read_crystals
+    from nesf.viz.plots import plot_strip
+
+    if args.steps < 2:
+        raise ValueError("--steps must be at least 2")
+    model = _load_model(args)
+    a = model.prepare(read_crystals(args.a, conventional=args.conventional)[:1])
+    b = model.prepare(read_crystals(args.b, conventional=args.conventional)[:1])
+    z = model.encode_crystals(a + b).cpu().numpy()
+    t = np.linspace(0.0, 1.0, args.steps)[:, None]
+    path = (1 - t) * z[0] + t * z[1]
+    ids = [f"step{k:02d}" for k in range(args.steps)]
+    decoded = model.decode_crystals(path, ids=ids, progress=not args.quiet)
+    out = Path(args.out)
+    _write_structures(out, decoded)
+    plot_strip(decoded, out / "interpolation.png", title=f"latent path {a[0].id} -> {b[0].id}")
+    print(f"wrote {len(decoded)} crystals and interpolation.png to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nesf`` command."""
     parser = argparse.ArgumentParser(
@@ -344,6 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("latents", help=".npz with a 'latents' array [B, D] (and optional 'ids')")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("plot-field", help="picture of a slice of a crystal's learned structure field")
+    model_args(p)
+    p.add_argument("crystal", help="file holding the crystal (the first one, or --index)")
+    p.add_argument("--index", type=int, default=0, help="which crystal of the file (default 0)")
+    p.add_argument("--plane", default="z=0.5", help="lattice plane AXIS=FRACTION, axes a/b/c or x/y/z (default z=0.5)")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.set_defaults(func=cmd_plot_field)
+
+    p = sub.add_parser("interpolate", help="decode crystals along the latent path between two crystals")
+    model_args(p)
+    p.add_argument("a", help="first crystal (first of the file)")
+    p.add_argument("b", help="second crystal (first of the file)")
+    p.add_argument("--steps", type=int, default=7, help="crystals along the path, ends included (default 7)")
+    p.add_argument("--out", required=True, help="output folder (CIFs, all.extxyz, interpolation.png)")
+    p.set_defaults(func=cmd_interpolate)
     return parser
 
 

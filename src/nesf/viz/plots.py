@@ -1,0 +1,170 @@
+"""Pictures: crystal projections side by side, a slice of a structure field, a latent path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nesf.data.crystal import Crystal
+from nesf.io.writers import atomic_write
+
+_AXES = {"x": 0, "y": 1, "z": 2, "a": 0, "b": 1, "c": 2}
+
+
+def parse_plane(text: str) -> tuple[int, float]:
+    """``"z=0.5"`` -> (axis 2, fractional coordinate 0.5); axes x/y/z or a/b/c."""
+    try:
+        name, value = text.replace(" ", "").split("=")
+        axis = _AXES[name.lower()]
+        frac = float(value)
+    except (ValueError, KeyError):
+        raise ValueError(f"--plane {text!r}: expected AXIS=FRACTION, e.g. z=0.5 (axes x, y, z or a, b, c)") from None
+    return axis, frac
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(numbers: np.ndarray) -> list:
+    from ase.data.colors import jmol_colors
+
+    return [jmol_colors[int(z)] for z in numbers]
+
+
+def _save(fig, path: str | Path) -> Path:  # noqa: ANN001
+    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+    _plt().close(fig)
+    return out
+
+
+def draw_projection(ax, crystal: Crystal, axes: tuple[int, int] = (0, 1), title: str = "") -> None:  # noqa: ANN001
+    """Atoms of ``crystal`` projected on two Cartesian axes, with the cell outline."""
+    from ase.data import chemical_symbols
+
+    i, j = axes
+    lat = crystal.lattice
+    corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]]) @ lat
+    for a, b in [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]:
+        ax.plot(corners[[a, b], i], corners[[a, b], j], color="0.7", lw=0.8, zorder=1)
+    if crystal.n_atoms:
+        ax.scatter(crystal.cart[:, i], crystal.cart[:, j], s=160, c=_colors(crystal.numbers), edgecolors="k", zorder=3)
+    for z in np.unique(crystal.numbers):
+        ax.scatter([], [], s=60, c=_colors(np.array([z])), edgecolors="k", label=chemical_symbols[int(z)])
+    ax.set_aspect("equal")
+    ax.set_xlabel("xyz"[i] + " [A]")
+    ax.set_ylabel("xyz"[j] + " [A]")
+    ax.set_title(title, fontsize=10)
+
+
+def plot_pairs(
+    pairs: Sequence[tuple[Crystal, Crystal]], path: str | Path, title: str = "input vs reconstruction"
+) -> Path:
+    """One row per crystal: input and reconstruction side by side (a-b and a-c projections)."""
+    plt = _plt()
+    n = len(pairs)
+    fig, axes = plt.subplots(n, 4, figsize=(14, 3.4 * n), squeeze=False)
+    for r, (true, pred) in enumerate(pairs):
+        draw_projection(axes[r, 0], true, (0, 1), f"{true.id} input ({true.formula}), x-y")
+        draw_projection(axes[r, 1], pred, (0, 1), f"reconstruction ({pred.formula if pred.n_atoms else 'empty'}), x-y")
+        draw_projection(axes[r, 2], true, (0, 2), "input, x-z")
+        draw_projection(axes[r, 3], pred, (0, 2), "reconstruction, x-z")
+        axes[r, 3].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def draw_field_slice(
+    ax,  # noqa: ANN001
+    field,  # noqa: ANN001 - a bound field (exact or neural) of one crystal
+    crystal: Crystal,
+    symbols: Sequence[str],
+    plane: tuple[int, float] = (2, 0.5),
+    n: int = 25,
+    title: str = "",
+) -> None:
+    """Position-field arrows on a lattice plane, coloured by the species field's arg-max.
+
+    The plane holds fractional coordinate ``plane[1]`` along lattice axis ``plane[0]``; arrows
+    are the field's displacement projected into that plane, drawn in an orthonormal frame of it.
+    """
+    axis, value = plane
+    others = [k for k in range(3) if k != axis]
+    u = np.zeros((n * n, 3))
+    g1, g2 = np.meshgrid(np.linspace(0, 1, n, endpoint=False), np.linspace(0, 1, n, endpoint=False), indexing="ij")
+    u[:, others[0]], u[:, others[1]], u[:, axis] = g1.ravel(), g2.ravel(), value
+    lat = crystal.lattice
+    pts = u @ lat
+    dtype = getattr(field, "dtype", torch.float32)
+    q = torch.as_tensor(pts, dtype=dtype).unsqueeze(0)
+    disp = field.position(q)[0].double().numpy()
+    labels = field.species_labels(q)[0].numpy()
+    e1 = lat[others[0]] / np.linalg.norm(lat[others[0]])
+    v = lat[others[1]] - (lat[others[1]] @ e1) * e1
+    e2 = v / np.linalg.norm(v)
+    x, y = pts @ e1, pts @ e2
+    dx, dy = disp @ e1, disp @ e2
+    from ase.data import atomic_numbers
+
+    colors = _colors(np.array([atomic_numbers.get(symbols[k], 0) for k in labels]))
+    ax.quiver(x, y, dx, dy, color=colors, angles="xy", scale_units="xy", scale=1.0, width=0.004, zorder=2)
+    frac = crystal.frac % 1.0
+    near = np.abs(((frac[:, axis] - value + 0.5) % 1.0) - 0.5) * np.linalg.norm(lat[axis]) < 0.6
+    if near.any():
+        c = crystal.cart[near] - (np.floor(crystal.frac[near]) @ lat)
+        ax.scatter(
+            c @ e1,
+            c @ e2,
+            s=140,
+            facecolors="none",
+            edgecolors="k",
+            linewidths=1.5,
+            zorder=3,
+            label="atoms within 0.6 A of the plane",
+        )
+        ax.legend(loc="upper right", fontsize=7)
+    corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
+    cu = np.zeros((5, 3))
+    cu[:, others[0]], cu[:, others[1]], cu[:, axis] = corners[:, 0], corners[:, 1], value
+    cc = cu @ lat
+    ax.plot(cc @ e1, cc @ e2, color="0.5", lw=0.8)
+    ax.set_aspect("equal")
+    ax.set_title(title or f"position field on the plane {'abc'[axis]} = {value:g}", fontsize=10)
+    ax.set_xlabel("in-plane [A]")
+
+
+def plot_field(field, crystal: Crystal, symbols: Sequence[str], path: str | Path, plane=(2, 0.5)) -> Path:  # noqa: ANN001
+    """A PNG of :func:`draw_field_slice`."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    draw_field_slice(
+        ax,
+        field,
+        crystal,
+        symbols,
+        plane,
+        title=f"{crystal.id}: learned position field, {'abc'[plane[0]]} = {plane[1]:g} (arrow colour = species field)",
+    )
+    return _save(fig, path)
+
+
+def plot_strip(crystals: Sequence[Crystal], path: str | Path, title: str = "") -> Path:
+    """Crystals in a row (x-y projections), e.g. along a latent path."""
+    plt = _plt()
+    n = len(crystals)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    for k, c in enumerate(crystals):
+        draw_projection(axes[0, k], c, (0, 1), f"{k}: {c.formula if c.n_atoms else 'empty'}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
