@@ -51,16 +51,19 @@ def reconstruct_exact(
     vocab = vocab or SpeciesVocab.from_crystals(crystals)
     if not frame.periodic and bbox is None:
         bbox = default_bbox(crystals, s)
-    out: list[Crystal] = []
+    # periodic particle grids scale with the cell volume: batch cells of similar size together
+    order = np.argsort([c.volume for c in crystals], kind="stable") if frame.periodic else np.arange(len(crystals))
+    out: list[Crystal | None] = [None] * len(crystals)
     with tqdm(total=len(crystals), desc=f"reconstruct ({frame.name})", unit="crystal", disable=not progress) as bar:
         for start in range(0, len(crystals), s.batch_size):
-            chunk = crystals[start : start + s.batch_size]
+            idx = order[start : start + s.batch_size]
+            chunk = [crystals[i] for i in idx]
             batch = CrystalBatch.from_crystals(chunk, vocab, dtype=dtype)
             atoms = reconstruct(ExactField(batch, frame), len(chunk), s, bbox)
-            for c, a in zip(chunk, atoms):
-                out.append(Crystal(c.lattice.copy(), a.cart, vocab.decode(a.species), c.id))
+            for i, c, a in zip(idx, chunk, atoms):
+                out[i] = Crystal(c.lattice.copy(), a.cart, vocab.decode(a.species), c.id)
             bar.update(len(chunk))
-    return out
+    return out  # type: ignore[return-value]
 
 
 def diagnose(
