@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from nesf import __version__
@@ -94,28 +97,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nesf.models.config import get_preset
     from nesf.training.loop import train
 
+    if args.resume and not (Path(args.out) / "last.pt").is_file():
+        raise ValueError(f"--resume: {Path(args.out) / 'last.pt'} does not exist")
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = get_preset(args.preset, args.frame)
-    changes = {}
-    if args.batch_size:
-        changes["batch_size"] = args.batch_size
-    if args.lr:
-        changes["lr"] = args.lr
-    if changes:
-        from dataclasses import replace
-
-        train_cfg = replace(train_cfg, **changes)
+    changes = {"batch_size": args.batch_size, "lr": args.lr}
+    train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
     val_set = read_crystals(args.val, conventional=args.conventional)
-    import signal
 
     def _terminate(signum, frame):  # noqa: ANN001, ARG001 - schedulers stop jobs with SIGTERM
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    if args.resume and not (Path(args.out) / "last.pt").is_file():
-        raise ValueError(f"--resume: {Path(args.out) / 'last.pt'} does not exist")
     result = train(
         train_set,
         val_set,
@@ -129,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
     )
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"trained {result.epochs} epoch(s), {result.steps} steps; best validation loss {result.best_val:.5f}; "
             f"checkpoints in {result.out_dir} (last.pt, best.pt), curve in history.csv and learning_curve.png"
