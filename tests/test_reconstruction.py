@@ -391,7 +391,7 @@ def test_merge_particles_sums_weights_and_averages():
     active = np.array([False] * 11 + [True] + [False] + [False] * 3)
     weight = np.concatenate([rng.integers(1, 4, 12).astype(float), [1.0], [1.0, 1.0, 1.0]])
     p = make_particles(pos, crystal=crystal, weight=weight, residual=residual, active=active)
-    m = merge_particles(p, 1e-3, get_frame("paper"), None)
+    m = merge_particles(p, 1e-3)
     assert len(m) == 3
     assert m.crystal.tolist() == sorted(m.crystal.tolist()) == [0, 0, 1]
     i = int(torch.argmax(m.weight))
@@ -408,8 +408,8 @@ def test_merge_particles_sums_weights_and_averages():
 
 def test_merge_particles_noop():
     p = make_particles(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
-    assert merge_particles(p, 0.0, get_frame("paper"), None) is p
-    assert merge_particles(p, 1e-3, get_frame("paper"), None) is p
+    assert merge_particles(p, 0.0) is p
+    assert merge_particles(p, 1e-3) is p
 
 
 def test_merge_then_cluster_equals_cluster():
@@ -424,7 +424,7 @@ def test_merge_then_cluster_equals_cluster():
     residual = np.full(12, 0.01)
     p = make_particles(pos, residual=residual)
     a1, _ = nms_cluster(p, 1, get_frame("paper"), None, 0.5, 10)
-    m = merge_particles(make_particles(pos, residual=residual), 1e-3, get_frame("paper"), None)
+    m = merge_particles(make_particles(pos, residual=residual), 1e-3)
     assert len(m) < 12
     a2, _ = nms_cluster(m, 1, get_frame("paper"), None, 0.5, 10)
     assert a1.shape == a2.shape == (1, 3)

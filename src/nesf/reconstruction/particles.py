@@ -6,9 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-from nesf.fields.frame import Frame
-from nesf.fields.geometry import PeriodicGeometry
-
 
 @dataclass
 class Particles:
@@ -68,7 +65,7 @@ def to_padded(
     return padded, crystal, cols
 
 
-def merge_particles(p: Particles, tol: float, frame: Frame, geometry: PeriodicGeometry | None) -> Particles:
+def merge_particles(p: Particles, tol: float) -> Particles:
     """Merge particles of the same crystal lying in the same cube of edge ``tol`` (Angstrom).
 
     The merged particle carries the summed weight, the weight-averaged position and residual,

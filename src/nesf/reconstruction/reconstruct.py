@@ -100,7 +100,7 @@ def reconstruct(
         p.residual[idx] = step
         p.active[idx] = step > s.converge_tol
         if step_no < s.n_steps - 1:  # a merged particle must step again to get its own residual
-            p = merge_particles(p, s.merge_tol, frame, geom)
+            p = merge_particles(p, s.merge_tol)
 
     p = p.subset(p.residual <= s.max_residual)
     atoms, owner = nms_cluster(p, batch_size, frame, geom, s.nms_radius, s.min_particles)
