@@ -10,8 +10,8 @@ import pytest
 from nesf.cli import main
 from nesf.data.readers import read_crystals
 from nesf.io.writers import write_extxyz
-from nesf.models.config import ModelConfig, TrainConfig
 from nesf.training.loop import Trainer
+from small_model import small_configs
 
 KEYS = (
     "n_structures",
@@ -33,18 +33,7 @@ KEYS = (
 def trained(tmp_path_factory, classic):
     out = tmp_path_factory.mktemp("model")
     small = [c for c in classic if c.n_atoms <= 12]
-    m = ModelConfig(
-        latent_dim=16,
-        encoder_atom_dims=(16, 16),
-        encoder_shared_dims=(32,),
-        encoder_head_dims=(32,),
-        position_dims=(32, 32),
-        species_dims=(32,),
-        fourier_k=3,
-    )
-    t = TrainConfig(
-        batch_size=4, uniform_per_crystal=24, local_grid=2, species_grid=3, species_per_atom=6, normalize_lattice=True
-    )
+    m, t = small_configs()
     Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False).run(epochs=1)
     data = out / "data.extxyz"
     write_extxyz(data, small[8:11])

@@ -17,27 +17,9 @@ from nesf.api import NeSF
 from nesf.data.crystal import Crystal
 from nesf.errors import CheckpointError, UnknownElementError
 from nesf.io.writers import write_extxyz
-from nesf.models.config import ModelConfig, TrainConfig
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import Trainer
-
-SMALL_MODEL = dict(
-    latent_dim=16,
-    encoder_atom_dims=(16, 16),
-    encoder_shared_dims=(32,),
-    encoder_head_dims=(32,),
-    position_dims=(32, 32),
-    species_dims=(32,),
-    fourier_k=3,
-    pe_levels=3,
-)
-SMALL_TRAIN = dict(
-    batch_size=4, uniform_per_crystal=24, local_grid=2, species_grid=3, species_per_atom=6, global_spacing=2.0
-)
-
-
-def small_configs(frame: str = "periodic", norm: str = "none") -> tuple[ModelConfig, TrainConfig]:
-    return ModelConfig(frame=frame, norm=norm, **SMALL_MODEL), TrainConfig(normalize_lattice=True, **SMALL_TRAIN)
+from small_model import small_configs
 
 
 @pytest.fixture(scope="module")
