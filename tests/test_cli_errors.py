@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 import nesf
+from contract import REPORT_KEYS
 from nesf.cli import main
 
 EXAMPLES = Path(nesf.__file__).parent / "examples" / "classic_crystals.extxyz"
@@ -304,19 +305,7 @@ def test_csv_with_utf8_bom(tmp_path):
 
 
 # ---------------------------------------------------------------------------- good runs
-EXPECTED_KEYS = {
-    "n_structures",
-    "atom_count_error_pct",
-    "position_error_actual",
-    "position_error_detected",
-    "species_error_actual_pct",
-    "species_error_detected_pct",
-    "lattice_length_mae",
-    "lattice_angle_mae_deg",
-    "match_rate_pct",
-    "rmse",
-    "seconds",
-}
+EXPECTED_KEYS = set(REPORT_KEYS)
 
 
 def test_check_fields_on_shipped_examples(tmp_path, capsys):

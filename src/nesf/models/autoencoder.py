@@ -150,26 +150,20 @@ class NeuralField:
         return self._geometry
 
     @torch.no_grad()
+    def _chunked(self, decode, latent: torch.Tensor, points: torch.Tensor, crystal: torch.Tensor, width: int):  # noqa: ANN001, ANN202
+        out = [
+            decode(latent, points[i : i + _QUERY_CHUNK], crystal[i : i + _QUERY_CHUNK], self.inverse)
+            for i in range(0, points.shape[0], _QUERY_CHUNK)
+        ]
+        return torch.cat(out) if out else points.new_zeros((0, width))
+
     def position_flat(self, points: torch.Tensor, crystal: torch.Tensor) -> torch.Tensor:
         """Displacements ``[P, 3]`` at flat points ``[P, 3]`` of crystals ``crystal`` ``[P]``."""
-        out = [
-            self.model.position_field(
-                self._pos_latent, points[i : i + _QUERY_CHUNK], crystal[i : i + _QUERY_CHUNK], self.inverse
-            )
-            for i in range(0, points.shape[0], _QUERY_CHUNK)
-        ]
-        return torch.cat(out) if out else points.new_zeros((0, 3))
+        return self._chunked(self.model.position_field, self._pos_latent, points, crystal, 3)
 
-    @torch.no_grad()
     def species_logits_flat(self, points: torch.Tensor, crystal: torch.Tensor) -> torch.Tensor:
         """Species logits ``[P, S]`` at flat points."""
-        out = [
-            self.model.species_field(
-                self._spec_latent, points[i : i + _QUERY_CHUNK], crystal[i : i + _QUERY_CHUNK], self.inverse
-            )
-            for i in range(0, points.shape[0], _QUERY_CHUNK)
-        ]
-        return torch.cat(out) if out else points.new_zeros((0, self.n_species))
+        return self._chunked(self.model.species_field, self._spec_latent, points, crystal, self.n_species)
 
     def _flat(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, q, _ = points.shape
