@@ -125,8 +125,7 @@ class NeSF:
         for start in range(0, len(crystals), batch_size):
             chunk = crystals[start : start + batch_size]
             batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
-            frac = torch.bmm(batch.cart, torch.linalg.inv(batch.lattice))
-            z, _, _ = self.model.encode(batch.cart, frac, batch.species, batch.mask, batch.lattice_params)
+            z, _, _ = self.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
             out.append(z)
         return torch.cat(out)
 

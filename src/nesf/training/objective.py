@@ -25,11 +25,12 @@ class NeSFObjective(nn.Module):
 
     def forward(self, batch: CrystalBatch, samples: FieldSamples) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # noqa: D102
         model, cfg = self.model, self.cfg
-        frac = torch.bmm(batch.cart, torch.linalg.inv(batch.lattice))
+        lattice_inverse = torch.linalg.inv(batch.lattice)
+        frac = torch.bmm(batch.cart, lattice_inverse)
         z, mu, logvar = model.encode(
             batch.cart, frac, batch.species, batch.mask, batch.lattice_params, sample=self.training
         )
-        inverse = torch.linalg.inv(batch.lattice) if model.frame.periodic else None
+        inverse = lattice_inverse if model.frame.periodic else None
         pos_lat = model.position_decoder.latent_part(z)
         pos = model.position_field(pos_lat, samples.pos_points, samples.pos_index, inverse)
         loss_pos = F.mse_loss(pos, samples.pos_target)
