@@ -110,8 +110,18 @@ class NeSF:
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: {str(exc).splitlines()[0][:200]}") from None
         bbox = ck.get("bbox")
         out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device)
-        out.info = {"source": source, "epoch": ck.get("epoch"), "nesf_version": ck.get("nesf_version")}
+        out.info = {
+            "source": source,
+            "epoch": ck.get("epoch"),
+            "nesf_version": ck.get("nesf_version"),
+            "card": dict(ck.get("model_card") or {}),
+        }
         return out
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card stored with exported models (data, preset, training, test metrics); may be empty."""
+        return self.info.get("card", {})
 
     # ------------------------------------------------------------------ encode / decode
     def prepare(self, structures: Any) -> list[Crystal]:

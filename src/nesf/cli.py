@@ -106,6 +106,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
     val_set = read_crystals(args.val, conventional=args.conventional)
+    if args.exclude:
+        drop = {c.id for path in args.exclude for c in read_crystals(path)}
+        kept = [c for c in train_set if c.id not in drop]
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"--exclude: dropped {len(train_set) - len(kept)} of {len(train_set)} training crystals")
+        train_set = kept
+    if args.resume and args.init:
+        raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
 
     def _terminate(signum, frame):  # noqa: ANN001, ARG001 - schedulers stop jobs with SIGTERM
         raise KeyboardInterrupt
@@ -123,6 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=_device(args.device),
         resume=args.resume,
         progress=not args.quiet,
+        init=args.init,
+        vocab=args.vocab,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(
@@ -203,6 +213,76 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     pred = model.reconstruct_crystals(model.prepare(crystals), progress=not args.quiet)
     _write_structures(Path(args.out), pred)
     print(f"wrote {len(pred)} reconstructed crystal(s) to {args.out} (CIFs and all.extxyz)")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    """Seeded random split of a data set into two extxyz files."""
+    import numpy as np
+
+    from nesf.data.readers import read_crystals
+    from nesf.io.writers import write_extxyz
+
+    if not 0.0 < args.fraction < 1.0:
+        raise ValueError(f"--fraction must lie strictly between 0 and 1, got {args.fraction}")
+    crystals = read_crystals(args.data)
+    if len(crystals) < 2:
+        raise ValueError(f"{args.data}: needs at least two crystals to split, found {len(crystals)}")
+    order = np.random.default_rng(args.seed).permutation(len(crystals))
+    n_first = min(len(crystals) - 1, max(1, round(args.fraction * len(crystals))))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    first = [crystals[i] for i in sorted(order[:n_first])]
+    second = [crystals[i] for i in sorted(order[n_first:])]
+    write_extxyz(out / "train.extxyz", first)
+    write_extxyz(out / "heldout.extxyz", second)
+    print(f"{args.data}: {len(first)} crystals -> {out / 'train.extxyz'}, {len(second)} -> {out / 'heldout.extxyz'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Small inference checkpoint (no optimiser state) with an optional model card."""
+    import json
+
+    from nesf.training.checkpoint import export_model
+
+    card = None
+    if args.card:
+        try:
+            card = json.loads(Path(args.card).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{args.card}: not a readable JSON model card ({exc})") from None
+        if not isinstance(card, dict):
+            raise ValueError(f"{args.card}: a model card must be a JSON object")
+    path = export_model(args.checkpoint, args.out, card)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """List the models shipped inside the package, with their model cards' summaries."""
+    from nesf.api import NeSF, available_models
+
+    names = available_models()
+    if not names:
+        print("no shipped models in this installation")
+        return 0
+    for name in names:
+        card = NeSF.load(name).card
+        print(f"{name}: {card.get('summary', '(no model card)')}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Round-trip well-known crystals through a shipped model; table, CIFs and a PNG."""
+    import torch
+
+    from nesf.demo import run_demo
+
+    _seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_demo(args.out, args.model, n_plot=args.plot, progress=not args.quiet)
     return 0
 
 
@@ -343,6 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (fine-tuning / pre-training); its architecture is used",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="DATA",
+        help="drop training crystals whose ids appear in DATA (repeatable; e.g. the test set)",
+    )
+    p.add_argument(
+        "--vocab",
+        choices=("data", "all"),
+        default="data",
+        help="species classes: the elements of the data (default) or all of H..Pu (accepts unseen elements)",
+    )
     p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -371,6 +468,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="input crystals (files or folders)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser(
+        "demo",
+        help="round-trip well-known crystals through a shipped model (table, CIFs, PNG)",
+        description=(
+            "Round-trip a dozen well-known crystals (NaCl, SrTiO3, Si, ZnO, TiO2, ...) through a shipped "
+            "model, print the metrics, and write OUT/inputs/*.cif, OUT/reconstructions/*.cif, "
+            "OUT/metrics.json and OUT/demo.png (input vs reconstruction, and a slice of the learned field)."
+        ),
+    )
+    p.add_argument("--out", default="nesf-demo", help="output folder (default nesf-demo)")
+    p.add_argument("--model", default="lim_l6", help="shipped model name or checkpoint (default lim_l6)")
+    p.add_argument("--plot", type=int, default=4, help="crystals drawn in demo.png (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("models", help="list the shipped models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "export",
+        help="small inference checkpoint (no optimiser state) with a model card",
+        description="Strip a training checkpoint to what inference needs and attach a JSON model card.",
+    )
+    p.add_argument("checkpoint", help="training checkpoint (last.pt or best.pt)")
+    p.add_argument("--out", required=True, help="the .pt file to write")
+    p.add_argument("--card", metavar="CARD.json", help="model card: a JSON object stored with the weights")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "split",
+        help="seeded random split of a data set into train.extxyz and heldout.extxyz",
+        description="Seeded random split (e.g. 90/10) of DATA into OUT/train.extxyz and OUT/heldout.extxyz.",
+    )
+    p.add_argument("data", help="crystals to split (extxyz, CIF(s), CSV)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--fraction", type=float, default=0.9, help="share of the first part, train (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("encode", help="latent codes of crystals to an .npz")
     model_args(p)

@@ -95,6 +95,58 @@ def classic_crystals(n_random: int = 6, seed: int = 0) -> list[Crystal]:
     return out
 
 
+#: Further well-known crystals for the demo: space group, lattice parameters, species, Wyckoff coords.
+_DEMO_EXTRA: dict[str, tuple] = {
+    "SrTiO3-perovskite": (
+        "Pm-3m",
+        (3.905, 3.905, 3.905, 90, 90, 90),
+        ["Sr", "Ti", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]],
+    ),
+    "CsCl": ("Pm-3m", (4.12, 4.12, 4.12, 90, 90, 90), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "TiO2-rutile": ("P4_2/mnm", (4.594, 4.594, 2.959, 90, 90, 90), ["Ti", "O"], [[0, 0, 0], [0.3049, 0.3049, 0]]),
+    "Fe-bcc": ("Im-3m", (2.866, 2.866, 2.866, 90, 90, 90), ["Fe"], [[0, 0, 0]]),
+    "MgO-rocksalt": ("Fm-3m", (4.212, 4.212, 4.212, 90, 90, 90), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "GaAs-zincblende": ("F-43m", (5.653, 5.653, 5.653, 90, 90, 90), ["Ga", "As"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+}
+
+#: The demo's crystals, in the order they are shown.
+DEMO_NAMES = (
+    "NaCl-rocksalt",
+    "SrTiO3-perovskite",
+    "Si-diamond",
+    "ZnO-wurtzite",
+    "TiO2-rutile",
+    "CsCl",
+    "Cu-fcc",
+    "MgO-rocksalt",
+    "GaAs-zincblende",
+    "Fe-bcc",
+    "NiAs",
+    "Mg-hcp",
+)
+
+
+def demo_crystals(names: tuple[str, ...] = DEMO_NAMES) -> list[Crystal]:
+    """Well-known crystals as conventional standard cells (all lengths <= 6 A), for the demo.
+
+    Lattice parameters and Wyckoff positions are the rounded experimental ones.
+    """
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    table = {**_CLASSIC, **_DEMO_EXTRA}
+    out = []
+    for name in names:
+        if name not in table:
+            raise ValueError(f"unknown demo crystal {name!r}; choose from {', '.join(sorted(table))}")
+        sg, (a, b, c, al, be, ga), species, coords = table[name]
+        s = Structure.from_spacegroup(sg, Lattice.from_parameters(a, b, c, al, be, ga), species, coords, tol=1e-3)
+        s = SpacegroupAnalyzer(s, symprec=1e-3).get_conventional_standard_structure()
+        out.append(Crystal.from_pymatgen(s, id=name))
+    return out
+
+
 def _random_triclinic(rng: np.random.Generator, skewed: bool, id: str) -> Crystal:
     """A random P1 crystal with atoms at least 1.6 A apart (periodic images included)."""
     from pymatgen.core import Lattice

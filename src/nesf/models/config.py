@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -68,8 +69,13 @@ class TrainConfig:
         epochs: maximum number of epochs.
         batch_size: crystals per step (per process under DDP).
         lr: Adam learning rate.
-        lr_step_epochs: halve the learning rate every this many epochs (0: never).
-        lr_gamma: factor of each decay step.
+        lr_schedule: ``"step"`` (multiply by ``lr_gamma`` every ``lr_step_epochs``, as published)
+            or ``"cosine"`` (cosine decay per step from ``lr`` to ``lr * lr_min_factor`` over the
+            run: over its epochs, or over its ``--minutes`` budget when that ends first; a
+            time-based schedule depends on the machine's speed, an epoch-based one does not).
+        lr_step_epochs: step schedule: decay every this many epochs (0: never).
+        lr_gamma: step schedule: factor of each decay step.
+        lr_min_factor: cosine schedule: final learning rate as a fraction of ``lr``.
         global_spacing: paper frame: spacing of the jittered global grid, Angstrom.
         global_jitter: Gaussian jitter of global points, Angstrom.
         uniform_per_crystal: periodic frame: uniform points per cell per step.
@@ -88,8 +94,10 @@ class TrainConfig:
     epochs: int = 3200
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "step"
     lr_step_epochs: int = 640
     lr_gamma: float = 0.5
+    lr_min_factor: float = 0.02
     global_spacing: float = 1.0
     global_jitter: float = 0.5
     uniform_per_crystal: int = 384
@@ -107,6 +115,20 @@ class TrainConfig:
     w_kl: float = 0.001
     normalize_lattice: bool = False
     grad_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+
+    def learning_rate(self, progress: float, epoch: int) -> float:
+        """Learning rate at ``progress`` (0 to 1, fraction of the run done) in epoch ``epoch`` (0-based)."""
+        if self.lr_schedule == "cosine":
+            progress = min(1.0, max(0.0, progress))
+            floor = self.lr * self.lr_min_factor
+            return floor + 0.5 * (self.lr - floor) * (1.0 + math.cos(math.pi * progress))
+        if self.lr_step_epochs > 0:
+            return self.lr * self.lr_gamma ** (epoch // self.lr_step_epochs)
+        return self.lr
 
 
 def paper_preset() -> tuple[ModelConfig, TrainConfig]:
@@ -132,12 +154,14 @@ def default_preset() -> tuple[ModelConfig, TrainConfig]:
     species-grid points per atom. Decoders of 4 x 256 (position) and 2 x 256 (species).
     At an equal 10-minute CPU budget on lim_l6 this trained to a lower atom-count and species
     error than both the paper preset and a 6 x 256 / 3 x 256 variant with more queries
-    (benchmarks/RESULTS.md, "Preset comparison").
+    (benchmarks/RESULTS.md, "Preset comparison"). The learning rate follows a cosine from 1e-3
+    down to 2e-5 over the run's epochs (100 unless ``--epochs`` says otherwise).
     """
     model = ModelConfig(position_dims=(256,) * 4, species_dims=(256,) * 2)
     train = TrainConfig(
+        epochs=100,
         lr=1e-3,
-        lr_step_epochs=0,
+        lr_schedule="cosine",
         uniform_per_crystal=256,
         local_grid=2,
         local_spacing=0.5,

@@ -63,6 +63,43 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return data
 
 
+#: What a model needs for inference; :func:`export_model` keeps only these.
+INFERENCE_KEYS = (
+    "kind",
+    "model_config",
+    "train_config",
+    "vocab",
+    "frame",
+    "bbox",
+    "state_dict",
+    "seed",
+    "epoch",
+    "init_from",
+)
+
+
+def export_model(src: str | Path, out: str | Path, card: dict[str, Any] | None = None) -> Path:
+    """A small inference checkpoint from a training one: no optimiser state, plus a model card.
+
+    Args:
+        src: a checkpoint written by training (``last.pt`` / ``best.pt``).
+        out: the file to write (atomically).
+        card: plain-data description (data, preset, metrics, ...) stored as ``model_card``.
+    """
+    ck = load_checkpoint(src)
+    payload = {k: ck[k] for k in INFERENCE_KEYS if k in ck}
+    payload["trained_with_nesf"] = ck.get("nesf_version")
+    card = dict(card or {})
+    history = ck.get("history") or []
+    if history:
+        card.setdefault("training_steps", int(history[-1]["step"]))
+        card.setdefault("training_seconds", round(float(history[-1]["seconds"]), 1))
+        card.setdefault("final_val_loss", round(float(history[-1]["val_loss"]), 5))
+    card.setdefault("epochs", ck.get("epoch"))
+    payload["model_card"] = card
+    return save_checkpoint(out, payload)
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__

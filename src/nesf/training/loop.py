@@ -22,7 +22,7 @@ from nesf.data.vocab import SpeciesVocab
 from nesf.fields.frame import get_frame
 from nesf.io.writers import atomic_write
 from nesf.models.autoencoder import NeSFModel
-from nesf.models.config import ModelConfig, TrainConfig, config_to_dict
+from nesf.models.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from nesf.training.checkpoint import load_checkpoint, save_checkpoint
 from nesf.training.objective import NeSFObjective
 from nesf.training.sampling import QuerySampler
@@ -44,6 +44,22 @@ def lattice_normalization(crystals: Sequence[Crystal], normalize: bool) -> tuple
     mean = params.mean(axis=0)
     std = np.maximum(params.std(axis=0), np.array([0.1, 0.1, 0.1, 0.02, 0.02, 0.02]))
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+ALL_ELEMENTS = tuple(range(1, 95))  # H..Pu
+
+
+def make_vocab(crystals: Sequence[Crystal], kind: str = "data") -> SpeciesVocab:
+    """A species vocabulary: ``"data"`` (the elements of ``crystals``) or ``"all"`` (H to Pu).
+
+    With ``"all"`` a trained model accepts crystals with elements it never saw (their species
+    cannot have been learned, but their positions can).
+    """
+    if kind == "data":
+        return SpeciesVocab.from_crystals(crystals)
+    if kind == "all":
+        return SpeciesVocab(tuple(sorted(set(ALL_ELEMENTS) | set(SpeciesVocab.from_crystals(crystals).numbers))))
+    raise ValueError(f"vocabulary must be 'data' or 'all', got {kind!r}")
 
 
 @dataclass
@@ -95,9 +111,14 @@ class Trainer:
         seed: int = 0,
         device: str = "cpu",
         progress: bool = True,
+        init: str | Path | None = None,
+        vocab: str = "data",
     ) -> None:
         keep_freed_memory()
         self.out_dir = Path(out_dir)
+        init_ck = load_checkpoint(init, map_location="cpu") if init is not None else None
+        if init_ck is not None:  # fine-tuning: the architecture is the initial model's
+            model_cfg = config_from_dict(ModelConfig, init_ck["model_config"])
         self.model_cfg = model_cfg
         self.cfg = train_cfg
         self.seed = seed
@@ -112,11 +133,18 @@ class Trainer:
         val = prepare_crystals(val, model_cfg.frame)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
-        self.vocab = SpeciesVocab.from_crystals(list(train) + list(val))
+        self.vocab = make_vocab(list(train) + list(val), vocab)
+        if init_ck is not None:
+            start = SpeciesVocab.from_dict(init_ck["vocab"])
+            if set(self.vocab.numbers) <= set(start.numbers):
+                self.vocab = start  # keep the species layers of the initial model
         self.bbox = None if self.frame.periodic else bounding_box(train, margin=train_cfg.global_spacing)
         mean, std = lattice_normalization(train, train_cfg.normalize_lattice)
         torch.manual_seed(seed)
         self.model = NeSFModel(model_cfg, len(self.vocab), mean, std).to(self.device)
+        self.init_from = None
+        if init_ck is not None:
+            self.init_from = {"checkpoint": Path(init).name, **self._load_matching(init_ck["state_dict"])}
         self.objective = NeSFObjective(self.model, train_cfg)
         self.train_data = CrystalBatch.from_crystals(train, self.vocab)
         self.val_data = CrystalBatch.from_crystals(val, self.vocab)
@@ -124,8 +152,6 @@ class Trainer:
             _ = self.train_data.geometry, self.val_data.geometry
         self.sampler = QuerySampler(train_cfg, self.frame, self.bbox)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr)
-        step = train_cfg.lr_step_epochs if train_cfg.lr_step_epochs > 0 else 10**9
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=step, gamma=train_cfg.lr_gamma)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -139,6 +165,14 @@ class Trainer:
         else:
             self.ddp = None
 
+    def _load_matching(self, state: dict) -> dict:
+        """Copy the parameters of ``state`` whose names and shapes match (lattice normalisation excluded)."""
+        own = self.model.state_dict()
+        skip = {"lattice_mean", "lattice_std"}
+        take = {k: v for k, v in state.items() if k in own and k not in skip and own[k].shape == v.shape}
+        self.model.load_state_dict(take, strict=False)
+        return {"loaded": len(take), "of": len(own)}
+
     # ------------------------------------------------------------------ state
     def payload(self, with_training: bool = True) -> dict:
         """Checkpoint content (plain data + tensors only)."""
@@ -150,13 +184,13 @@ class Trainer:
             "bbox": None if self.bbox is None else self.bbox.tolist(),
             "state_dict": self.model.state_dict(),
             "seed": self.seed,
+            "init_from": self.init_from,
             "epoch": self.epoch,
             "history": self.history,
         }
         if with_training:
             data["training"] = {
                 "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
                 "epoch": self.epoch,
                 "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step,
@@ -177,7 +211,6 @@ class Trainer:
         self.model.load_state_dict(ck["state_dict"])
         tr = ck["training"]
         self.optimizer.load_state_dict(tr["optimizer"])
-        self.scheduler.load_state_dict(tr["scheduler"])
         self.epoch = int(tr["epoch"])
         self.step_in_epoch = int(tr["step_in_epoch"])
         self.global_step = int(tr["global_step"])
@@ -199,6 +232,18 @@ class Trainer:
 
     def _step_generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 7_368_787 + 104_729 * step + self.dist.rank)
+
+    def set_learning_rate(self, total_steps: int, time_fraction: float = 0.0) -> float:
+        """Apply the schedule's learning rate for the coming step.
+
+        Progress is the fraction of ``total_steps`` done, or of the time budget when that is
+        further along; without a time budget the rate is a pure function of the step (resumable).
+        """
+        progress = max(self.global_step / max(1, total_steps), time_fraction)
+        lr = self.cfg.learning_rate(progress, self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def train_step(self, index: torch.Tensor) -> dict[str, float]:
         """One optimisation step on crystals ``index``; returns the loss terms."""
@@ -252,7 +297,7 @@ class Trainer:
 
     def _run(self, epochs: int | None, minutes: float | None, save_every_minutes: float) -> TrainResult:
         max_epochs = epochs if epochs is not None else self.cfg.epochs
-        last_save = time.monotonic()
+        last_save = run_start = time.monotonic()
         deadline = time.monotonic() + 60.0 * minutes if minutes else math.inf
         if self.dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,6 +317,8 @@ class Trainer:
             )
             while self.step_in_epoch < len(batches):
                 t0 = time.monotonic()
+                used = (t0 - run_start) / (60.0 * minutes) if minutes else 0.0
+                self.set_learning_rate(max_epochs * len(batches), used)
                 terms = self.train_step(batches[self.step_in_epoch])
                 dt = time.monotonic() - t0
                 self.elapsed += dt
@@ -293,7 +340,6 @@ class Trainer:
             if epoch_done:
                 self.epoch += 1
                 self.step_in_epoch = 0
-                self.scheduler.step()
             self._end_of_period(sums, count, time.monotonic() - t_epoch, epoch_done, len(batches))
         if self.dist.world > 1:
             dist.barrier()
@@ -373,6 +419,8 @@ def train(
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
+    init: str | Path | None = None,
+    vocab: str = "data",
 ) -> TrainResult:
     """Train a NeSF autoencoder.
 
@@ -388,11 +436,16 @@ def train(
         device: ``"cpu"`` or ``"cuda"``.
         resume: continue from ``out_dir/last.pt``.
         progress: progress bar on stderr.
+        init: start from this checkpoint's weights (fine-tuning; its architecture replaces
+            ``model_cfg``, its vocabulary is kept when it covers the data; fresh optimiser and schedule).
+        vocab: ``"data"`` (elements of ``train`` + ``val``) or ``"all"`` (H to Pu).
     """
-    trainer = Trainer(train, val, out_dir, model_cfg, train_cfg, seed=seed, device=device, progress=progress)
+    trainer = Trainer(
+        train, val, out_dir, model_cfg, train_cfg, seed=seed, device=device, progress=progress, init=init, vocab=vocab
+    )
     if resume:
         trainer.resume_from(Path(out_dir) / "last.pt")
     return trainer.run(epochs=epochs, minutes=minutes)
 
 
-__all__ = ["Trainer", "TrainResult", "train", "prepare_crystals"]
+__all__ = ["Trainer", "TrainResult", "make_vocab", "train", "prepare_crystals"]

@@ -25,7 +25,8 @@ def parse_plane(text: str) -> tuple[int, float]:
     return axis, frac
 
 
-def _plt():
+def pyplot():  # noqa: ANN201
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,9 +41,10 @@ def _colors(numbers: np.ndarray) -> list:
     return [jmol_colors[int(z)] for z in numbers]
 
 
-def _save(fig, path: str | Path) -> Path:  # noqa: ANN001
+def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001
+    """Write ``fig`` as PNG atomically and close it."""
     out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
-    _plt().close(fig)
+    pyplot().close(fig)
     return out
 
 
@@ -65,11 +67,24 @@ def draw_projection(ax, crystal: Crystal, axes: tuple[int, int] = (0, 1), title:
     ax.set_title(title, fontsize=10)
 
 
+def draw_atoms_3d(ax, crystal: Crystal, title: str = "", rotation: str = "-75x,-20y,0z") -> None:  # noqa: ANN001
+    """A perspective-free 3D view of the cell and its atoms (ASE's renderer), with a species legend."""
+    from ase.data import chemical_symbols
+    from ase.visualize.plot import plot_atoms
+
+    atoms = crystal.to_ase()
+    plot_atoms(atoms, ax, rotation=rotation, radii=0.45, show_unit_cell=2)
+    for z in np.unique(crystal.numbers):
+        ax.scatter([], [], s=60, c=_colors(np.array([z])), edgecolors="k", label=chemical_symbols[int(z)])
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10)
+
+
 def plot_pairs(
     pairs: Sequence[tuple[Crystal, Crystal]], path: str | Path, title: str = "input vs reconstruction"
 ) -> Path:
     """One row per crystal: input and reconstruction side by side (a-b and a-c projections)."""
-    plt = _plt()
+    plt = pyplot()
     n = len(pairs)
     fig, axes = plt.subplots(n, 4, figsize=(14, 3.4 * n), squeeze=False)
     for r, (true, pred) in enumerate(pairs):
@@ -80,7 +95,7 @@ def plot_pairs(
         axes[r, 3].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -92,11 +107,13 @@ def draw_field_slice(
     plane: tuple[int, float] = (2, 0.5),
     n: int = 25,
     title: str = "",
+    arrow_scale: float = 1.0,
 ) -> None:
     """Position-field arrows on a lattice plane, coloured by the species field's arg-max.
 
     The plane holds fractional coordinate ``plane[1]`` along lattice axis ``plane[0]``; arrows
-    are the field's displacement projected into that plane, drawn in an orthonormal frame of it.
+    are the field's displacement projected into that plane, drawn in an orthonormal frame of it,
+    ``arrow_scale`` times their length (1: each arrow ends on the atom it points to).
     """
     axis, value = plane
     others = [k for k in range(3) if k != axis]
@@ -117,7 +134,7 @@ def draw_field_slice(
     from ase.data import atomic_numbers
 
     colors = _colors(np.array([atomic_numbers.get(symbols[k], 0) for k in labels]))
-    ax.quiver(x, y, dx, dy, color=colors, angles="xy", scale_units="xy", scale=1.0, width=0.004, zorder=2)
+    ax.quiver(x, y, dx, dy, color=colors, angles="xy", scale_units="xy", scale=1.0 / arrow_scale, width=0.004, zorder=2)
     frac = crystal.frac % 1.0
     near = np.abs(((frac[:, axis] - value + 0.5) % 1.0) - 0.5) * np.linalg.norm(lat[axis]) < 0.6
     if near.any():
@@ -145,7 +162,7 @@ def draw_field_slice(
 
 def plot_field(field, crystal: Crystal, symbols: Sequence[str], path: str | Path, plane=(2, 0.5)) -> Path:  # noqa: ANN001
     """A PNG of :func:`draw_field_slice`."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 6))
     draw_field_slice(
         ax,
@@ -155,16 +172,16 @@ def plot_field(field, crystal: Crystal, symbols: Sequence[str], path: str | Path
         plane,
         title=f"{crystal.id}: learned position field, {'abc'[plane[0]]} = {plane[1]:g} (arrow colour = species field)",
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_strip(crystals: Sequence[Crystal], path: str | Path, title: str = "") -> Path:
     """Crystals in a row (x-y projections), e.g. along a latent path."""
-    plt = _plt()
+    plt = pyplot()
     n = len(crystals)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     for k, c in enumerate(crystals):
         draw_projection(axes[0, k], c, (0, 1), f"{k}: {c.formula if c.n_atoms else 'empty'}")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

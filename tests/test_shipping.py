@@ -1,0 +1,168 @@
+"""Learning-rate schedules, fine-tuning (--init), data splits, exported models and the demo."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nesf.api import NeSF
+from nesf.cli import main
+from nesf.data.examples import demo_crystals
+from nesf.data.readers import read_crystals
+from nesf.io.writers import write_extxyz
+from nesf.models.config import TrainConfig, get_preset
+from nesf.training.checkpoint import load_checkpoint
+from nesf.training.loop import Trainer, make_vocab
+from small_model import small_configs
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, classic):
+    out = tmp_path_factory.mktemp("pre")
+    small = [c for c in classic if c.n_atoms <= 12]
+    m, t = small_configs()
+    Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False).run(epochs=1)
+    return out / "last.pt", small
+
+
+def test_cosine_schedule_runs_from_lr_to_floor():
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine", lr_min_factor=0.1)
+    assert cfg.learning_rate(0.0, 0) == pytest.approx(1e-3)
+    assert cfg.learning_rate(0.5, 3) == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert cfg.learning_rate(1.0, 9) == pytest.approx(1e-4)
+    assert cfg.learning_rate(2.0, 9) == pytest.approx(1e-4)  # clamped past the end
+    rates = [cfg.learning_rate(p / 10, 0) for p in range(11)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_step_schedule_is_the_published_one():
+    cfg = TrainConfig(lr=1e-3, lr_schedule="step", lr_step_epochs=640, lr_gamma=0.5)
+    assert cfg.learning_rate(0.9, 639) == pytest.approx(1e-3)
+    assert cfg.learning_rate(0.0, 640) == pytest.approx(5e-4)
+    assert cfg.learning_rate(0.0, 1300) == pytest.approx(2.5e-4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_default_preset_decays_over_its_epochs():
+    _, t = get_preset("default")
+    assert t.lr_schedule == "cosine" and t.epochs > 0
+
+
+def test_cosine_training_ends_at_the_floor(tmp_path, classic):
+    small = [c for c in classic if c.n_atoms <= 12]
+    m, t = small_configs()
+    t = replace(t, lr_schedule="cosine", lr_min_factor=0.05)
+    trainer = Trainer(small[:8], small[8:10], tmp_path, m, t, seed=0, progress=False)
+    trainer.run(epochs=2)
+    steps = trainer.global_step
+    lrs = [row["lr"] for row in trainer.history]
+    assert lrs[0] < t.lr  # decayed within the first epoch
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
+        t.learning_rate((steps - 1) / steps, 1), rel=1e-9
+    )
+
+
+def test_vocab_all_accepts_unseen_elements(classic):
+    vocab = make_vocab(classic[:2], "all")
+    assert len(vocab) >= 94 and 92 in vocab.numbers  # uranium, in no example crystal
+    with pytest.raises(ValueError, match="vocabulary"):
+        make_vocab(classic[:2], "everything")
+
+
+def test_init_copies_weights_and_keeps_a_covering_vocab(pretrained, tmp_path):
+    ckpt, small = pretrained
+    src = load_checkpoint(ckpt)
+    m, t = small_configs()
+    m_other = replace(m, latent_dim=8)  # ignored: the initial model's architecture is used
+    subset = [c for c in small if set(c.numbers) <= set(src["vocab"]["numbers"])][:4]
+    trainer = Trainer(subset[:3], subset[3:], tmp_path, m_other, t, seed=1, progress=False, init=ckpt)
+    assert trainer.model_cfg.latent_dim == m.latent_dim
+    assert list(trainer.vocab.numbers) == list(src["vocab"]["numbers"])
+    own = trainer.model.state_dict()
+    for key, value in src["state_dict"].items():
+        if key not in ("lattice_mean", "lattice_std"):
+            assert torch.equal(own[key], value), key
+    assert trainer.init_from["loaded"] == len(own) - 2
+
+
+def test_init_with_new_elements_reinitialises_species_layers(pretrained, tmp_path):
+    ckpt, small = pretrained
+    m, t = small_configs()
+    trainer = Trainer(small[:3], small[3:4], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
+    assert len(trainer.vocab) >= 94
+    assert 0 < trainer.init_from["loaded"] < trainer.init_from["of"] - 2
+
+
+def test_split_is_seeded_and_complete(tmp_path, classic):
+    data = tmp_path / "all.extxyz"
+    write_extxyz(data, classic)
+    for run in ("a", "b"):
+        assert main(["split", str(data), "--out", str(tmp_path / run), "--fraction", "0.8", "--seed", "3"]) == 0
+    a_train = [c.id for c in read_crystals(tmp_path / "a" / "train.extxyz")]
+    a_held = [c.id for c in read_crystals(tmp_path / "a" / "heldout.extxyz")]
+    assert a_train == [c.id for c in read_crystals(tmp_path / "b" / "train.extxyz")]
+    assert sorted(a_train + a_held) == sorted(c.id for c in classic)
+    assert len(a_held) == round(0.2 * len(classic)) and not set(a_train) & set(a_held)
+    assert main(["split", str(data), "--out", str(tmp_path / "c"), "--fraction", "1.5"]) == 2
+
+
+def test_train_exclude_drops_ids(tmp_path, classic, capsys):
+    small = [c for c in classic if c.n_atoms <= 12]
+    train, val = tmp_path / "train.extxyz", tmp_path / "val.extxyz"
+    write_extxyz(train, small[:6])
+    write_extxyz(val, small[6:8])
+    code = main(
+        ["train", "--train", str(train), "--val", str(val), "--exclude", str(val), "--exclude", str(train),
+         "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]
+    )
+    assert code == 2  # everything excluded: a clear error, no traceback
+    assert "at least one training" in capsys.readouterr().err
+
+
+def test_export_strips_training_state_and_keeps_the_card(pretrained, tmp_path):
+    ckpt, small = pretrained
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"summary": "tiny test model", "data": "classic"}))
+    out = tmp_path / "tiny.pt"
+    assert main(["export", str(ckpt), "--out", str(out), "--card", str(card)]) == 0
+    ck = load_checkpoint(out)
+    assert "training" not in ck and "history" not in ck
+    assert out.stat().st_size < ckpt.stat().st_size
+    model = NeSF.load(out)
+    assert model.card["summary"] == "tiny test model" and model.card["training_steps"] > 0
+    full = NeSF.load(ckpt)
+    crystals = model.prepare(small[8:10])
+    assert torch.equal(model.encode_crystals(crystals), full.encode_crystals(crystals))
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "x.pt"), "--card", str(bad)]) == 2
+
+
+def test_demo_crystals_are_conventional_and_small():
+    crystals = demo_crystals()
+    assert len(crystals) >= 10
+    for c in crystals:
+        assert c.lattice_params[:3].max() <= 6.0, c.id
+        assert abs(c.volume - abs(torch.det(torch.tensor(c.lattice)).item())) < 1e-6
+    nacl = next(c for c in crystals if c.id == "NaCl-rocksalt")
+    assert nacl.n_atoms == 8 and math.isclose(nacl.lattice_params[0], 5.64)
+    with pytest.raises(ValueError, match="unknown demo crystal"):
+        demo_crystals(("Unobtainium",))
+
+
+def test_demo_writes_cifs_metrics_and_png(pretrained, tmp_path, capsys):
+    ckpt, _ = pretrained
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(ckpt), "--out", str(out), "--plot", "2", "--quiet"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    n = result["n_structures"]
+    assert n == len(result["crystals"]) and n > 0
+    assert len(list((out / "inputs").glob("*.cif"))) == n
+    assert len(list((out / "reconstructions").glob("*.cif"))) == n
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "StructureMatcher" in capsys.readouterr().out
