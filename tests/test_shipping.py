@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,12 +91,32 @@ def test_init_copies_weights_and_keeps_a_covering_vocab(pretrained, tmp_path):
     assert trainer.init_from["loaded"] == len(own) - 2
 
 
-def test_init_with_new_elements_reinitialises_species_layers(pretrained, tmp_path):
+def test_init_with_a_larger_vocab_remaps_species_layers(pretrained, tmp_path):
     ckpt, small = pretrained
+    src = load_checkpoint(ckpt)
     m, t = small_configs()
     trainer = Trainer(small[:3], small[3:4], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
     assert len(trainer.vocab) >= 94
-    assert 0 < trainer.init_from["loaded"] < trainer.init_from["of"] - 2
+    assert trainer.init_from["loaded"] == trainer.init_from["of"] - 2  # all but the lattice statistics
+    old = src["vocab"]["numbers"]
+    new_idx = [trainer.vocab.numbers.index(z) for z in old]
+    own = trainer.model.state_dict()
+    assert torch.equal(own["species_decoder.out.weight"][new_idx], src["state_dict"]["species_decoder.out.weight"])
+    assert torch.equal(own["encoder.spec_mlp.0.weight"][:, new_idx], src["state_dict"]["encoder.spec_mlp.0.weight"])
+    unseen = trainer.vocab.numbers.index(92)
+    assert own["species_decoder.out.bias"][unseen] < src["state_dict"]["species_decoder.out.bias"].min()
+    # the remapped model predicts the same species as the original on the old elements' crystals
+    before, after = NeSF.load(ckpt), NeSF.from_checkpoint(trainer.payload(with_training=False))
+    for name in ("lattice_mean", "lattice_std"):  # the new run's lattice statistics differ; align them
+        getattr(after.model, name).copy_(src["state_dict"][name])
+    crystals = before.prepare(small[:2])
+    z = before.encode_crystals(crystals)
+    assert torch.allclose(z, after.encode_crystals(crystals), atol=1e-5)
+    lat = torch.as_tensor(np.stack([c.lattice for c in crystals]), dtype=torch.float32)
+    q = torch.rand(2, 50, 3, generator=torch.Generator().manual_seed(0)) @ lat
+    sym_before = np.array(before.vocab.numbers)[before.model.bind(z, lat).species_labels(q).numpy()]
+    sym_after = np.array(after.vocab.numbers)[after.model.bind(z, lat).species_labels(q).numpy()]
+    assert np.array_equal(sym_before, sym_after)
 
 
 def test_split_is_seeded_and_complete(tmp_path, classic):

@@ -62,6 +62,40 @@ def make_vocab(crystals: Sequence[Crystal], kind: str = "data") -> SpeciesVocab:
     raise ValueError(f"vocabulary must be 'data' or 'all', got {kind!r}")
 
 
+#: Parameters indexed by species class, and the axis that is: the encoder's one-hot input
+#: layer and the species decoder's output layer.
+SPECIES_AXES = {"encoder.spec_mlp.0.weight": 1, "species_decoder.out.weight": 0, "species_decoder.out.bias": 0}
+
+
+def remap_species(state: dict, old: SpeciesVocab, new: SpeciesVocab) -> dict:
+    """A state dict for vocabulary ``new`` from one trained with ``old``.
+
+    Species-indexed rows / columns of elements in both are copied; elements new to the model get
+    zero input weights and an output bias below every trained one, so the model keeps predicting
+    the elements it knows until training teaches it the new ones.
+    """
+    if old == new:
+        return dict(state)
+    out = dict(state)
+    shared = [z for z in new.numbers if z in old.numbers]
+    src = torch.as_tensor(old.encode(shared), dtype=torch.long)
+    dst = torch.as_tensor(new.encode(shared), dtype=torch.long)
+    for name, axis in SPECIES_AXES.items():
+        if name not in state:
+            continue
+        value = state[name]
+        shape = list(value.shape)
+        shape[axis] = len(new)
+        fresh = torch.zeros(shape, dtype=value.dtype)
+        if name.endswith("bias"):
+            fresh.fill_(float(value.min()) - 5.0)
+        elif axis == 0:  # output weights of new elements: small random rows
+            fresh.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(0))
+        fresh.index_copy_(axis, dst, value.index_select(axis, src))
+        out[name] = fresh
+    return out
+
+
 @dataclass
 class DistInfo:
     """Process-group facts (a single process is rank 0 of 1)."""
@@ -136,7 +170,7 @@ class Trainer:
         self.vocab = make_vocab(list(train) + list(val), vocab)
         if init_ck is not None:
             start = SpeciesVocab.from_dict(init_ck["vocab"])
-            if set(self.vocab.numbers) <= set(start.numbers):
+            if vocab == "data" and set(self.vocab.numbers) <= set(start.numbers):
                 self.vocab = start  # keep the species layers of the initial model
         self.bbox = None if self.frame.periodic else bounding_box(train, margin=train_cfg.global_spacing)
         mean, std = lattice_normalization(train, train_cfg.normalize_lattice)
@@ -144,7 +178,8 @@ class Trainer:
         self.model = NeSFModel(model_cfg, len(self.vocab), mean, std).to(self.device)
         self.init_from = None
         if init_ck is not None:
-            self.init_from = {"checkpoint": Path(init).name, **self._load_matching(init_ck["state_dict"])}
+            state = remap_species(init_ck["state_dict"], SpeciesVocab.from_dict(init_ck["vocab"]), self.vocab)
+            self.init_from = {"checkpoint": Path(init).name, **self._load_matching(state)}
         self.objective = NeSFObjective(self.model, train_cfg)
         self.train_data = CrystalBatch.from_crystals(train, self.vocab)
         self.val_data = CrystalBatch.from_crystals(val, self.vocab)
@@ -437,7 +472,9 @@ def train(
         resume: continue from ``out_dir/last.pt``.
         progress: progress bar on stderr.
         init: start from this checkpoint's weights (fine-tuning; its architecture replaces
-            ``model_cfg``, its vocabulary is kept when it covers the data; fresh optimiser and schedule).
+            ``model_cfg``; its vocabulary is kept when it covers the data and ``vocab`` is
+            ``"data"``, else its species layers are remapped to the new vocabulary; fresh
+            optimiser and schedule).
         vocab: ``"data"`` (elements of ``train`` + ``val``) or ``"all"`` (H to Pu).
     """
     trainer = Trainer(
@@ -448,4 +485,4 @@ def train(
     return trainer.run(epochs=epochs, minutes=minutes)
 
 
-__all__ = ["Trainer", "TrainResult", "make_vocab", "train", "prepare_crystals"]
+__all__ = ["Trainer", "TrainResult", "make_vocab", "prepare_crystals", "remap_species", "train"]
