@@ -82,3 +82,31 @@ def test_lattice_heads_and_presets():
     params = model.decode_lattice(z)
     assert params.shape == (5, 6)
     assert torch.all(params[:, :3] > 0) and torch.all(params[:, 3:] > 0) and torch.all(params[:, 3:] < torch.pi)
+
+
+def test_structure_factor_pool_is_invariant_to_order_and_lattice_shifts():
+    from nesf.models.encoder import StructureFactorPool, half_miller_indices
+
+    h = half_miller_indices(2)
+    assert h.shape == ((5**3 - 1) // 2 + 1, 3)
+    keys = {tuple(v.tolist()) for v in h}
+    assert all(tuple((-v).tolist()) not in keys for v in h if v.abs().sum() > 0)  # one of each +-h pair
+    pool = StructureFactorPool(n_species=3, h_max=2, channels=2).double()
+    g = torch.Generator().manual_seed(0)
+    frac = torch.rand(1, 5, 3, generator=g, dtype=torch.float64)
+    species = torch.tensor([[0, 1, 2, 1, 0]])
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    ref = pool(frac, species, mask)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    assert torch.allclose(pool(frac[:, perm], species[:, perm], mask), ref)
+    shift = torch.randint(-3, 4, (1, 5, 3), generator=g).double()
+    assert torch.allclose(pool(frac + shift, species, mask), ref, atol=1e-9)
+    padded = pool(
+        torch.cat([frac, torch.rand(1, 2, 3, dtype=torch.float64)], 1),
+        torch.cat([species, torch.zeros(1, 2, dtype=torch.long)], 1),
+        torch.cat([mask, torch.zeros(1, 2, dtype=torch.bool)], 1),
+    )
+    assert torch.allclose(padded, ref)
+    moved = frac.clone()
+    moved[0, 0, 0] += 0.1
+    assert not torch.allclose(pool(moved, species, mask), ref)

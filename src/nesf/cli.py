@@ -102,6 +102,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = get_preset(args.preset, args.frame)
+    if args.structure_factors:
+        if model_cfg.frame != "periodic":
+            raise ValueError("--structure-factors needs the periodic frame")
+        model_cfg = replace(model_cfg, structure_factors=True)
     changes = {"batch_size": args.batch_size, "lr": args.lr}
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
@@ -433,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="DATA",
         help="drop training crystals whose ids appear in DATA (repeatable; e.g. the test set)",
+    )
+    p.add_argument(
+        "--structure-factors",
+        action="store_true",
+        help="periodic frame: add species-weighted structure factors (|h_i| <= 3) to the encoder",
     )
     p.add_argument(
         "--vocab",

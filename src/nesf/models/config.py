@@ -29,6 +29,12 @@ class ModelConfig:
         norm: ``"batch"`` (BatchNorm over queries, as published) or ``"none"``.
         activation: ``"relu"`` or ``"silu"``.
         residual: residual connections between equal-width hidden layers of the decoders.
+        structure_factors: periodic frame: also encode the crystal by learned-species-weighted
+            structure factors ``F_c(h) = sum_j e_c(s_j) exp(2 pi i h . u_j)`` for integer ``h`` with
+            ``|h_i| <= structure_factor_h`` (half of them; the other half are conjugates), a
+            lossless, permutation-invariant summary of where the atoms are (0: off).
+        structure_factor_h: largest Miller index of those structure factors.
+        structure_factor_channels: learned species weightings ``e_c``.
     """
 
     frame: str = "periodic"
@@ -47,6 +53,9 @@ class ModelConfig:
     norm: str = "none"
     activation: str = "silu"
     residual: bool = True
+    structure_factors: bool = False
+    structure_factor_h: int = 3
+    structure_factor_channels: int = 4
 
     def __post_init__(self) -> None:
         if self.frame not in ("paper", "periodic"):
