@@ -118,6 +118,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set = kept
     if args.resume and args.init:
         raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
+    if args.model == "voxel":
+        return _train_voxel(args, train_set, val_set)
 
     def _terminate(signum, frame):  # noqa: ANN001, ARG001 - schedulers stop jobs with SIGTERM
         raise KeyboardInterrupt
@@ -146,10 +148,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(args: argparse.Namespace):  # noqa: ANN202
-    from nesf.api import NeSF
+def _train_voxel(args: argparse.Namespace, train_set, val_set) -> int:  # noqa: ANN001
+    """``nesf train --model voxel``: the ICSG3D-style voxel autoencoder baseline."""
+    from nesf.voxel import VoxelConfig, train_voxel
 
-    model = NeSF.load(args.model, device=_device(args.device))
+    for flag, value in (
+        ("--init", args.init),
+        ("--frame", args.frame),
+        ("--structure-factors", args.structure_factors),
+    ):
+        if value:
+            raise ValueError(f"{flag} applies to NeSF models, not to --model voxel")
+    if args.preset != "default":
+        raise ValueError("--preset applies to NeSF models, not to --model voxel")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--model voxel trains in one process; run it without torchrun")
+    over = {"d": args.voxel_d, "batch_size": args.batch_size, "lr": args.lr, "augment": args.augment}
+    cfg = VoxelConfig(**{k: v for k, v in over.items() if v is not None})
+    result = train_voxel(
+        train_set,
+        val_set,
+        args.out,
+        cfg,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        seed=args.seed,
+        device=_device(args.device),
+        progress=not args.quiet,
+        resume=args.resume,
+        vocab=args.vocab,
+    )
+    print(
+        f"trained {result.epochs} epoch(s), {result.steps} steps; best validation loss {result.best_val:.5f}; "
+        f"checkpoints in {result.out_dir} (last.pt, best.pt), curve in history.csv and learning_curve.png"
+    )
+    return 0
+
+
+def _load_model(args: argparse.Namespace):  # noqa: ANN202
+    from nesf.voxel import load_any
+
+    model = load_any(args.model, device=_device(args.device))
     changes = {}
     if getattr(args, "batch_size", None):
         changes["batch_size"] = args.batch_size
@@ -339,6 +378,8 @@ def cmd_plot_field(args: argparse.Namespace) -> int:
 
     plane = parse_plane(args.plane)
     model = _load_model(args)
+    if not hasattr(model.model, "bind"):
+        raise ValueError(f"{args.model}: plot-field draws a learned structure field; this is a voxel autoencoder")
     crystal = model.prepare(read_crystals(args.crystal, conventional=args.conventional)[args.index : args.index + 1])
     if not crystal:
         raise ValueError(f"{args.crystal}: no crystal at index {args.index}")
@@ -413,6 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="training crystals (extxyz, CIF(s), CSV)")
     p.add_argument("--val", required=True, help="validation crystals (checkpoint selection)")
     p.add_argument("--out", required=True, help="output folder (last.pt, best.pt, history.csv, learning_curve.png)")
+    p.add_argument(
+        "--model",
+        choices=("nesf", "voxel"),
+        default="nesf",
+        help="'nesf' (default) or 'voxel': the ICSG3D-style voxel autoencoder baseline",
+    )
+    p.add_argument("--voxel-d", type=int, default=None, help="voxel model: grid points per axis (default 32)")
+    p.add_argument(
+        "--augment",
+        choices=("none", "cubic", "any"),
+        default=None,
+        help="voxel model: random rotations of the training crystals (default: the voxel config's)",
+    )
     p.add_argument(
         "--preset",
         choices=("default", "paper"),
