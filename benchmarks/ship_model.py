@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--checkpoint")
     ap.add_argument("--eval", help="nesf evaluate --json output on the test data")
     ap.add_argument("--data", help="what the model was trained on")
+    ap.add_argument("--train-data", help="the training file, to record its elements (if the checkpoint has not)")
     ap.add_argument("--test-data", help="what it was tested on")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--init-description", help="pre-training, in words")
@@ -136,7 +137,13 @@ def main() -> None:
         if args.minutes_total:
             card["training_seconds"] = round(60.0 * args.minutes_total, 1)
         WEIGHTS.mkdir(parents=True, exist_ok=True)
-        out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card)
+        trained = None
+        if args.train_data:
+            from nesf.data.readers import read_crystals
+            from nesf.data.vocab import SpeciesVocab
+
+            trained = list(SpeciesVocab.from_crystals(read_crystals(args.train_data)).numbers)
+        out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained)
         SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.eval, SHIPPED_RESULTS / f"{args.name}.json")
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

@@ -187,3 +187,21 @@ def test_demo_writes_cifs_metrics_and_png(pretrained, tmp_path, capsys):
     assert len(list((out / "reconstructions").glob("*.cif"))) == n
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "StructureMatcher" in capsys.readouterr().out
+
+
+def test_decoding_never_predicts_elements_absent_from_training(pretrained, tmp_path):
+    ckpt, small = pretrained
+    m, t = small_configs()
+    trainer = Trainer(small[:3], small[3:4], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
+    trainer.run(epochs=1)
+    payload = load_checkpoint(tmp_path / "last.pt")
+    seen = set(payload["trained_numbers"])
+    assert seen == {int(z) for c in small[:3] for z in c.numbers}
+    model = NeSF.load(tmp_path / "last.pt")
+    model.model.species_decoder.out.bias.data[model.vocab.numbers.index(92)] = 1e6  # make uranium win everywhere
+    crystals = model.prepare(small[3:4])
+    z = model.encode_crystals(crystals)
+    lat = torch.as_tensor(crystals[0].lattice, dtype=torch.float32).unsqueeze(0)
+    q = torch.rand(1, 64, 3, generator=torch.Generator().manual_seed(0)) @ lat
+    labels = model.model.bind(z, lat).species_labels(q)
+    assert set(np.asarray(model.vocab.numbers)[labels.numpy().ravel()].tolist()) <= seen

@@ -108,6 +108,9 @@ class NeSF:
             model.load_state_dict(ck["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: {str(exc).splitlines()[0][:200]}") from None
+        trained = ck.get("trained_numbers")
+        if trained:
+            model.unseen_species = torch.tensor([z not in set(trained) for z in vocab.numbers])
         bbox = ck.get("bbox")
         out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device)
         out.info = {

@@ -55,6 +55,9 @@ class NeSFModel(nn.Module):
         std = lattice_std if lattice_std is not None else torch.ones(6)
         self.register_buffer("lattice_mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("lattice_std", torch.as_tensor(std, dtype=torch.float32).clone())
+        #: ``[S]`` bool, True for species classes absent from the training data: decoding never
+        #: predicts those (set from the checkpoint's ``trained_numbers``; None: allow all).
+        self.unseen_species: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ encoder side
     def normalize_lattice(self, params: torch.Tensor) -> torch.Tensor:
@@ -162,8 +165,10 @@ class NeuralField:
         return self._chunked(self.model.position_field, self._pos_latent, points, crystal, 3)
 
     def species_logits_flat(self, points: torch.Tensor, crystal: torch.Tensor) -> torch.Tensor:
-        """Species logits ``[P, S]`` at flat points."""
-        return self._chunked(self.model.species_field, self._spec_latent, points, crystal, self.n_species)
+        """Species logits ``[P, S]`` at flat points (classes never seen in training masked to -inf)."""
+        logits = self._chunked(self.model.species_field, self._spec_latent, points, crystal, self.n_species)
+        mask = self.model.unseen_species
+        return logits if mask is None else logits.masked_fill(mask.to(logits.device), float("-inf"))
 
     def _flat(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, q, _ = points.shape

@@ -75,19 +75,29 @@ INFERENCE_KEYS = (
     "seed",
     "epoch",
     "init_from",
+    "trained_numbers",
 )
 
 
-def export_model(src: str | Path, out: str | Path, card: dict[str, Any] | None = None) -> Path:
+def export_model(
+    src: str | Path,
+    out: str | Path,
+    card: dict[str, Any] | None = None,
+    trained_numbers: list[int] | None = None,
+) -> Path:
     """A small inference checkpoint from a training one: no optimiser state, plus a model card.
 
     Args:
         src: a checkpoint written by training (``last.pt`` / ``best.pt``).
         out: the file to write (atomically).
         card: plain-data description (data, preset, metrics, ...) stored as ``model_card``.
+        trained_numbers: atomic numbers of the training data, for checkpoints that predate
+            recording them (decoding never predicts other elements).
     """
     ck = load_checkpoint(src)
     payload = {k: ck[k] for k in INFERENCE_KEYS if k in ck}
+    if trained_numbers is not None:
+        payload["trained_numbers"] = [int(z) for z in trained_numbers]
     payload["trained_with_nesf"] = ck.get("nesf_version")
     card = dict(card or {})
     history = ck.get("history") or []

@@ -168,6 +168,7 @@ class Trainer:
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
         self.vocab = make_vocab(list(train) + list(val), vocab)
+        self.trained_numbers = list(SpeciesVocab.from_crystals(train).numbers)
         if init_ck is not None:
             start = SpeciesVocab.from_dict(init_ck["vocab"])
             if vocab == "data" and set(self.vocab.numbers) <= set(start.numbers):
@@ -219,6 +220,7 @@ class Trainer:
             "bbox": None if self.bbox is None else self.bbox.tolist(),
             "state_dict": self.model.state_dict(),
             "seed": self.seed,
+            "trained_numbers": self.trained_numbers,
             "init_from": self.init_from,
             "epoch": self.epoch,
             "history": self.history,
