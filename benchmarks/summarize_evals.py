@@ -20,12 +20,13 @@ COLUMNS = (
     ("lattice_length_mae", "len MAE A", "{:.4f}"),
     ("lattice_angle_mae_deg", "angle MAE deg", "{:.3f}"),
     ("match_rate_pct", "match %", "{:.2f}"),
+    ("rmse", "RMSE", "{:.4f}"),
     ("seconds_per_structure", "s/crystal", "{:.3f}"),
 )
 
 
 def fmt(value, spec: str) -> str:
-    if value is None:
+    if value is None or value != value:
         return "n/a"
     return spec.format(int(value)) if spec == "{:d}" else spec.format(float(value))
 

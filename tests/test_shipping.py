@@ -205,3 +205,15 @@ def test_decoding_never_predicts_elements_absent_from_training(pretrained, tmp_p
     q = torch.rand(1, 64, 3, generator=torch.Generator().manual_seed(0)) @ lat
     labels = model.model.bind(z, lat).species_labels(q)
     assert set(np.asarray(model.vocab.numbers)[labels.numpy().ravel()].tolist()) <= seen
+
+
+def test_supercells_are_the_same_crystal_in_a_larger_cell(classic):
+    from nesf.cli import supercells
+
+    small = [c for c in classic if c.n_atoms <= 4]
+    out = supercells(small + [c for c in classic if c.n_atoms > 5], max_atoms=32)
+    assert [c.id for c in out] == [f"{c.id}-x2" for c in small]
+    for c, big in zip(small, out):
+        assert big.n_atoms == 8 * c.n_atoms
+        assert big.volume == pytest.approx(8 * c.volume)
+        assert sorted(big.numbers.tolist()) == sorted(np.repeat(c.numbers, 8).tolist())

@@ -118,6 +118,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set = kept
     if args.resume and args.init:
         raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
+    if args.add_supercells:
+        extra = supercells(train_set, args.add_supercells)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"--add-supercells: added {len(extra)} 2x2x2 supercells to {len(train_set)} training crystals")
+        train_set = train_set + extra
     if args.model == "voxel":
         return _train_voxel(args, train_set, val_set)
 
@@ -146,6 +151,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"checkpoints in {result.out_dir} (last.pt, best.pt), curve in history.csv and learning_curve.png"
         )
     return 0
+
+
+def supercells(crystals, max_atoms: int) -> list:  # noqa: ANN001
+    """2x2x2 supercells (ids ``ID-x2``) of the crystals whose supercell has at most ``max_atoms`` atoms.
+
+    A physically exact augmentation: the same crystal in a cell eight times larger, for training
+    sets short of large cells.
+    """
+    from nesf.data.crystal import Crystal
+
+    out = []
+    for c in crystals:
+        if 8 * c.n_atoms <= max_atoms:
+            out.append(Crystal.from_pymatgen(c.to_pymatgen() * (2, 2, 2), id=f"{c.id}-x2"))
+    return out
 
 
 def _train_voxel(args: argparse.Namespace, train_set, val_set) -> int:  # noqa: ANN001
@@ -491,6 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="DATA",
         help="drop training crystals whose ids appear in DATA (repeatable; e.g. the test set)",
+    )
+    p.add_argument(
+        "--add-supercells",
+        type=int,
+        metavar="MAX_ATOMS",
+        default=None,
+        help="also train on 2x2x2 supercells of training crystals that stay within MAX_ATOMS atoms",
     )
     p.add_argument(
         "--structure-factors",
