@@ -1,0 +1,44 @@
+"""The models shipped inside the package: they load offline, carry cards, and round-trip crystals."""
+
+from __future__ import annotations
+
+import pytest
+
+from nesf.api import NeSF, available_models
+from nesf.data.examples import demo_crystals
+from nesf.metrics.matcher import match_rmse
+
+SHIPPED = ("carbon_24", "icsg3d", "lim_l6", "perov_5")
+
+
+def test_the_four_models_ship():
+    assert set(SHIPPED) <= set(available_models())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_with_its_card(name):
+    model = NeSF.load(name)
+    card = model.card
+    for key in ("summary", "data", "train_command", "eval_command", "test_metrics", "machine"):
+        assert card.get(key), key
+    assert model.frame == "periodic"
+    if len(model.vocab) > 1:  # decoding is limited to the training elements
+        assert model.model.unseen_species is not None
+    assert "training" not in model.info  # inference weights only
+
+
+def test_lim_l6_round_trips_simple_crystals():
+    model = NeSF.load("lim_l6")
+    crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Cu-fcc", "MgO-rocksalt", "Fe-bcc")))
+    back = model.reconstruct_crystals(crystals)
+    assert [b.n_atoms for b in back] == [c.n_atoms for c in crystals]
+    rmse = match_rmse(crystals, back, n_jobs=1)
+    assert all(r is not None and r < 0.05 for r in rmse), rmse
+
+
+def test_perov_5_round_trips_the_perovskite_frame():
+    model = NeSF.load("perov_5")
+    crystals = model.prepare(demo_crystals(("SrTiO3-perovskite",)))
+    back = model.reconstruct_crystals(crystals)
+    assert back[0].n_atoms == 5 and back[0].formula.endswith("O3")
+    assert abs(back[0].volume - crystals[0].volume) < 0.05 * crystals[0].volume
