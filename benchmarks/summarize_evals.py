@@ -40,7 +40,7 @@ def main() -> None:
     lines = [f"- {n}" for n in args.note]
     lines += ["", "| run | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for item in args.runs:
-        name, path = item.split("=", 1)
+        name, path = item.rsplit("=", 1)
         data = json.loads(open(path).read())
         lines.append(f"| {name} | " + " | ".join(fmt(data.get(k), f) for k, _, f in COLUMNS) + " |")
     print("\n".join(lines))
