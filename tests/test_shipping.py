@@ -15,7 +15,7 @@ from nesf.cli import main
 from nesf.data.examples import demo_crystals
 from nesf.data.readers import read_crystals
 from nesf.io.writers import write_extxyz
-from nesf.models.config import TrainConfig, get_preset
+from nesf.models.config import ModelConfig, TrainConfig, config_from_dict, get_preset
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import Trainer, make_vocab
 from small_model import small_configs
@@ -218,3 +218,17 @@ def test_supercells_are_the_same_crystal_in_a_larger_cell(classic):
         assert big.n_atoms == 8 * c.n_atoms
         assert big.volume == pytest.approx(8 * c.volume)
         assert sorted(big.numbers.tolist()) == sorted(np.repeat(c.numbers, 8).tolist())
+
+
+def test_train_can_start_from_a_shipped_model_by_name(tmp_path, classic):
+    small = [c for c in classic if c.n_atoms <= 6][:4]
+    train, val = tmp_path / "train.extxyz", tmp_path / "val.extxyz"
+    write_extxyz(train, small[:3])
+    write_extxyz(val, small[3:])
+    out = tmp_path / "ft"
+    args = ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--batch-size", "3"]
+    assert main([*args, "--init", "perov_5", "--vocab", "all", "--epochs", "1", "--quiet"]) == 0
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["init_from"]["checkpoint"] == "perov_5.pt"
+    shipped = load_checkpoint(NeSF.load("perov_5").info["source"])["model_config"]
+    assert config_from_dict(ModelConfig, ck["model_config"]) == config_from_dict(ModelConfig, shipped)

@@ -118,6 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set = kept
     if args.resume and args.init:
         raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
+    if args.init and args.model != "voxel":
+        from nesf.api import resolve_model_path
+
+        args.init = str(resolve_model_path(args.init))  # a checkpoint path or a shipped model's name
     if args.add_supercells:
         extra = supercells(train_set, args.add_supercells)
         if int(os.environ.get("RANK", "0")) == 0:

@@ -151,6 +151,8 @@ class Trainer:
         keep_freed_memory()
         self.out_dir = Path(out_dir)
         init_ck = load_checkpoint(init, map_location="cpu") if init is not None else None
+        if init_ck is not None and init_ck.get("kind", "nesf") != "nesf":
+            raise ValueError(f"{init}: a {init_ck['kind']} checkpoint cannot initialise a NeSF model")
         if init_ck is not None:  # fine-tuning: the architecture is the initial model's
             model_cfg = config_from_dict(ModelConfig, init_ck["model_config"])
         self.model_cfg = model_cfg
