@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shutil
 import sys
+from pathlib import Path
 
 from _common import REPO, machine
 
@@ -145,7 +145,11 @@ def main() -> None:
             trained = list(SpeciesVocab.from_crystals(read_crystals(args.train_data)).numbers)
         out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained)
         SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.eval, SHIPPED_RESULTS / f"{args.name}.json")
+        # Keep only the last two parts of local paths: the JSON is committed, the machine is not.
+        for key in ("model", "data"):
+            if isinstance(metrics.get(key), str) and Path(metrics[key]).is_absolute():
+                metrics[key] = "/".join(Path(metrics[key]).parts[-3:])
+        (SHIPPED_RESULTS / f"{args.name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     write_cards()
 
