@@ -63,9 +63,7 @@ def test_cosine_training_ends_at_the_floor(tmp_path, classic):
     steps = trainer.global_step
     lrs = [row["lr"] for row in trainer.history]
     assert lrs[0] < t.lr  # decayed within the first epoch
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
-        t.learning_rate((steps - 1) / steps, 1), rel=1e-9
-    )
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(t.learning_rate((steps - 1) / steps, 1), rel=1e-9)
 
 
 def test_vocab_all_accepts_unseen_elements(classic):
@@ -139,8 +137,22 @@ def test_train_exclude_drops_ids(tmp_path, classic, capsys):
     write_extxyz(train, small[:6])
     write_extxyz(val, small[6:8])
     code = main(
-        ["train", "--train", str(train), "--val", str(val), "--exclude", str(val), "--exclude", str(train),
-         "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]
+        [
+            "train",
+            "--train",
+            str(train),
+            "--val",
+            str(val),
+            "--exclude",
+            str(val),
+            "--exclude",
+            str(train),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
     )
     assert code == 2  # everything excluded: a clear error, no traceback
     assert "at least one training" in capsys.readouterr().err
@@ -232,3 +244,15 @@ def test_train_can_start_from_a_shipped_model_by_name(tmp_path, classic):
     assert ck["init_from"]["checkpoint"] == "perov_5.pt"
     shipped = load_checkpoint(NeSF.load("perov_5").info["source"])["model_config"]
     assert config_from_dict(ModelConfig, ck["model_config"]) == config_from_dict(ModelConfig, shipped)
+
+
+def test_train_shift_origins_needs_the_periodic_frame(tmp_path, classic, capsys):
+    small = [c for c in classic if c.n_atoms <= 12]
+    train, val = tmp_path / "train.extxyz", tmp_path / "val.extxyz"
+    write_extxyz(train, small[:6])
+    write_extxyz(val, small[6:8])
+    args = ["train", "--train", str(train), "--val", str(val), "--epochs", "1", "--quiet", "--shift-origins"]
+    assert main([*args, "--out", str(tmp_path / "paper"), "--frame", "paper"]) == 2
+    assert "periodic frame" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "ok"), "--threads", "1"]) == 0
+    assert load_checkpoint(tmp_path / "ok" / "last.pt")["train_config"]["origin_shift"] is True

@@ -56,6 +56,21 @@ def test_training_is_deterministic_and_learns(tmp_path, tiny, frame, norm):
     assert not torch.equal(params_of(r3.model)["encoder.head.0.weight"], params_of(r1.model)["encoder.head.0.weight"])
 
 
+def test_origin_shift_augmentation_is_seeded_and_needs_the_periodic_frame(tmp_path, tiny):
+    train, val = tiny
+    m, t = small_configs()
+    shifted = replace(t, origin_shift=True)
+    h1 = Trainer(train, val, tmp_path / "a", m, shifted, seed=1, progress=False).run(epochs=2).history
+    h2 = Trainer(train, val, tmp_path / "b", m, shifted, seed=1, progress=False).run(epochs=2).history
+    plain = Trainer(train, val, tmp_path / "c", m, t, seed=1, progress=False).run(epochs=2).history
+    assert [h["train_loss"] for h in h1] == [h["train_loss"] for h in h2]
+    assert [h["train_loss"] for h in h1] != [h["train_loss"] for h in plain]
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["train_config"]["origin_shift"] is True
+    mp_, tp = small_configs("paper", "batch")
+    with pytest.raises(ValueError, match="periodic frame"):
+        Trainer(train, val, tmp_path / "d", mp_, replace(tp, origin_shift=True), seed=1, progress=False)
+
+
 def test_resume_continues_exactly(tmp_path, tiny):
     train, val = tiny
     m, t = small_configs()

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if model_cfg.frame != "periodic":
             raise ValueError("--structure-factors needs the periodic frame")
         model_cfg = replace(model_cfg, structure_factors=True)
-    changes = {"batch_size": args.batch_size, "lr": args.lr}
+    changes = {"batch_size": args.batch_size, "lr": args.lr, "origin_shift": args.shift_origins}
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
     val_set = read_crystals(args.val, conventional=args.conventional)
@@ -180,6 +180,7 @@ def _train_voxel(args: argparse.Namespace, train_set, val_set) -> int:  # noqa: 
         ("--init", args.init),
         ("--frame", args.frame),
         ("--structure-factors", args.structure_factors),
+        ("--shift-origins", args.shift_origins),
     ):
         if value:
             raise ValueError(f"{flag} applies to NeSF models, not to --model voxel")
@@ -527,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--structure-factors",
         action="store_true",
         help="periodic frame: add species-weighted structure factors (|h_i| <= 3) to the encoder",
+    )
+    p.add_argument(
+        "--shift-origins",
+        action="store_true",
+        help="periodic frame: move each training crystal's origin by a random fraction of its cell "
+        "at every step (augmentation; the same crystal)",
     )
     p.add_argument(
         "--vocab",

@@ -96,3 +96,23 @@ def test_bounding_box():
     box = bounding_box(crystals, margin=1.0)
     pts = np.concatenate([c.cart for c in crystals])
     np.testing.assert_allclose(box, [pts.min(0) - 1.0, pts.max(0) + 1.0])
+
+
+def test_shift_origin_moves_the_field_with_the_atoms():
+    from nesf.fields.exact import ExactField
+
+    batch = CrystalBatch.from_crystals(_crystals(), dtype=torch.float64)
+    shift = torch.tensor([[0.25, 0.5, 0.0], [0.3, 0.7, 0.9], [0.5, 0.5, 0.5]], dtype=torch.float64)
+    moved = batch.shift_origin(shift)
+    assert torch.equal(moved.lattice, batch.lattice) and torch.equal(moved.species, batch.species)
+    frac = moved.frac[moved.mask]
+    assert bool(((frac >= 0) & (frac < 1)).all())  # wrapped back into the cell
+    assert torch.equal(moved.cart[~moved.mask], torch.zeros_like(moved.cart[~moved.mask]))
+    gen = torch.Generator().manual_seed(0)
+    points = torch.bmm(torch.rand(3, 50, 3, generator=gen, dtype=torch.float64), batch.lattice)
+    moved_points = points + torch.bmm(shift.unsqueeze(1), batch.lattice)
+    before, after = ExactField(batch, "periodic"), ExactField(moved, "periodic")
+    torch.testing.assert_close(after.position(moved_points), before.position(points))
+    assert torch.equal(after.species_labels(moved_points), before.species_labels(points))
+    with pytest.raises(ValueError, match="shape"):
+        batch.shift_origin(torch.zeros(2, 3))

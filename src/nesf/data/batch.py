@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -119,6 +119,22 @@ class CrystalBatch:
             vocab=self.vocab,
             _geometry=self._geometry.select(index) if self._geometry is not None else None,
         )
+
+    def shift_origin(self, shift: torch.Tensor) -> CrystalBatch:
+        """The same crystals with their origins moved: fractional ``u -> (u + shift) mod 1``.
+
+        Args:
+            shift: ``[B, 3]`` fractional shift of each crystal.
+
+        Returns:
+            A batch whose atoms are wrapped back into their (unchanged) cells.
+        """
+        if shift.shape != (len(self), 3):
+            raise ValueError(f"shift must have shape [{len(self)}, 3], got {list(shift.shape)}")
+        frac = self.frac + shift.to(self.cart).unsqueeze(1)
+        frac = frac - torch.floor(frac)
+        cart = torch.bmm(frac, self.lattice) * self.mask.unsqueeze(-1)
+        return replace(self, cart=cart)
 
     def to(self, device: torch.device | str) -> CrystalBatch:
         """Move every tensor to ``device``."""

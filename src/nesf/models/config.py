@@ -98,6 +98,11 @@ class TrainConfig:
         w_position, w_species, w_length, w_angle, w_kl: loss weights.
         normalize_lattice: standardise lattice lengths and angles in the loss (else Angstrom, radians).
         grad_clip: clip the gradient norm (0: off).
+        origin_shift: periodic frame: move each training crystal's origin by a random fraction of
+            its cell at every step (atoms wrapped back into the cell). The same crystal, so the
+            augmentation is physically exact; it teaches the model that a crystal's field moves
+            with its atoms. (A space group's own operations map a crystal onto itself, so for
+            this permutation-invariant encoder they change nothing and are not offered.)
     """
 
     epochs: int = 3200
@@ -124,6 +129,7 @@ class TrainConfig:
     w_kl: float = 0.001
     normalize_lattice: bool = False
     grad_clip: float = 0.0
+    origin_shift: bool = False
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("step", "cosine"):

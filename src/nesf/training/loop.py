@@ -165,6 +165,8 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress and self.dist.main
         self.frame = get_frame(model_cfg.frame)
+        if train_cfg.origin_shift and not self.frame.periodic:
+            raise ValueError("origin shifts need the periodic frame (the paper frame's box is not periodic)")
         train = prepare_crystals(train, model_cfg.frame)
         val = prepare_crystals(val, model_cfg.frame)
         if not train or not val:
@@ -287,7 +289,11 @@ class Trainer:
     def train_step(self, index: torch.Tensor) -> dict[str, float]:
         """One optimisation step on crystals ``index``; returns the loss terms."""
         self.objective.train()
-        batch = self.train_data.select(index).to(self.device)
+        batch = self.train_data.select(index)
+        if self.cfg.origin_shift:  # own stream: the query sampling stays as without the shift
+            gen = self._step_generator(self.global_step + 1_000_003)
+            batch = batch.shift_origin(torch.rand(len(batch), 3, generator=gen, dtype=torch.float64))
+        batch = batch.to(self.device)
         samples = self.sampler.sample(batch, self._step_generator(self.global_step))
         torch.manual_seed(self.seed + 31 * self.global_step)  # VAE noise, resumable
         module = self.ddp if self.ddp is not None else self.objective
