@@ -145,7 +145,7 @@ def main() -> None:
             trained = list(SpeciesVocab.from_crystals(read_crystals(args.train_data)).numbers)
         out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained)
         SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)
-        # Keep only the last two parts of local paths: the JSON is committed, the machine is not.
+        # Keep only the last three parts of local paths: the JSON is committed, the machine is not.
         for key in ("model", "data"):
             if isinstance(metrics.get(key), str) and Path(metrics[key]).is_absolute():
                 metrics[key] = "/".join(Path(metrics[key]).parts[-3:])
