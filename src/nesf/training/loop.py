@@ -230,14 +230,7 @@ class Trainer:
             "history": self.history,
         }
         if with_training:
-            data["training"] = {
-                "optimizer": self.optimizer.state_dict(),
-                "epoch": self.epoch,
-                "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step,
-                "best_val": self.best_val,
-                "elapsed": self.elapsed,
-            }
+            data["training"] = training_state(self)
         return data
 
     def resume_from(self, path: str | Path) -> None:
@@ -249,15 +242,7 @@ class Trainer:
             raise ValueError(f"{path}: was trained with another model configuration; cannot resume")
         if SpeciesVocab.from_dict(ck["vocab"]) != self.vocab:
             raise ValueError(f"{path}: was trained with another species vocabulary; cannot resume")
-        self.model.load_state_dict(ck["state_dict"])
-        tr = ck["training"]
-        self.optimizer.load_state_dict(tr["optimizer"])
-        self.epoch = int(tr["epoch"])
-        self.step_in_epoch = int(tr["step_in_epoch"])
-        self.global_step = int(tr["global_step"])
-        self.best_val = float(tr["best_val"])
-        self.elapsed = float(tr["elapsed"])
-        self.history = list(ck.get("history", []))
+        restore_training_state(self, ck)
 
     # ------------------------------------------------------------------ steps
     def _epoch_batches(self, epoch: int) -> list[torch.Tensor]:
@@ -436,6 +421,31 @@ class Trainer:
                 )
         if self.dist.world > 1:
             dist.barrier()
+
+
+def training_state(trainer) -> dict:  # noqa: ANN001 - any trainer with the attributes below
+    """Optimiser and loop counters of a trainer: the ``"training"`` part of a checkpoint."""
+    return {
+        "optimizer": trainer.optimizer.state_dict(),
+        "epoch": trainer.epoch,
+        "step_in_epoch": trainer.step_in_epoch,
+        "global_step": trainer.global_step,
+        "best_val": trainer.best_val,
+        "elapsed": trainer.elapsed,
+    }
+
+
+def restore_training_state(trainer, ck: dict) -> None:  # noqa: ANN001
+    """Load weights, optimiser, loop counters and history of checkpoint ``ck`` into ``trainer``."""
+    trainer.model.load_state_dict(ck["state_dict"])
+    tr = ck["training"]
+    trainer.optimizer.load_state_dict(tr["optimizer"])
+    trainer.epoch = int(tr["epoch"])
+    trainer.step_in_epoch = int(tr["step_in_epoch"])
+    trainer.global_step = int(tr["global_step"])
+    trainer.best_val = float(tr["best_val"])
+    trainer.elapsed = float(tr["elapsed"])
+    trainer.history = list(ck.get("history", []))
 
 
 def write_history_csv(path: Path, history: Sequence[dict]) -> Path:

@@ -32,7 +32,14 @@ from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
 from nesf.models.config import config_to_dict
 from nesf.training.checkpoint import load_checkpoint, save_checkpoint
-from nesf.training.loop import TrainResult, lattice_normalization, make_vocab, write_history_csv
+from nesf.training.loop import (
+    TrainResult,
+    lattice_normalization,
+    make_vocab,
+    restore_training_state,
+    training_state,
+    write_history_csv,
+)
 from nesf.viz.curves import plot_learning_curve
 from nesf.voxel.grid import random_rotations, voxelize
 from nesf.voxel.model import VoxelConfig, VoxelModel
@@ -217,14 +224,7 @@ class VoxelTrainer:
             "history": self.history,
         }
         if with_training:
-            data["training"] = {
-                "optimizer": self.optimizer.state_dict(),
-                "epoch": self.epoch,
-                "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step,
-                "best_val": self.best_val,
-                "elapsed": self.elapsed,
-            }
+            data["training"] = training_state(self)
         return data
 
     def resume_from(self, path: str | Path) -> None:
@@ -238,15 +238,7 @@ class VoxelTrainer:
             raise ValueError(f"{path}: was trained with another voxel configuration; cannot resume")
         if SpeciesVocab.from_dict(ck["vocab"]) != self.vocab:
             raise ValueError(f"{path}: was trained with another species vocabulary; cannot resume")
-        self.model.load_state_dict(ck["state_dict"])
-        tr = ck["training"]
-        self.optimizer.load_state_dict(tr["optimizer"])
-        self.epoch = int(tr["epoch"])
-        self.step_in_epoch = int(tr["step_in_epoch"])
-        self.global_step = int(tr["global_step"])
-        self.best_val = float(tr["best_val"])
-        self.elapsed = float(tr["elapsed"])
-        self.history = list(ck.get("history", []))
+        restore_training_state(self, ck)
 
     # ------------------------------------------------------------------ the run
     def run(self, epochs: int | None = None, minutes: float | None = None) -> TrainResult:
