@@ -38,10 +38,10 @@ def assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("frame,norm", [("periodic", "none"), ("paper", "batch")])
-def test_training_is_deterministic_and_learns(tmp_path, tiny, frame, norm):
+@pytest.mark.parametrize("frame,norm,act", [("periodic", "none", "silu"), ("paper", "batch", "relu")])
+def test_training_is_deterministic_and_learns(tmp_path, tiny, frame, norm, act):
     train, val = tiny
-    m, t = small_configs(frame, norm)
+    m, t = small_configs(frame, norm, act)
     r1 = Trainer(train, val, tmp_path / "a", m, t, seed=3, progress=False)
     h1 = r1.run(epochs=3).history
     r2 = Trainer(train, val, tmp_path / "b", m, t, seed=3, progress=False)
@@ -154,7 +154,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str, train, val) -> None:  # noqa: ANN001
+def _ddp_worker(rank: int, world: int, port: int, out: str, train, val, paper: bool) -> None:  # noqa: ANN001
     os.environ.update(
         {
             "MASTER_ADDR": "127.0.0.1",
@@ -165,18 +165,24 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, train, val) -> None:
         }
     )
     torch.set_num_threads(1)
-    m, t = small_configs()
+    m, t = small_configs("paper", "batch", "relu") if paper else small_configs()
     trainer = Trainer(train, val, out, m, t, seed=0, progress=False)
     trainer.run(epochs=2)
     torch.save({k: v for k, v in trainer.model.state_dict().items()}, Path(out) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny):
+@pytest.mark.parametrize("paper", [False, True], ids=["default-design", "paper-batchnorm-relu"])
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny, paper):
+    """Also for the published BatchNorm + ReLU decoders, which train through a hand-written backward."""
     train, val = tiny
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), train, val), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), train, val, paper), nprocs=2, join=True)
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    if paper:  # BatchNorm running statistics are each process's own (DDP); rank 0's are saved
+        stats = [k for k in w0 if "running_" in k or "num_batches" in k]
+        assert stats and not all(torch.equal(w0[k], w1[k]) for k in stats)
+        w0, w1 = ({k: v for k, v in w.items() if k not in stats} for w in (w0, w1))
     assert_same(w0, w1)
     assert (tmp_path / "last.pt").is_file()
     ck = load_checkpoint(tmp_path / "last.pt")
