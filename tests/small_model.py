@@ -24,8 +24,7 @@ def small_configs(
 ) -> tuple[ModelConfig, TrainConfig]:
     """Tiny model and training configs (normalised lattice targets).
 
-    ``small_configs("paper", "batch", "relu")`` has the published decoder design, which trains
-    through the hand-written backward of ``nesf.models.fused``.
+    ``small_configs("paper", "batch", "relu")`` has the published decoder design.
     """
     model = ModelConfig(frame=frame, norm=norm, activation=activation, **SMALL_MODEL)
     return model, TrainConfig(normalize_lattice=True, **SMALL_TRAIN)

@@ -1,10 +1,7 @@
-"""Model contracts: exact periodicity, the latent-once decoder, the hand-written backward, lattice heads."""
+"""Model contracts: exact periodicity, the latent-once decoder, lattice heads."""
 
 from __future__ import annotations
 
-import copy
-
-import pytest
 import torch
 
 from nesf.models.autoencoder import NeSFModel
@@ -73,51 +70,6 @@ def test_latent_once_decoder_matches_concatenation():
         h = torch.relu(torch.cat([h, q], dim=1) @ w.t() + mlp.query_in[i + 1].bias)
     ref = mlp.out(h)
     assert torch.allclose(got, ref, atol=1e-12)
-
-
-@pytest.mark.parametrize(("dims", "out_dim"), [((16, 8, 8), 3), ((12, 10), 20), ((9,), 5)])
-def test_batchnorm_relu_backward_matches_autograd(dims, out_dim):
-    """The published BatchNorm + ReLU decoder trains through models/fused.py; autograd agrees.
-
-    Two training steps' outputs, gradients of the latent and of every parameter, BatchNorm
-    running statistics, then evaluation outputs. The query biases in front of a BatchNorm get
-    an exact zero there; autograd's value is rounding noise around zero.
-    """
-    torch.manual_seed(3)
-    fused = QueryConditionedMLP(6, 5, dims, out_dim, norm="batch", act="relu").double()
-    for p in fused.parameters():
-        p.data.normal_()
-    plain = copy.deepcopy(fused)
-    plain.fused_training = False
-    assert fused.fused_training
-    index = torch.randint(0, 4, (300,))
-    q = torch.randn(300, 5, dtype=torch.float64)
-    target = torch.randn(300, out_dim, dtype=torch.float64)
-    for _ in range(2):
-        fused.zero_grad()
-        plain.zero_grad()
-        z_f = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
-        z_p = z_f.detach().clone().requires_grad_()
-        out_f = fused(fused.latent_part(z_f), index, q)
-        out_p = plain(plain.latent_part(z_p), index, q)
-        assert "BatchNormReLUMLP" in type(out_f.grad_fn).__name__
-        ((out_f - target) ** 2).mean().backward()
-        ((out_p - target) ** 2).mean().backward()
-        torch.testing.assert_close(out_f, out_p, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(z_f.grad, z_p.grad, rtol=1e-10, atol=1e-12)
-        for (name, p_f), p_p in zip(fused.named_parameters(), plain.parameters()):
-            before_norm = name.startswith("query_in.") and name.endswith(".bias") and name != "query_in.0.bias"
-            if before_norm:
-                assert torch.count_nonzero(p_f.grad) == 0 and p_p.grad.abs().max() < 1e-10, name
-            else:
-                torch.testing.assert_close(p_f.grad, p_p.grad, rtol=1e-10, atol=1e-12, msg=name)
-    for b_f, b_p in zip(fused.buffers(), plain.buffers()):
-        torch.testing.assert_close(b_f, b_p, rtol=1e-12, atol=1e-12)
-    fused.eval()
-    plain.eval()
-    with torch.no_grad():
-        z = torch.randn(4, 6, dtype=torch.float64)
-        torch.testing.assert_close(fused(fused.latent_part(z), index, q), plain(plain.latent_part(z), index, q))
 
 
 def test_lattice_heads_and_presets():

@@ -174,7 +174,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, train, val, paper: b
 
 @pytest.mark.parametrize("paper", [False, True], ids=["default-design", "paper-batchnorm-relu"])
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tiny, paper):
-    """Also for the published BatchNorm + ReLU decoders, which train through a hand-written backward."""
+    """Also for the published BatchNorm + ReLU decoders."""
     train, val = tiny
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), train, val, paper), nprocs=2, join=True)
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nesf.models.fused import batchnorm_relu_mlp
-
 
 def activation(name: str) -> nn.Module:
     """``"relu"`` or ``"silu"`` -> module."""
@@ -68,8 +66,6 @@ class QueryConditionedMLP(nn.Module):
     into every layer" design written without concatenations: ``V_l q + b_l`` is one small matmul
     and ``W_l h_{l-1}`` is accumulated into it in place, so neither the forward nor the backward
     pass copies activations; and ``W_1 z`` is computed once per crystal, not once per query.
-    The published design (BatchNorm + ReLU, no residual) trains through the hand-written
-    backward of ``nesf.models.fused``, which gives the same gradients with fewer passes.
 
     Shapes: ``latent_part`` ``[B, D] -> [B, H1]``; ``forward`` takes that, ``index`` ``[T]``
     (crystal of each query) and query features ``[T, F]`` and returns ``[T, out_dim]``.
@@ -97,8 +93,6 @@ class QueryConditionedMLP(nn.Module):
         self.act = nn.ReLU(inplace=True) if act == "relu" else nn.SiLU()
         self.residual = residual
         self.out = nn.Linear(self.dims[-1], out_dim)
-        # the published BatchNorm + ReLU design trains through a hand-written backward (models/fused.py)
-        self.fused_training = norm == "batch" and act == "relu" and not residual
 
     def latent_part(self, z: torch.Tensor) -> torch.Tensor:
         """Per-crystal contribution to the first layer, ``[B, D] -> [B, H1]``."""
@@ -107,8 +101,6 @@ class QueryConditionedMLP(nn.Module):
     def forward(self, latent_part: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Field values ``[T, out_dim]`` at queries ``[T, F]`` of crystals ``index`` ``[T]``."""
         pre = self.query_in[0](query).add_(latent_part.index_select(0, index))
-        if self.fused_training and self.training and torch.is_grad_enabled() and not query.requires_grad:
-            return batchnorm_relu_mlp(pre, query, self.norms, self.query_in, self.hidden, self.out)
         h = self.act(self.norms[0](pre))
         for i, layer in enumerate(self.hidden):
             pre = self.query_in[i + 1](query).addmm_(h, layer.weight.t())
