@@ -5,9 +5,9 @@ glibc serves such blocks with ``mmap`` and returns them to the OS on ``free``; t
 then page-faults every page again, which costs more than the arithmetic on them (measured:
 ~25 ms per 54 MB buffer here). Disabling ``mmap`` for large blocks and heap trimming keeps the
 memory in the heap and reuses it. Resident memory stays at its peak instead of shrinking.
-(Trimming is switched off altogether: with a 2 GiB threshold, the most ``mallopt`` accepts
-short of "never", a paper-preset step of ~3 GB still had its freed top of heap returned and
-re-faulted, up to ~0.75 GB and +1.5 s in one step.)
+(Trimming is switched off altogether: a finite threshold cannot exceed 2 GiB, less than a
+paper-preset training step of ~3-4 GB frees at once. What still faults pages in is the heap
+growing, for batches of sizes not seen before; a run pays that in its first steps.)
 
 Set ``NESF_NO_MALLOPT=1`` to leave the allocator alone.
 """
@@ -33,8 +33,8 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        # -1: never trim. A finite threshold is an int (< 2 GiB), and a training step of the
-        # published model frees more than that at once, which would be faulted in again.
+        # -1: never trim. A finite threshold is an int (< 2 GiB), less than a training step of
+        # the published model frees at once.
         ok = libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, -1)
         libc.mallopt(_M_TOP_PAD, 64 * 1024 * 1024)
     except (OSError, AttributeError):  # not glibc
