@@ -7,7 +7,7 @@ rates divide all queries of the timed steps by their summed time (slow outlier s
 in the JSON. ``full_step_*`` time the whole step: query sampling + exact targets + forward + backward +
 Adam. FLOPs of forward + backward are counted with torch's FlopCounterMode, taught the in-place
 ``addmm_`` that the decoders accumulate their hidden-layer products with (runs logged before
-2026-11-24 used the counter as shipped, which skips ``addmm_``: their GFLOP/s read ~25 % low).
+2026-11-24 12:50 UTC used the counter as shipped, which skips ``addmm_``: their GFLOP/s read ~25 % low).
 
     python benchmarks/train_throughput.py [--json OUT.json] [--steps 16] [--warmup 16]
     python benchmarks/train_throughput.py --processes 2      # DDP: 2 processes x 1 thread
