@@ -97,7 +97,7 @@ def measure(rank: int, world: int, args: argparse.Namespace, result_path: str) -
     for i in range(warmup + args.steps):
         timed = i >= warmup
         # the timed steps revisit the warm-up's batches, as every epoch of a run does
-        index = batches[(i - warmup) % warmup if timed else i % len(batches)]
+        index = batches[((i - warmup) % warmup if timed else i) % len(batches)]
         batch = trainer.train_data.select(index)
         samples = trainer.sampler.sample(batch, trainer._step_generator(10_000 + i))
         if i == 0:
@@ -152,7 +152,7 @@ def measure(rank: int, world: int, args: argparse.Namespace, result_path: str) -
         "processes": world,
         "threads_per_process": torch.get_num_threads(),
         "steps": args.steps,
-        "warmup_steps": args.warmup,
+        "warmup_steps": warmup,
         "position_queries_per_step": pos_total / args.steps,
         "species_queries_per_step": spec_total / args.steps,
         "seconds_forward_backward_median": statistics.median(fb_times),
@@ -208,7 +208,7 @@ def main() -> None:
                 f"- per step: {result['position_queries_per_step']:,.0f} position + "
                 f"{result['species_queries_per_step']:,.0f} species queries, {result['gflop_per_step']:.0f} GFLOP",
                 f"- forward + backward: {result['seconds_forward_backward_median']:.2f} s/step "
-                f"(median of {args.steps}, after {args.warmup} warm-up steps); "
+                f"(median of {args.steps}, after {result['warmup_steps']} warm-up steps); "
                 f"{pq:,.0f} position + {sq:,.0f} species = {pq + sq:,.0f} queries/s "
                 f"({result['speedup_vs_official']:.2f}x the official 27k queries/s), {gflops:.0f} GFLOP/s achieved",
                 f"- full step (sampling + targets + forward + backward + Adam): "
