@@ -20,11 +20,11 @@ SMALL_TRAIN = dict(
 
 
 def small_configs(
-    frame: str = "periodic", norm: str = "none", activation: str = "silu"
+    frame: str = "periodic", norm: str = "none", activation: str = "silu", setting: str = "as_given"
 ) -> tuple[ModelConfig, TrainConfig]:
     """Tiny model and training configs (normalised lattice targets).
 
     ``small_configs("paper", "batch", "relu")`` has the published decoder design.
     """
-    model = ModelConfig(frame=frame, norm=norm, activation=activation, **SMALL_MODEL)
+    model = ModelConfig(frame=frame, norm=norm, activation=activation, setting=setting, **SMALL_MODEL)
     return model, TrainConfig(normalize_lattice=True, **SMALL_TRAIN)

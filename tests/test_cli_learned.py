@@ -21,7 +21,7 @@ KEYS = (*REPORT_KEYS, "seconds_per_structure")
 def trained(tmp_path_factory, classic):
     out = tmp_path_factory.mktemp("model")
     small = [c for c in classic if c.n_atoms <= 12]
-    m, t = small_configs()
+    m, t = small_configs(setting="canonical")
     Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False).run(epochs=1)
     data = out / "data.extxyz"
     write_extxyz(data, small[8:11])
@@ -39,6 +39,22 @@ def test_evaluate_writes_full_json(trained, tmp_path):
     assert result["frame"] == "periodic"
 
 
+def test_evaluate_resettle_reports_every_copy(trained, tmp_path):
+    model, data = trained
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--model", str(model), str(data), "--json", str(out), "--quiet", "--jobs", "1", "--resettle"]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert set(result["resettled"]) == {"origin", "axes", "niggli", "all"}
+    assert result["setting"] == "canonical"
+    for block in result["resettled"].values():
+        for key in KEYS:
+            assert key in block
+        # the canonical setting makes the copies' figures those of the originals
+        assert block["atom_count_error_pct"] == pytest.approx(result["atom_count_error_pct"])
+        assert block["position_error_actual"] == pytest.approx(result["position_error_actual"], abs=1e-3)
+
+
 def test_reconstruct_writes_cifs_and_extxyz(trained, tmp_path):
     model, data = trained
     out = tmp_path / "rec"
@@ -47,6 +63,7 @@ def test_reconstruct_writes_cifs_and_extxyz(trained, tmp_path):
     assert len(cifs) == 3
     back = read_crystals(out / "all.extxyz")
     assert len(back) == 3
+    assert cifs[0].read_text().startswith("# nesf setting: input")
 
 
 def test_encode_then_decode(trained, tmp_path):

@@ -110,3 +110,47 @@ def test_structure_factor_pool_is_invariant_to_order_and_lattice_shifts():
     moved = frac.clone()
     moved[0, 0, 0] += 0.1
     assert not torch.allclose(pool(moved, species, mask), ref)
+
+
+def test_latent_at_every_layer_starts_as_the_published_decoder_and_then_differs():
+    """Zero-initialised per-layer shifts: the same field at first; ``[B, D] -> [B, H1 + ... + HL]`` latent part."""
+    torch.manual_seed(2)
+    plain = QueryConditionedMLP(latent_dim=6, query_dim=4, dims=(8, 8, 5), out_dim=3, act="silu").double()
+    every = QueryConditionedMLP(
+        latent_dim=6, query_dim=4, dims=(8, 8, 5), out_dim=3, act="silu", latent_every_layer=True
+    ).double()
+    every.load_state_dict(plain.state_dict(), strict=False)
+    z = torch.randn(3, 6, dtype=torch.float64)
+    index = torch.tensor([0, 1, 1, 2])
+    q = torch.randn(4, 4, dtype=torch.float64)
+    assert every.latent_part(z).shape == (3, 8 + 8 + 5)
+    assert torch.allclose(every(every.latent_part(z), index, q), plain(plain.latent_part(z), index, q), atol=1e-12)
+    with torch.no_grad():
+        every.latent_shift.weight.normal_()
+    moved = every(every.latent_part(z), index, q)
+    assert not torch.allclose(moved, plain(plain.latent_part(z), index, q), atol=1e-6)
+    # queries of one crystal only see that crystal's latent
+    alone = every(every.latent_part(z[1:2]), torch.tensor([0, 0]), q[1:3])
+    assert torch.allclose(alone, moved[1:3], atol=1e-12)
+
+
+def test_model_with_latent_at_every_layer_stays_exactly_periodic():
+    torch.manual_seed(3)
+    model = NeSFModel(_small("periodic", latent_every_layer=True), n_species=4).double().eval()
+    with torch.no_grad():
+        model.position_decoder.latent_shift.weight.normal_(0.0, 0.3)
+    lattice = torch.tensor([[[4.0, 0.0, 0.0], [1.0, 3.5, 0.0], [0.5, 0.3, 5.0]]], dtype=torch.float64)
+    field = model.bind(torch.randn(1, 16, dtype=torch.float64), lattice)
+    pts = torch.rand(1, 30, 3, dtype=torch.float64) @ lattice
+    shift = torch.randint(-2, 3, (1, 30, 3)).double() @ lattice
+    assert torch.allclose(field.position(pts), field.position(pts + shift), atol=1e-9)
+
+
+def test_canonical_setting_needs_the_periodic_frame():
+    import pytest
+
+    with pytest.raises(ValueError, match="periodic frame"):
+        _small("paper", setting="canonical")
+    assert get_preset("default")[0].setting == "canonical"
+    assert get_preset("paper")[0].setting == "as_given"
+    assert get_preset("default", frame="paper")[0].setting == "as_given"

@@ -254,5 +254,8 @@ def test_train_shift_origins_needs_the_periodic_frame(tmp_path, classic, capsys)
     args = ["train", "--train", str(train), "--val", str(val), "--epochs", "1", "--quiet", "--shift-origins"]
     assert main([*args, "--out", str(tmp_path / "paper"), "--frame", "paper"]) == 2
     assert "periodic frame" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "both"), "--setting", "canonical"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "ok"), "--threads", "1"]) == 0
-    assert load_checkpoint(tmp_path / "ok" / "last.pt")["train_config"]["origin_shift"] is True
+    ck = load_checkpoint(tmp_path / "ok" / "last.pt")
+    assert ck["train_config"]["origin_shift"] is True and ck["model_config"]["setting"] == "as_given"

@@ -16,6 +16,7 @@ from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
 from nesf.data.readers import from_objects
+from nesf.data.setting import SettingTransform, canonical_setting
 from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
 from nesf.models.autoencoder import NeSFModel
@@ -127,13 +128,37 @@ class NeSF:
         return self.info.get("card", {})
 
     # ------------------------------------------------------------------ encode / decode
+    @property
+    def setting(self) -> str:
+        """``"canonical"`` (crystals are brought to one cell and origin before encoding) or ``"as_given"``."""
+        return self.model.cfg.setting
+
     def prepare(self, structures: Any) -> list[Crystal]:
-        """Structures (pymatgen, ASE, :class:`Crystal`) as this model sees them."""
+        """Structures (pymatgen, ASE, :class:`Crystal`) in the model's frame, in their own setting.
+
+        Periodic frame: pymatgen's standard orientation of each cell, atoms wrapped into it. The
+        cell and origin stay the input's; :meth:`encode_crystals` and
+        :meth:`reconstruct_crystals` take care of the canonical setting.
+        """
         return prepare_crystals(from_objects(structures), self.frame)
 
-    @torch.no_grad()
+    def to_model_setting(self, crystals: Sequence[Crystal]) -> tuple[list[Crystal], list[SettingTransform | None]]:
+        """Crystals in the setting the network was trained in, and how to map results back.
+
+        With the canonical setting each crystal is brought to its canonical cell and origin and
+        its :class:`SettingTransform` is returned; otherwise crystals pass unchanged (transforms None).
+        """
+        if self.setting != "canonical":
+            return list(crystals), [None] * len(crystals)
+        pairs = [canonical_setting(c) for c in crystals]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
     def encode_crystals(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:
-        """Latent codes ``[B, D]`` of crystals already in the model's frame (see :meth:`prepare`)."""
+        """Latent codes ``[B, D]`` of crystals in the model's frame (see :meth:`prepare`)."""
+        return self._encode_in_setting(self.to_model_setting(crystals)[0], batch_size)
+
+    @torch.no_grad()
+    def _encode_in_setting(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:
         out = []
         for start in range(0, len(crystals), batch_size):
             chunk = crystals[start : start + batch_size]
@@ -169,19 +194,30 @@ class NeSF:
                 lattice = params_to_lattice(make_valid_params(params))
                 lat_t = torch.as_tensor(lattice, dtype=torch.float32, device=self.device)
                 atoms = reconstruct(self.model.bind(z, lat_t), len(z), s, self.bbox)
+                info = {"setting": "canonical"} if self.setting == "canonical" else {}
                 for i, a in enumerate(atoms):
-                    out.append(Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i]))
+                    out.append(Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i], dict(info)))
                 bar.update(len(z))
         return out
 
     def decode(self, latents: np.ndarray | torch.Tensor) -> list:
-        """Pymatgen ``Structure`` objects decoded from latents ``[B, D]``."""
+        """Pymatgen ``Structure`` objects decoded from latents ``[B, D]``.
+
+        A latent carries no input setting: models trained in the canonical setting decode
+        crystals in their canonical cell and origin.
+        """
         return [c.to_pymatgen() for c in self.decode_crystals(latents)]
 
     def reconstruct_crystals(self, crystals: Sequence[Crystal], progress: bool = False) -> list[Crystal]:
-        """Round trip of crystals already in the model's frame: encode then decode."""
-        z = self.encode_crystals(crystals)
-        return self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
+        """Round trip of crystals in the model's frame: encode then decode.
+
+        Each reconstruction is returned in its input's cell and origin (with the canonical
+        setting it is decoded in the canonical one and mapped back), so input and output overlay.
+        """
+        inner, transforms = self.to_model_setting(crystals)
+        z = self._encode_in_setting(inner)
+        decoded = self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
+        return [d if t is None else t.to_input(d) for t, d in zip(transforms, decoded)]
 
     def reconstruct(self, structures: Any) -> list:
         """Round trip of pymatgen / ASE structures; returns pymatgen ``Structure`` objects."""

@@ -106,6 +106,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if model_cfg.frame != "periodic":
             raise ValueError("--structure-factors needs the periodic frame")
         model_cfg = replace(model_cfg, structure_factors=True)
+    if args.latent_every_layer:
+        model_cfg = replace(model_cfg, latent_every_layer=True)
+    if args.shift_origins and args.setting is None:
+        args.setting = "as_given"  # origin shifts teach origin independence; the canonical setting fixes the origin
+    if args.setting is not None:
+        model_cfg = replace(model_cfg, setting=args.setting)
     changes = {"batch_size": args.batch_size, "lr": args.lr, "origin_shift": args.shift_origins}
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
@@ -148,6 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         init=args.init,
         vocab=args.vocab,
+        setting=args.setting,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(
@@ -224,35 +231,54 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Round-trip every crystal through the autoencoder and report the metrics."""
+    import numpy as np
     import torch
 
     from nesf.data.readers import read_crystals
+    from nesf.data.setting import RESETTLE_KINDS, resettle
     from nesf.io.writers import write_json
-    from nesf.metrics.report import evaluate_reconstruction, format_table
+    from nesf.metrics.report import evaluate_reconstruction, format_comparison, format_table
 
     _seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = _load_model(args)
-    crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
-    t0 = time.perf_counter()
-    pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
-    seconds = time.perf_counter() - t0
-    metrics = evaluate_reconstruction(crystals, pred, model.frame, match=not args.no_match, n_jobs=args.jobs)
-    metrics["seconds"] = seconds
-    metrics["seconds_per_structure"] = seconds / len(crystals)
-    print(format_table(metrics, title=f"{args.model} on {args.data} ({model.frame} frame)"))
+    originals = read_crystals(args.data, conventional=args.conventional)
+
+    def run(inputs: list) -> dict:
+        crystals = model.prepare(inputs)
+        t0 = time.perf_counter()
+        pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
+        seconds = time.perf_counter() - t0
+        metrics = evaluate_reconstruction(crystals, pred, model.frame, match=not args.no_match, n_jobs=args.jobs)
+        metrics["seconds"] = seconds
+        metrics["seconds_per_structure"] = seconds / len(crystals)
+        return metrics
+
+    metrics = run(originals)
+    title = f"{args.model} on {args.data} ({model.frame} frame, {getattr(model, 'setting', 'as_given')} setting)"
+    resettled: dict[str, dict] = {}
+    if args.resettle:
+        for k, kind in enumerate(RESETTLE_KINDS):
+            rng = np.random.default_rng([args.seed, k])
+            resettled[kind] = run([resettle(c, kind, rng) for c in originals])
+        columns = {"as given": metrics, **{f"re-set: {kind}": m for kind, m in resettled.items()}}
+        print(format_comparison(columns, title=title))
+    else:
+        print(format_table(metrics, title=title))
     if args.json:
-        write_json(
-            args.json,
-            {
-                "model": str(args.model),
-                "data": str(args.data),
-                "frame": model.frame,
-                **metrics,
-                "settings": model.settings.to_dict(),
-            },
-        )
+        payload = {
+            "model": str(args.model),
+            "data": str(args.data),
+            "frame": model.frame,
+            "setting": getattr(model, "setting", "as_given"),
+            **metrics,
+            "settings": model.settings.to_dict(),
+        }
+        if args.resettle:
+            payload["resettled"] = resettled
+            payload["resettle_seed"] = args.seed
+        write_json(args.json, payload)
     return 0
 
 
@@ -533,13 +559,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--shift-origins",
         action="store_true",
         help="periodic frame: move each training crystal's origin by a random fraction of its cell "
-        "at every step (augmentation; the same crystal)",
+        "at every step (augmentation; the same crystal); implies --setting as_given",
     )
     p.add_argument(
         "--vocab",
         choices=("data", "all"),
         default="data",
         help="species classes: the elements of the data (default) or all of H..Pu (accepts unseen elements)",
+    )
+    p.add_argument(
+        "--setting",
+        choices=("as_given", "canonical"),
+        default=None,
+        help="cells the model sees: 'canonical' (one cell and origin per crystal, whatever setting a file "
+        "uses; the default preset's) or 'as_given' (the paper preset's); with --init: the initial model's "
+        "unless given",
+    )
+    p.add_argument(
+        "--latent-every-layer",
+        action="store_true",
+        help="feed the latent code to every hidden layer of the field decoders (a per-layer shift "
+        "computed once per crystal), not only to the first",
     )
     p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
@@ -560,8 +600,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
     p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
     p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0; also of --resettle's copies)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument(
+        "--resettle",
+        action="store_true",
+        help="also evaluate equivalent copies of every crystal: origin moved by a random fraction of the "
+        "cell, axes permuted (right-handed), the Niggli-reduced cell, and all three; reported beside the "
+        "originals (JSON: 'resettled')",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reconstruct", help="round-trip crystals; write CIFs and one extxyz")

@@ -130,12 +130,14 @@ class Crystal:
         )
 
     def to_ase(self) -> Atoms:
-        """Return ASE ``Atoms`` with periodic boundaries and ``material_id`` in ``info``."""
+        """Return ASE ``Atoms`` with periodic boundaries, ``material_id`` (and ``setting``, if known) in ``info``."""
         from ase import Atoms
 
         atoms = Atoms(numbers=self.numbers, positions=self.cart, cell=self.lattice, pbc=True)
         if self.id:
             atoms.info["material_id"] = self.id
+        if isinstance(self.info.get("setting"), str):
+            atoms.info["setting"] = self.info["setting"]
         return atoms
 
     def to_conventional(self, symprec: float = 0.01) -> Crystal:

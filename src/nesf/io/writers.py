@@ -55,11 +55,25 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+#: What the ``setting`` of a crystal's ``info`` means, written as a comment atop its CIF.
+SETTING_NOTES = {
+    "input": "the input's own cell and origin",
+    "canonical": "the canonical cell and origin of nesf.data.setting (a latent carries no input setting)",
+}
+
+
 def write_cif(path: str | Path, crystal: Crystal) -> Path:
-    """Write one crystal as a CIF file (pymatgen ``CifWriter``), atomically."""
+    """Write one crystal as a CIF file (pymatgen ``CifWriter``), atomically.
+
+    A crystal whose ``info["setting"]`` is known gets a comment line saying which cell and
+    origin it is written in.
+    """
     from pymatgen.io.cif import CifWriter
 
     text = str(CifWriter(crystal.to_pymatgen()))
+    setting = crystal.info.get("setting")
+    if setting in SETTING_NOTES:
+        text = f"# nesf setting: {setting} ({SETTING_NOTES[setting]})\n" + text
     return atomic_write(path, lambda p: p.write_text(text))
 
 

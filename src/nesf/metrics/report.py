@@ -58,3 +58,26 @@ def format_table(metrics: dict, title: str | None = None) -> str:
     lines = [title, "-" * len(title)] if title else []
     lines += [f"{label:<{width}}  {text:>10}" for label, text in rows]
     return "\n".join(lines)
+
+
+def format_comparison(columns: dict[str, dict], title: str | None = None) -> str:
+    """Text table of the metrics of several runs side by side (one column per run)."""
+    names = list(columns)
+    rows = []
+    for key, label, fmt in TABLE_ROWS:
+        if not all(key in m for m in columns.values()):
+            continue
+        cells = []
+        for name in names:
+            value = columns[name][key]
+            if value is None or (isinstance(value, float) and value != value):
+                cells.append("n/a")
+            else:
+                cells.append(fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value)))
+        rows.append((label, cells))
+    width = max(len(label) for label, _ in rows)
+    col = [max(len(n), *(len(r[1][i]) for r in rows)) for i, n in enumerate(names)]
+    lines = [title, "-" * len(title)] if title else []
+    lines.append(" " * width + "  " + "  ".join(f"{n:>{w}}" for n, w in zip(names, col)))
+    lines += [f"{label:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, col)) for label, cells in rows]
+    return "\n".join(lines)

@@ -46,7 +46,12 @@ class NeSFModel(nn.Module):
         else:
             self.query_encoding = None
             qdim = 3
-        kw = {"norm": cfg.norm, "act": cfg.activation, "residual": cfg.residual}
+        kw = {
+            "norm": cfg.norm,
+            "act": cfg.activation,
+            "residual": cfg.residual,
+            "latent_every_layer": cfg.latent_every_layer,
+        }
         self.position_decoder = QueryConditionedMLP(cfg.latent_dim, qdim, cfg.position_dims, 3, **kw)
         self.species_decoder = QueryConditionedMLP(cfg.latent_dim, qdim, cfg.species_dims, n_species, **kw)
         self.length_head = mlp((cfg.latent_dim, cfg.lattice_hidden, 3), cfg.activation, last_act=False)

@@ -35,6 +35,14 @@ class ModelConfig:
             lossless, permutation-invariant summary of where the atoms are (0: off).
         structure_factor_h: largest Miller index of those structure factors.
         structure_factor_channels: learned species weightings ``e_c``.
+        setting: ``"as_given"`` (crystals are read in the cell and origin they come with, as
+            published) or ``"canonical"`` (periodic frame: every crystal, in training and at
+            encoding, is first brought to one canonical cell and origin that depends only on
+            the crystal, :func:`nesf.data.setting.canonical_setting`; reconstructions are
+            written back in the input's own cell and origin).
+        latent_every_layer: add a latent-dependent shift ``U_l z`` to every hidden layer of the
+            field decoders (computed once per crystal; zero at initialisation), not only to the
+            first layer as published.
     """
 
     frame: str = "periodic"
@@ -56,6 +64,8 @@ class ModelConfig:
     structure_factors: bool = False
     structure_factor_h: int = 3
     structure_factor_channels: int = 4
+    setting: str = "as_given"
+    latent_every_layer: bool = False
 
     def __post_init__(self) -> None:
         if self.frame not in ("paper", "periodic"):
@@ -64,6 +74,10 @@ class ModelConfig:
             raise ValueError(f"norm must be 'batch' or 'none', got {self.norm!r}")
         if self.activation not in ("relu", "silu"):
             raise ValueError(f"activation must be 'relu' or 'silu', got {self.activation!r}")
+        if self.setting not in ("as_given", "canonical"):
+            raise ValueError(f"setting must be 'as_given' or 'canonical', got {self.setting!r}")
+        if self.setting == "canonical" and self.frame != "periodic":
+            raise ValueError("the canonical setting needs the periodic frame (the paper frame is not periodic)")
         if self.query_encoding not in ("pe", "raw"):
             raise ValueError(f"query_encoding must be 'pe' or 'raw', got {self.query_encoding!r}")
         for name in ("encoder_atom_dims", "encoder_shared_dims", "encoder_head_dims", "position_dims", "species_dims"):
@@ -172,7 +186,7 @@ def default_preset() -> tuple[ModelConfig, TrainConfig]:
     (benchmarks/RESULTS.md, "Preset comparison"). The learning rate follows a cosine from 1e-3
     down to 2e-5 over the run's epochs (100 unless ``--epochs`` says otherwise).
     """
-    model = ModelConfig(position_dims=(256,) * 4, species_dims=(256,) * 2)
+    model = ModelConfig(position_dims=(256,) * 4, species_dims=(256,) * 2, setting="canonical")
     train = TrainConfig(
         epochs=100,
         lr=1e-3,
@@ -199,7 +213,7 @@ def get_preset(name: str, frame: str | None = None) -> tuple[ModelConfig, TrainC
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     model, train = PRESETS[name]()
     if frame is not None and frame != model.frame:
-        model = replace(model, frame=frame)
+        model = replace(model, frame=frame, setting="as_given" if frame == "paper" else model.setting)
     return model, train
 
 

@@ -80,10 +80,17 @@ class QueryConditionedMLP(nn.Module):
         norm: str = "none",
         act: str = "relu",
         residual: bool = False,
+        latent_every_layer: bool = False,
     ) -> None:
         super().__init__()
         self.dims = tuple(dims)
         self.latent_in = nn.Linear(latent_dim, self.dims[0], bias=False)
+        #: Per-layer latent shifts of hidden layers 2.. (zero at initialisation: the network
+        #: starts as the published design and learns how much to use them).
+        self.latent_shift: nn.Linear | None = None
+        if latent_every_layer and len(self.dims) > 1:
+            self.latent_shift = nn.Linear(latent_dim, sum(self.dims[1:]), bias=False)
+            nn.init.zeros_(self.latent_shift.weight)
         self.query_in = nn.ModuleList(nn.Linear(query_dim, d) for d in self.dims)
         self.hidden = nn.ModuleList(
             nn.Linear(self.dims[i - 1], self.dims[i], bias=False) for i in range(1, len(self.dims))
@@ -95,15 +102,26 @@ class QueryConditionedMLP(nn.Module):
         self.out = nn.Linear(self.dims[-1], out_dim)
 
     def latent_part(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-crystal contribution to the first layer, ``[B, D] -> [B, H1]``."""
-        return self.latent_in(z)
+        """Per-crystal contribution to the layers: ``[B, D] -> [B, H1]``, or ``[B, H1 + ... + HL]``.
+
+        The longer form when the latent reaches every layer.
+        """
+        if self.latent_shift is None:
+            return self.latent_in(z)
+        return torch.cat([self.latent_in(z), self.latent_shift(z)], dim=-1)
 
     def forward(self, latent_part: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Field values ``[T, out_dim]`` at queries ``[T, F]`` of crystals ``index`` ``[T]``."""
-        pre = self.query_in[0](query).add_(latent_part.index_select(0, index))
+        per_query = latent_part.index_select(0, index)  # [T, H1] or [T, H1 + ... + HL]
+        offsets = [0]
+        for d in self.dims:
+            offsets.append(offsets[-1] + d)
+        pre = self.query_in[0](query).add_(per_query[:, : self.dims[0]])
         h = self.act(self.norms[0](pre))
         for i, layer in enumerate(self.hidden):
             pre = self.query_in[i + 1](query).addmm_(h, layer.weight.t())
+            if self.latent_shift is not None:
+                pre = pre.add_(per_query[:, offsets[i + 1] : offsets[i + 2]])
             new = self.act(self.norms[i + 1](pre))
             h = h + new if (self.residual and new.shape[-1] == h.shape[-1]) else new
         return self.out(h)

@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,17 @@ from nesf.training.sampling import QuerySampler
 from nesf.viz.curves import plot_learning_curve
 
 
-def prepare_crystals(crystals: Sequence[Crystal], frame: str) -> list[Crystal]:
-    """Crystals as the model sees them: periodic frame, standard orientation with atoms in the cell."""
+def prepare_crystals(crystals: Sequence[Crystal], frame: str, setting: str = "as_given") -> list[Crystal]:
+    """Crystals as the model sees them.
+
+    Periodic frame: standard orientation with atoms in the cell; with ``setting="canonical"``
+    also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`).
+    Paper frame: as given.
+    """
+    if setting == "canonical":
+        from nesf.data.setting import canonical_setting
+
+        return [canonical_setting(c)[0] for c in crystals]
     if get_frame(frame).periodic:
         return [c.standardized() for c in crystals]
     return list(crystals)
@@ -147,6 +156,7 @@ class Trainer:
         progress: bool = True,
         init: str | Path | None = None,
         vocab: str = "data",
+        setting: str | None = None,
     ) -> None:
         keep_freed_memory()
         self.out_dir = Path(out_dir)
@@ -155,6 +165,8 @@ class Trainer:
             raise ValueError(f"{init}: a {init_ck['kind']} checkpoint cannot initialise a NeSF model")
         if init_ck is not None:  # fine-tuning: the architecture is the initial model's
             model_cfg = config_from_dict(ModelConfig, init_ck["model_config"])
+        if setting is not None and setting != model_cfg.setting:
+            model_cfg = replace(model_cfg, setting=setting)
         self.model_cfg = model_cfg
         self.cfg = train_cfg
         self.seed = seed
@@ -167,8 +179,10 @@ class Trainer:
         self.frame = get_frame(model_cfg.frame)
         if train_cfg.origin_shift and not self.frame.periodic:
             raise ValueError("origin shifts need the periodic frame (the paper frame's box is not periodic)")
-        train = prepare_crystals(train, model_cfg.frame)
-        val = prepare_crystals(val, model_cfg.frame)
+        if train_cfg.origin_shift and model_cfg.setting == "canonical":
+            raise ValueError("origin shifts and the canonical setting exclude each other (it fixes the origin)")
+        train = prepare_crystals(train, model_cfg.frame, model_cfg.setting)
+        val = prepare_crystals(val, model_cfg.frame, model_cfg.setting)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
         self.vocab = make_vocab(list(train) + list(val), vocab)
@@ -476,6 +490,7 @@ def train(
     progress: bool = True,
     init: str | Path | None = None,
     vocab: str = "data",
+    setting: str | None = None,
 ) -> TrainResult:
     """Train a NeSF autoencoder.
 
@@ -496,9 +511,21 @@ def train(
             ``"data"``, else its species layers are remapped to the new vocabulary; fresh
             optimiser and schedule).
         vocab: ``"data"`` (elements of ``train`` + ``val``) or ``"all"`` (H to Pu).
+        setting: ``"as_given"`` or ``"canonical"`` cells (see :class:`ModelConfig`); None keeps
+            ``model_cfg``'s (or, with ``init``, the initial model's).
     """
     trainer = Trainer(
-        train, val, out_dir, model_cfg, train_cfg, seed=seed, device=device, progress=progress, init=init, vocab=vocab
+        train,
+        val,
+        out_dir,
+        model_cfg,
+        train_cfg,
+        seed=seed,
+        device=device,
+        progress=progress,
+        init=init,
+        vocab=vocab,
+        setting=setting,
     )
     if resume:
         trainer.resume_from(Path(out_dir) / "last.pt")

@@ -1,0 +1,242 @@
+"""Cell settings: one canonical setting per crystal, equivalent re-set copies, and the way back.
+
+The same crystal can be written in many cells: any origin, any of the equivalent choices of
+axes, a reduced or an unreduced cell. A model that reads fractional coordinates sees each of
+those as a different input. :func:`canonical_setting` brings every description of a crystal
+to one and the same cell and origin, so that a model trained and queried in that setting
+gives the same answer whatever setting the user's file used:
+
+1. the lattice is Niggli-reduced (pymatgen), a basis that depends only on the lattice, turned
+   right-handed if needed (negating all three vectors keeps every length and angle);
+2. every right-handed basis with the same lengths and the same angles up to their
+   supplements (the lattice's rotations and the reduced cell with vectors reversed, integer
+   matrices with entries in {-1, 0, 1} in a reduced basis; near 90 degrees a reduction's
+   choice of acute or obtuse angles hangs on rounding) is a candidate, and so is every atom of the
+   crystal's rarest species (ties: heavier first) as the origin;
+3. of these candidates the one whose sorted list of (species rank, fractional coordinates on a
+   1e-3 grid) is lexicographically smallest is kept. Symmetry-equivalent candidates give the
+   same list, so the choice depends only on the crystal, never on how it was given.
+
+:class:`SettingTransform` records what was done, so that a reconstruction made in the
+canonical setting is written back in the input's own cell and origin
+(:meth:`SettingTransform.to_input`).
+
+:func:`resettle` makes the equivalent copies used to check a model: a random origin shift,
+a permutation of the axes that keeps the cell right-handed, and the Niggli-reduced cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from nesf.data.crystal import Crystal, lattice_to_params, params_to_lattice
+
+#: Grid (fractional units) on which coordinates are compared when choosing the canonical candidate.
+KEY_GRID = 1000
+
+#: Relative tolerance on the metric tensor for a basis change to count as a lattice rotation.
+METRIC_TOL = 2e-3
+
+
+def _unimodular_candidates() -> np.ndarray:
+    """All integer 3x3 matrices with entries in {-1, 0, 1} and determinant +1, ``[K, 3, 3]``."""
+    vals = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=np.int64).reshape(-1, 3, 3)
+    det = np.rint(np.linalg.det(vals.astype(np.float64))).astype(np.int64)
+    return vals[det == 1]
+
+
+_UNIMODULAR = _unimodular_candidates()
+
+
+def lattice_rotations(lattice: np.ndarray, tol: float = METRIC_TOL, signs: bool = True) -> np.ndarray:
+    """Right-handed basis changes that keep the metric of a reduced ``lattice`` ``[3, 3]``.
+
+    Returns integer matrices ``M`` ``[K, 3, 3]`` (identity first) with
+    ``M G M^T = G`` within ``tol`` times the largest diagonal entry of ``G = L L^T``. With
+    ``signs=False`` the off-diagonal entries are compared by magnitude: the result also holds
+    the bases whose angles are the supplements of these (the same reduced cell with vectors
+    reversed), between which a reduction's choice hangs on rounding near 90 degrees.
+    """
+    g = lattice @ lattice.T
+    mgm = np.einsum("kij,jl,kml->kim", _UNIMODULAR, g, _UNIMODULAR)
+    if not signs:
+        mgm, g = np.abs(mgm), np.abs(g)
+    ok = np.all(np.abs(mgm - g) <= tol * np.max(np.diag(g)), axis=(1, 2))
+    mats = _UNIMODULAR[ok]
+    eye = np.all(mats == np.eye(3, dtype=np.int64), axis=(1, 2))
+    return np.concatenate([mats[eye], mats[~eye]])
+
+
+def niggli_basis(lattice: np.ndarray) -> np.ndarray:
+    """Integer matrix ``T`` ``[3, 3]`` with det +1 such that ``T @ lattice`` has the Niggli-reduced metric."""
+    from pymatgen.core import Lattice
+
+    reduced = Lattice(lattice).get_niggli_reduced_lattice().matrix
+    t = np.rint(reduced @ np.linalg.inv(lattice)).astype(np.int64)
+    if not np.allclose(t @ lattice, reduced, atol=1e-6 * max(1.0, np.abs(lattice).max())):
+        raise ValueError("the Niggli reduction did not give an integer basis change")
+    if round(np.linalg.det(t.astype(np.float64))) < 0:
+        t = -t
+    return t
+
+
+def _species_rank(numbers: np.ndarray) -> np.ndarray:
+    """Rank of each atom's species: rarest species first, ties broken by the heavier element."""
+    elems, counts = np.unique(numbers, return_counts=True)
+    order = sorted(range(len(elems)), key=lambda i: (counts[i], -elems[i]))
+    rank = {int(elems[i]): r for r, i in enumerate(order)}
+    return np.array([rank[int(z)] for z in numbers], dtype=np.int64)
+
+
+def _wrap(frac: np.ndarray) -> np.ndarray:
+    out = frac - np.floor(frac)
+    out[out >= 1.0 - 1e-9] = 0.0
+    return out
+
+
+@dataclass
+class SettingTransform:
+    """How an input crystal was brought to its canonical setting.
+
+    Canonical fractional coordinates are ``u_c = wrap(u_in @ inv(basis) - shift)`` and the
+    canonical cell is ``basis @ L_in`` (rows are vectors); ``basis`` is an integer matrix with
+    determinant +1 and ``shift`` a fractional vector of the canonical cell.
+
+    Attributes:
+        basis: ``[3, 3]`` integer basis change.
+        shift: ``[3]`` origin of the canonical setting, fractional in the canonical cell.
+    """
+
+    basis: np.ndarray
+    shift: np.ndarray
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the canonical setting is the input's own."""
+        return bool(np.array_equal(self.basis, np.eye(3, dtype=np.int64)) and np.allclose(self.shift, 0.0))
+
+    def to_input(self, crystal: Crystal) -> Crystal:
+        """A crystal in the canonical setting (e.g. a reconstruction) written in the input's cell and origin.
+
+        The lattice is ``inv(basis) @ L`` in pymatgen's standard orientation of its parameters,
+        the atoms are moved back by ``shift`` and wrapped into the cell.
+        """
+        inv = np.rint(np.linalg.inv(self.basis.astype(np.float64))).astype(np.int64)
+        lattice = params_to_lattice(lattice_to_params(inv @ crystal.lattice))
+        frac = _wrap((crystal.frac + self.shift) @ self.basis)
+        info = dict(crystal.info)
+        info["setting"] = "input"
+        return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, info)
+
+    def to_dict(self) -> dict:
+        """Plain-data form (for JSON)."""
+        return {"basis": self.basis.tolist(), "shift": [float(v) for v in self.shift]}
+
+
+def canonical_setting(crystal: Crystal) -> tuple[Crystal, SettingTransform]:
+    """The crystal in its canonical setting, and the transform from the input's setting.
+
+    The result is in pymatgen's standard orientation of its lattice parameters with the atoms
+    wrapped into the cell, an atom of the rarest species at the origin. Any two settings of the
+    same crystal (origin, axes, reduced or not) give the same canonical crystal, up to rounding.
+    """
+    lattice = np.asarray(crystal.lattice, dtype=np.float64)
+    t = niggli_basis(lattice)
+    reduced = t @ lattice
+    equivalent = lattice_rotations(reduced, signs=False)  # [K, 3, 3]
+    bases = np.einsum("kij,jl->kil", equivalent, t)  # [K, 3, 3] integer: basis changes from the input
+    frac_in = crystal.frac
+    rank = _species_rank(crystal.numbers)
+    origins = np.flatnonzero(rank == 0)
+    best_key: tuple | None = None
+    best: tuple[np.ndarray, np.ndarray] | None = None
+    n = crystal.n_atoms
+    for basis in bases:
+        inv = np.linalg.inv(basis.astype(np.float64))
+        u = frac_in @ inv  # [N, 3] fractional in the candidate basis
+        shifted = _wrap(u[None, :, :] - u[origins][:, None, :])  # [J, N, 3]
+        q = np.rint(shifted * KEY_GRID).astype(np.int64) % KEY_GRID
+        for j in range(len(origins)):
+            rows = np.column_stack([rank, q[j]])
+            order = np.lexsort(rows.T[::-1])
+            key = tuple(rows[order].ravel().tolist())
+            if best_key is None or key < best_key:
+                best_key = key
+                best = (basis, u[origins[j]])
+    assert best is not None and n > 0
+    basis, shift = best
+    cell = basis.astype(np.float64) @ lattice
+    new_lattice = params_to_lattice(lattice_to_params(cell))
+    frac = _wrap(frac_in @ np.linalg.inv(basis.astype(np.float64)) - shift)
+    info = dict(crystal.info)
+    info["setting"] = "canonical"
+    out = Crystal(new_lattice, frac @ new_lattice, crystal.numbers.copy(), crystal.id, info)
+    return out, SettingTransform(basis.astype(np.int64), _wrap(shift[None, :])[0])
+
+
+#: Right-handed permutations of the axes (integer basis changes), identity excluded:
+#: the two cyclic ones and the three swaps with one axis reversed.
+AXIS_PERMUTATIONS = (
+    np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]]),
+    np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]]),
+    np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1]]),
+    np.array([[0, 0, 1], [0, -1, 0], [1, 0, 0]]),
+    np.array([[-1, 0, 0], [0, 0, 1], [0, 1, 0]]),
+)
+
+#: Kinds of re-set copies made by :func:`resettle`.
+RESETTLE_KINDS = ("origin", "axes", "niggli", "all")
+
+
+def change_basis(crystal: Crystal, basis: np.ndarray) -> Crystal:
+    """The same crystal in the cell ``basis @ L`` (integer ``basis``, det +1), standard orientation, atoms wrapped."""
+    basis = np.asarray(basis, dtype=np.int64)
+    cell = basis.astype(np.float64) @ crystal.lattice
+    lattice = params_to_lattice(lattice_to_params(cell))
+    frac = _wrap(crystal.frac @ np.linalg.inv(basis.astype(np.float64)))
+    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, dict(crystal.info))
+
+
+def shift_origin(crystal: Crystal, shift: np.ndarray) -> Crystal:
+    """The same crystal with its origin moved by ``shift`` (fractional), atoms wrapped back in."""
+    frac = _wrap(crystal.frac + np.asarray(shift, dtype=np.float64))
+    lattice = crystal.lattice.copy()
+    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, dict(crystal.info))
+
+
+def resettle(crystal: Crystal, kind: str, rng: np.random.Generator) -> Crystal:
+    """An equivalent copy of ``crystal`` in another setting.
+
+    Args:
+        crystal: the crystal.
+        kind: ``"origin"`` (origin moved by a uniform random fraction of the cell), ``"axes"``
+            (a random right-handed permutation of the axes), ``"niggli"`` (the Niggli-reduced
+            cell) or ``"all"`` (Niggli cell, then permuted axes, then a random origin).
+        rng: random generator (seeded by the caller).
+    """
+    if kind not in RESETTLE_KINDS:
+        raise ValueError(f"unknown re-setting {kind!r}; choose one of {', '.join(RESETTLE_KINDS)}")
+    out = crystal
+    if kind in ("niggli", "all"):
+        out = change_basis(out, niggli_basis(out.lattice))
+    if kind in ("axes", "all"):
+        out = change_basis(out, AXIS_PERMUTATIONS[int(rng.integers(len(AXIS_PERMUTATIONS)))])
+    if kind in ("origin", "all"):
+        out = shift_origin(out, rng.random(3))
+    return out
+
+
+__all__ = [
+    "AXIS_PERMUTATIONS",
+    "RESETTLE_KINDS",
+    "SettingTransform",
+    "canonical_setting",
+    "change_basis",
+    "lattice_rotations",
+    "niggli_basis",
+    "resettle",
+    "shift_origin",
+]

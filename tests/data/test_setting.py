@@ -1,0 +1,134 @@
+"""Cell settings: the canonical setting depends only on the crystal; re-set copies; the way back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nesf.api import NeSF
+from nesf.data.crystal import Crystal
+from nesf.data.readers import read_crystals
+from nesf.data.setting import (
+    AXIS_PERMUTATIONS,
+    RESETTLE_KINDS,
+    canonical_setting,
+    change_basis,
+    lattice_rotations,
+    niggli_basis,
+    resettle,
+    shift_origin,
+)
+from nesf.data.vocab import SpeciesVocab
+from nesf.metrics.matcher import match_rmse
+from nesf.metrics.report import evaluate_reconstruction
+from nesf.models.autoencoder import NeSFModel
+from nesf.models.config import ModelConfig
+from nesf.reconstruction.exact import reconstruct_exact
+from small_model import SMALL_MODEL
+
+
+def same_crystal_same_setting(a: Crystal, b: Crystal, tol: float = 2e-3) -> bool:
+    """Same lattice parameters and the same atoms at the same fractional positions."""
+    if a.n_atoms != b.n_atoms or not np.allclose(a.lattice_params, b.lattice_params, atol=tol):
+        return False
+    d = a.frac[:, None, :] - b.frac[None, :, :]
+    d -= np.rint(d)
+    close = (np.abs(d).max(axis=-1) < tol) & (a.numbers[:, None] == b.numbers[None, :])
+    return bool(close.any(axis=1).all() and close.any(axis=0).all())
+
+
+def test_canonical_setting_ignores_origin_axes_and_reduction(classic):
+    rng = np.random.default_rng(0)
+    for c in classic:
+        canon, _ = canonical_setting(c)
+        for kind in RESETTLE_KINDS:
+            copy = resettle(c, kind, rng)
+            assert same_crystal_same_setting(canonical_setting(copy)[0], canon), (c.id, kind)
+
+
+def test_canonical_setting_puts_an_atom_of_the_rarest_species_at_the_origin():
+    lattice = np.diag([4.0, 4.5, 5.0])
+    frac = np.array([[0.1, 0.2, 0.3], [0.6, 0.7, 0.8], [0.35, 0.45, 0.55]])
+    c = Crystal(lattice, frac @ lattice, np.array([8, 8, 26]), "FeO2")
+    canon, t = canonical_setting(c)
+    fe = canon.frac[canon.numbers == 26][0] % 1.0
+    assert np.allclose(np.minimum(fe, 1 - fe), 0.0, atol=1e-9)
+    assert canon.info["setting"] == "canonical"
+    assert t.basis.dtype.kind == "i" and round(np.linalg.det(t.basis)) == 1
+
+
+def test_transform_maps_the_canonical_crystal_back_to_the_input(classic):
+    rng = np.random.default_rng(1)
+    for c in classic[:12]:
+        given = resettle(c, "all", rng).standardized()
+        canon, t = canonical_setting(given)
+        back = t.to_input(canon)
+        assert same_crystal_same_setting(back, given, tol=1e-6), c.id
+        assert back.info["setting"] == "input"
+
+
+def test_resettled_copies_are_the_same_crystal(classic):
+    rng = np.random.default_rng(2)
+    c = classic[0]
+    for kind in RESETTLE_KINDS:
+        copy = resettle(c, kind, rng)
+        assert copy.n_atoms == c.n_atoms
+        assert abs(copy.volume - c.volume) < 1e-6 * c.volume
+        assert match_rmse([c], [copy], n_jobs=1)[0] < 1e-4
+    with pytest.raises(ValueError, match="unknown re-setting"):
+        resettle(c, "mirror", rng)
+
+
+def test_axis_permutations_are_right_handed_and_keep_the_lattice():
+    for p in AXIS_PERMUTATIONS:
+        assert round(np.linalg.det(p)) == 1
+    lattice = np.array([[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, 0.7, 6.0]])
+    c = Crystal(lattice, np.array([[0.3, 0.2, 0.1]]) @ lattice, np.array([14]), "Si")
+    moved = change_basis(c, AXIS_PERMUTATIONS[0])
+    assert np.allclose(sorted(moved.lattice_params[:3]), sorted(c.lattice_params[:3]))
+    assert np.allclose(shift_origin(c, [0.7, 0.8, 0.9]).frac % 1, [[0.0, 0.0, 0.0]], atol=1e-9)
+
+
+def test_lattice_rotations_of_a_cube_and_of_a_triclinic_cell():
+    assert len(lattice_rotations(np.eye(3) * 4.0)) == 24
+    tric = np.array([[4.0, 0.0, 0.0], [0.9, 5.1, 0.0], [0.4, 0.8, 6.3]])
+    t = niggli_basis(tric)
+    assert len(lattice_rotations(t @ tric)) == 1
+
+
+def test_exact_fields_stay_perfect_on_resettled_copies(classic):
+    rng = np.random.default_rng(3)
+    copies = [resettle(c, "all", rng).standardized() for c in classic]
+    back = reconstruct_exact(copies, frame="periodic")
+    m = evaluate_reconstruction(copies, back, "periodic", n_jobs=1)
+    assert m["atom_count_error_pct"] == 0.0 and m["match_rate_pct"] == 100.0
+    assert m["position_error_actual"] < 1e-4
+
+
+def test_resettled_copies_encode_to_the_same_latent(classic):
+    torch.manual_seed(0)
+    cfg = ModelConfig(setting="canonical", **SMALL_MODEL)
+    vocab = SpeciesVocab.from_crystals(classic)
+    model = NeSF(NeSFModel(cfg, len(vocab)), vocab)
+    rng = np.random.default_rng(4)
+    crystals = model.prepare(classic)
+    z = model.encode_crystals(crystals)
+    for kind in RESETTLE_KINDS:
+        zc = model.encode_crystals(model.prepare([resettle(c, kind, rng) for c in classic]))
+        assert torch.allclose(z, zc, atol=1e-4), kind
+    # without the canonical setting the same model is not invariant
+    plain = NeSF(NeSFModel(ModelConfig(**SMALL_MODEL), len(vocab)), vocab)
+    z0 = plain.encode_crystals(crystals)
+    z1 = plain.encode_crystals(model.prepare([resettle(c, "origin", rng) for c in classic]))
+    assert not torch.allclose(z0, z1, atol=1e-4)
+
+
+def test_canonical_setting_is_invariant_on_real_data(shared_data):
+    crystals = read_crystals(shared_data / "nesf_paper" / "lim_l6" / "val.extxyz")[:80]
+    crystals += read_crystals(shared_data / "cdvae" / "perov_5" / "val.csv")[:40]
+    rng = np.random.default_rng(5)
+    for c in crystals:
+        canon = canonical_setting(c)[0]
+        for kind in RESETTLE_KINDS:
+            assert same_crystal_same_setting(canonical_setting(resettle(c, kind, rng))[0], canon), (c.id, kind)
