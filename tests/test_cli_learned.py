@@ -22,7 +22,7 @@ def trained(tmp_path_factory, classic):
     out = tmp_path_factory.mktemp("model")
     small = [c for c in classic if c.n_atoms <= 12]
     m, t = small_configs(setting="canonical")
-    Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False).run(epochs=1)
+    Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False, vocab="all").run(epochs=1)
     data = out / "data.extxyz"
     write_extxyz(data, small[8:11])
     return out / "best.pt", data

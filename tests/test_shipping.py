@@ -26,7 +26,7 @@ def pretrained(tmp_path_factory, classic):
     out = tmp_path_factory.mktemp("pre")
     small = [c for c in classic if c.n_atoms <= 12]
     m, t = small_configs()
-    Trainer(small[:8], small[8:11], out, m, t, seed=0, progress=False).run(epochs=1)
+    Trainer(small[:8], small[5:8], out, m, t, seed=0, progress=False).run(epochs=1)
     return out / "last.pt", small
 
 
@@ -58,7 +58,7 @@ def test_cosine_training_ends_at_the_floor(tmp_path, classic):
     small = [c for c in classic if c.n_atoms <= 12]
     m, t = small_configs()
     t = replace(t, lr_schedule="cosine", lr_min_factor=0.05)
-    trainer = Trainer(small[:8], small[8:10], tmp_path, m, t, seed=0, progress=False)
+    trainer = Trainer(small[:8], small[6:8], tmp_path, m, t, seed=0, progress=False)
     trainer.run(epochs=2)
     steps = trainer.global_step
     lrs = [row["lr"] for row in trainer.history]
@@ -79,7 +79,7 @@ def test_init_copies_weights_and_keeps_a_covering_vocab(pretrained, tmp_path):
     m, t = small_configs()
     m_other = replace(m, latent_dim=8)  # ignored: the initial model's architecture is used
     subset = [c for c in small if set(c.numbers) <= set(src["vocab"]["numbers"])][:4]
-    trainer = Trainer(subset[:3], subset[3:], tmp_path, m_other, t, seed=1, progress=False, init=ckpt)
+    trainer = Trainer(subset[:3], subset[2:3], tmp_path, m_other, t, seed=1, progress=False, init=ckpt)
     assert trainer.model_cfg.latent_dim == m.latent_dim
     assert list(trainer.vocab.numbers) == list(src["vocab"]["numbers"])
     own = trainer.model.state_dict()
@@ -93,7 +93,7 @@ def test_init_with_a_larger_vocab_remaps_species_layers(pretrained, tmp_path):
     ckpt, small = pretrained
     src = load_checkpoint(ckpt)
     m, t = small_configs()
-    trainer = Trainer(small[:3], small[3:4], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
+    trainer = Trainer(small[:3], small[2:3], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
     assert len(trainer.vocab) >= 94
     assert trainer.init_from["loaded"] == trainer.init_from["of"] - 2  # all but the lattice statistics
     old = src["vocab"]["numbers"]
@@ -135,7 +135,7 @@ def test_train_exclude_drops_ids(tmp_path, classic, capsys):
     small = [c for c in classic if c.n_atoms <= 12]
     train, val = tmp_path / "train.extxyz", tmp_path / "val.extxyz"
     write_extxyz(train, small[:6])
-    write_extxyz(val, small[6:8])
+    write_extxyz(val, small[4:6])
     code = main(
         [
             "train",
@@ -170,7 +170,7 @@ def test_export_strips_training_state_and_keeps_the_card(pretrained, tmp_path):
     model = NeSF.load(out)
     assert model.card["summary"] == "tiny test model" and model.card["training_steps"] > 0
     full = NeSF.load(ckpt)
-    crystals = model.prepare(small[8:10])
+    crystals = model.prepare(small[5:7])
     assert torch.equal(model.encode_crystals(crystals), full.encode_crystals(crystals))
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
@@ -205,7 +205,7 @@ def test_demo_writes_cifs_metrics_and_png(pretrained, tmp_path, capsys):
 def test_decoding_never_predicts_elements_absent_from_training(pretrained, tmp_path):
     ckpt, small = pretrained
     m, t = small_configs()
-    trainer = Trainer(small[:3], small[3:4], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
+    trainer = Trainer(small[:3], small[2:3], tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
     trainer.run(epochs=1)
     payload = load_checkpoint(tmp_path / "last.pt")
     seen = set(payload["trained_numbers"])
@@ -236,7 +236,7 @@ def test_train_can_start_from_a_shipped_model_by_name(tmp_path, classic):
     small = [c for c in classic if c.n_atoms <= 6][:4]
     train, val = tmp_path / "train.extxyz", tmp_path / "val.extxyz"
     write_extxyz(train, small[:3])
-    write_extxyz(val, small[3:])
+    write_extxyz(val, small[2:3])
     out = tmp_path / "ft"
     args = ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--batch-size", "3"]
     assert main([*args, "--init", "perov_5", "--vocab", "all", "--epochs", "1", "--quiet"]) == 0
@@ -250,7 +250,7 @@ def test_train_shift_origins_needs_the_periodic_frame(tmp_path, classic, capsys)
     small = [c for c in classic if c.n_atoms <= 12]
     train, val = tmp_path / "train.extxyz", tmp_path / "val.extxyz"
     write_extxyz(train, small[:6])
-    write_extxyz(val, small[6:8])
+    write_extxyz(val, small[4:6])
     args = ["train", "--train", str(train), "--val", str(val), "--epochs", "1", "--quiet", "--shift-origins"]
     assert main([*args, "--out", str(tmp_path / "paper"), "--frame", "paper"]) == 2
     assert "periodic frame" in capsys.readouterr().err

@@ -13,4 +13,12 @@ from nesf.data.crystal import Crystal  # noqa: E402
 from nesf.data.readers import read_crystals  # noqa: E402
 from nesf.data.vocab import SpeciesVocab  # noqa: E402
 
-__all__ = ["Crystal", "SpeciesVocab", "read_crystals", "__version__"]
+__all__ = ["Crystal", "NeSF", "SpeciesVocab", "read_crystals", "__version__"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy: importing nesf does not import torch
+    if name == "NeSF":
+        from nesf.api import NeSF
+
+        return NeSF
+    raise AttributeError(f"module 'nesf' has no attribute {name!r}")

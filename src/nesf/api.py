@@ -15,10 +15,12 @@ from tqdm.auto import tqdm
 from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
+from nesf.data.domain import Domain
 from nesf.data.readers import from_objects
 from nesf.data.setting import SettingTransform, canonical_setting
 from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
+from nesf.metrics.verdicts import StructureVerdict, make_verdicts
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, config_from_dict
 from nesf.reconstruction.reconstruct import reconstruct
@@ -54,6 +56,17 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
     )
 
 
+def _as_crystals(structures: Any) -> list[Crystal]:
+    """Objects, a path, or a list of paths -> crystals."""
+    from nesf.data.readers import read_crystals
+
+    if isinstance(structures, (str, Path)):
+        return read_crystals(structures)
+    if isinstance(structures, (list, tuple)) and structures and all(isinstance(s, (str, Path)) for s in structures):
+        return [c for s in structures for c in read_crystals(s)]
+    return from_objects(structures)
+
+
 class NeSF:
     """A trained NeSF autoencoder.
 
@@ -80,6 +93,8 @@ class NeSF:
         self.bbox = None if bbox is None else np.asarray(bbox, dtype=np.float64)
         self.settings = settings or NEURAL_SETTINGS
         self.info: dict[str, Any] = {}
+        #: What the training data covered (None for checkpoints that predate recording it).
+        self.domain: Domain | None = None
 
     @property
     def frame(self) -> str:
@@ -114,6 +129,12 @@ class NeSF:
             model.unseen_species = torch.tensor([z not in set(trained) for z in vocab.numbers])
         bbox = ck.get("bbox")
         out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device)
+        domain = ck.get("domain")
+        if isinstance(domain, dict):
+            try:
+                out.domain = Domain.from_dict(domain)
+            except (KeyError, TypeError, ValueError, IndexError):
+                raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable domain record") from None
         out.info = {
             "source": source,
             "epoch": ck.get("epoch"),
@@ -121,6 +142,17 @@ class NeSF:
             "card": dict(ck.get("model_card") or {}),
         }
         return out
+
+    def check_domain(self, crystals: Sequence[Crystal]) -> list[list[str]]:
+        """For each crystal (in the model's frame), the reasons it lies outside the training domain.
+
+        Empty lists for crystals inside it, and for every crystal when the model has no
+        recorded domain. Checked in the setting the network sees.
+        """
+        if self.domain is None:
+            return [[] for _ in crystals]
+        inner, _ = self.to_model_setting(crystals)
+        return [self.domain.check(c) for c in inner]
 
     @property
     def card(self) -> dict[str, Any]:
@@ -134,13 +166,17 @@ class NeSF:
         return self.model.cfg.setting
 
     def prepare(self, structures: Any) -> list[Crystal]:
-        """Structures (pymatgen, ASE, :class:`Crystal`) in the model's frame, in their own setting.
+        """Structures in the model's frame, in their own setting.
+
+        ``structures``: pymatgen ``Structure`` / ASE ``Atoms`` / :class:`Crystal` objects (one or
+        a list), or a file or folder path (anything :func:`nesf.read_crystals` reads), or a list
+        of paths.
 
         Periodic frame: pymatgen's standard orientation of each cell, atoms wrapped into it. The
         cell and origin stay the input's; :meth:`encode_crystals` and
         :meth:`reconstruct_crystals` take care of the canonical setting.
         """
-        return prepare_crystals(from_objects(structures), self.frame)
+        return prepare_crystals(_as_crystals(structures), self.frame)
 
     def to_model_setting(self, crystals: Sequence[Crystal]) -> tuple[list[Crystal], list[SettingTransform | None]]:
         """Crystals in the setting the network was trained in, and how to map results back.
@@ -219,12 +255,33 @@ class NeSF:
         decoded = self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
         return [d if t is None else t.to_input(d) for t, d in zip(transforms, decoded)]
 
-    def reconstruct(self, structures: Any) -> list:
-        """Round trip of pymatgen / ASE structures; returns pymatgen ``Structure`` objects."""
-        return [c.to_pymatgen() for c in self.reconstruct_crystals(self.prepare(structures))]
+    def reconstruct(self, structures: Any, verdicts: bool = False, match: bool = True) -> Any:
+        """Round trip of structures (objects or file paths, see :meth:`prepare`).
+
+        Returns:
+            pymatgen ``Structure`` objects in the inputs' cells and origins; with ``verdicts``
+            also a list of :class:`nesf.metrics.verdicts.StructureVerdict` (matched, RMSE,
+            in-domain and why not; ``match=False`` skips StructureMatcher).
+        """
+        crystals = self.prepare(structures)
+        pred = self.reconstruct_crystals(crystals)
+        structures_out = [c.to_pymatgen() for c in pred]
+        if not verdicts:
+            return structures_out
+        return structures_out, self.verdicts(crystals, pred, match=match)
+
+    def verdicts(
+        self, crystals: Sequence[Crystal], pred: Sequence[Crystal], match: bool = True, n_jobs: int | None = 1
+    ) -> list[StructureVerdict]:
+        """Per-crystal verdicts of reconstructions ``pred`` of ``crystals`` (both in the model's frame)."""
+        from nesf.metrics.matcher import match_rmse
+
+        rmse = match_rmse(crystals, pred, n_jobs=n_jobs) if match else None
+        return make_verdicts(crystals, pred, rmse, self.check_domain(crystals))
 
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""
         other = NeSF(self.model, self.vocab, self.bbox, replace(self.settings, **changes), self.device)
         other.info = dict(self.info)
+        other.domain = self.domain
         return other

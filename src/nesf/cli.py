@@ -14,6 +14,23 @@ from pathlib import Path
 from nesf import __version__
 from nesf.errors import NesfError
 
+THREADS_HELP = "torch threads (default: the cores not already busy, at least 1)"
+
+
+def _set_threads(threads: int | None) -> int:
+    """Set torch's thread count: ``threads``, or the cores not already busy (1-minute load average)."""
+    import torch
+
+    if not threads:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            busy = int(os.getloadavg()[0] + 0.5)
+        except OSError:  # pragma: no cover - no load average on this platform
+            busy = 0
+        threads = max(1, cores - busy)
+    torch.set_num_threads(threads)
+    return threads
+
 
 def _seed_everything(seed: int) -> None:
     import random
@@ -41,16 +58,13 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
 
 def cmd_check_fields(args: argparse.Namespace) -> int:
     """Reconstruct every crystal from its exact field and report the metrics."""
-    import torch
-
     from nesf.data.readers import read_crystals
     from nesf.io.writers import write_json
     from nesf.metrics.report import evaluate_reconstruction, format_table
     from nesf.reconstruction.exact import default_bbox, diagnose, reconstruct_exact
 
     _seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     settings = _settings(args)
     crystals = read_crystals(args.data, conventional=args.conventional)
     if args.frame == "periodic":
@@ -220,6 +234,7 @@ def _train_voxel(args: argparse.Namespace, train_set, val_set) -> int:  # noqa: 
 def _load_model(args: argparse.Namespace):  # noqa: ANN202
     from nesf.voxel import load_any
 
+    _set_threads(getattr(args, "threads", None))
     model = load_any(args.model, device=_device(args.device))
     changes = {}
     if getattr(args, "batch_size", None):
@@ -229,55 +244,142 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
     return model.with_settings(**changes) if changes else model
 
 
+def _read_inputs(paths: Sequence[str], conventional: bool, skip_invalid: bool) -> tuple[list, list[str]]:
+    """Crystals of every path (files or folders); with ``skip_invalid`` unreadable files are listed, not fatal."""
+    from nesf.data.readers import read_crystals
+    from nesf.errors import CrystalInputError
+
+    crystals: list = []
+    skipped: list[str] = []
+    for path in paths:
+        p = Path(path)
+        files = (
+            sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            if (skip_invalid and p.is_dir())
+            else [p]
+        )
+        for f in files:
+            try:
+                crystals.extend(read_crystals(f, conventional=conventional))
+            except CrystalInputError as exc:
+                if not skip_invalid:
+                    raise
+                skipped.append(str(exc))
+    if not crystals:
+        raise CrystalInputError(", ".join(paths), "no readable crystal" + (" (all skipped)" if skipped else ""))
+    return crystals, skipped
+
+
+def _encodable(model, crystals: list, skip_invalid: bool) -> tuple[list, list[str]]:  # noqa: ANN001
+    """Crystals the model can encode; with ``skip_invalid`` the others are listed instead of refused."""
+    from ase.data import chemical_symbols
+
+    if not skip_invalid:
+        return crystals, []
+    known = set(model.vocab.numbers)
+    kept, skipped = [], []
+    for c in crystals:
+        unknown = sorted({int(z) for z in c.numbers} - known)
+        if unknown:
+            names = ", ".join(chemical_symbols[z] for z in unknown)
+            skipped.append(f"crystal {c.id!r}: element(s) {names} not in the model's vocabulary")
+        else:
+            kept.append(c)
+    if not kept:
+        raise ValueError("no crystal left to reconstruct: " + "; ".join(skipped[:5]))
+    return kept, skipped
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be written, before any work."""
+    for name in ("json", "csv"):
+        value = getattr(args, name, None)
+        if value and Path(value).is_dir():
+            raise ValueError(f"--{name} {value}: is a folder, not a file")
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+
+
+def _round_trip(model, crystals: list, args: argparse.Namespace, strict: bool = False):  # noqa: ANN001, ANN202
+    """Reconstruct crystals (in the model's frame); metrics, reconstructions and per-crystal verdicts."""
+    from nesf.errors import NesfError
+    from nesf.metrics.matcher import match_rmse
+    from nesf.metrics.report import evaluate_reconstruction
+    from nesf.metrics.verdicts import make_verdicts
+
+    check = getattr(model, "check_domain", None)
+    warnings = check(crystals) if check is not None else [[] for _ in crystals]
+    for c, w in zip(crystals, warnings):
+        if w:
+            print(f"warning: {c.id}: outside the model's domain: {'; '.join(w)}", file=sys.stderr)
+    if strict and any(warnings):
+        n = sum(1 for w in warnings if w)
+        raise NesfError(f"--strict: {n} of {len(crystals)} crystal(s) lie outside the model's domain; nothing written")
+    t0 = time.perf_counter()
+    pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate_reconstruction(crystals, pred, model.frame, match=False)
+    rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.jobs)
+    if rmse is not None:
+        found = [r for r in rmse if r is not None]
+        metrics["match_rate_pct"] = 100.0 * len(found) / len(crystals)
+        metrics["rmse"] = sum(found) / len(found) if found else float("nan")
+    metrics["seconds"] = seconds
+    metrics["seconds_per_structure"] = seconds / len(crystals)
+    return metrics, pred, make_verdicts(crystals, pred, rmse, warnings)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Round-trip every crystal through the autoencoder and report the metrics."""
     import numpy as np
-    import torch
 
-    from nesf.data.readers import read_crystals
     from nesf.data.setting import RESETTLE_KINDS, resettle
     from nesf.io.writers import write_json
-    from nesf.metrics.report import evaluate_reconstruction, format_comparison, format_table
+    from nesf.metrics.report import format_comparison, format_table
+    from nesf.metrics.verdicts import format_verdicts, matched_line, write_verdicts_csv
 
+    _check_outputs(args)
     _seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model = _load_model(args)
-    originals = read_crystals(args.data, conventional=args.conventional)
-
-    def run(inputs: list) -> dict:
-        crystals = model.prepare(inputs)
-        t0 = time.perf_counter()
-        pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
-        seconds = time.perf_counter() - t0
-        metrics = evaluate_reconstruction(crystals, pred, model.frame, match=not args.no_match, n_jobs=args.jobs)
-        metrics["seconds"] = seconds
-        metrics["seconds_per_structure"] = seconds / len(crystals)
-        return metrics
-
-    metrics = run(originals)
-    title = f"{args.model} on {args.data} ({model.frame} frame, {getattr(model, 'setting', 'as_given')} setting)"
+    originals, skipped = _read_inputs([args.data], args.conventional, args.skip_invalid)
+    originals, unencodable = _encodable(model, originals, args.skip_invalid)
+    skipped += unencodable
+    metrics, _, verdicts = _round_trip(model, model.prepare(originals), args, strict=args.strict)
+    setting = getattr(model, "setting", "as_given")
+    title = f"{args.model} on {args.data} ({model.frame} frame, {setting} setting)"
     resettled: dict[str, dict] = {}
     if args.resettle:
         for k, kind in enumerate(RESETTLE_KINDS):
             rng = np.random.default_rng([args.seed, k])
-            resettled[kind] = run([resettle(c, kind, rng) for c in originals])
+            copies = model.prepare([resettle(c, kind, rng) for c in originals])
+            resettled[kind] = _round_trip(model, copies, args)[0]
         columns = {"as given": metrics, **{f"re-set: {kind}": m for kind, m in resettled.items()}}
         print(format_comparison(columns, title=title))
     else:
         print(format_table(metrics, title=title))
+    print()
+    print(format_verdicts(verdicts, limit=25))
+    if not args.no_match:
+        print(matched_line(verdicts))
+    for line in skipped:
+        print(f"skipped: {line}")
+    if args.csv:
+        write_verdicts_csv(args.csv, verdicts)
     if args.json:
         payload = {
             "model": str(args.model),
             "data": str(args.data),
             "frame": model.frame,
-            "setting": getattr(model, "setting", "as_given"),
+            "setting": setting,
             **metrics,
             "settings": model.settings.to_dict(),
         }
         if args.resettle:
             payload["resettled"] = resettled
             payload["resettle_seed"] = args.seed
+        payload["structures"] = [v.to_dict() for v in verdicts]
+        payload["skipped"] = skipped
         write_json(args.json, payload)
     return 0
 
@@ -297,16 +399,38 @@ def _write_structures(out: Path, crystals) -> None:  # noqa: ANN001
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    """Round trip of input crystals; one CIF each plus one extxyz with all."""
-    from nesf.data.readers import read_crystals
+    """Round trip of input crystals; one CIF each plus one extxyz with all, and per-crystal verdicts."""
+    from nesf.io.writers import write_json
+    from nesf.metrics.verdicts import format_verdicts, matched_line, write_verdicts_csv
 
+    _check_outputs(args)
     model = _load_model(args)
-    crystals = []
-    for path in args.inputs:
-        crystals.extend(read_crystals(path, conventional=args.conventional))
-    pred = model.reconstruct_crystals(model.prepare(crystals), progress=not args.quiet)
+    crystals, skipped = _read_inputs(args.inputs, args.conventional, args.skip_invalid)
+    crystals, unencodable = _encodable(model, crystals, args.skip_invalid)
+    skipped += unencodable
+    metrics, pred, verdicts = _round_trip(model, model.prepare(crystals), args, strict=args.strict)
+    print(format_verdicts(verdicts))
+    if not args.no_match:
+        print(matched_line(verdicts))
+    for line in skipped:
+        print(f"skipped: {line}")
     _write_structures(Path(args.out), pred)
-    print(f"wrote {len(pred)} reconstructed crystal(s) to {args.out} (CIFs and all.extxyz)")
+    if args.csv:
+        write_verdicts_csv(args.csv, verdicts)
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "model": str(args.model),
+                "inputs": list(args.inputs),
+                "setting": "input",
+                "n_matched": sum(1 for v in verdicts if v.matched),
+                **metrics,
+                "structures": [v.to_dict() for v in verdicts],
+                "skipped": skipped,
+            },
+        )
+    print(f"wrote {len(pred)} reconstructed crystal(s) to {args.out} (CIFs and all.extxyz, in the inputs' cells)")
     return 0
 
 
@@ -362,20 +486,24 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
         print("no shipped models in this installation")
         return 0
     for name in names:
-        card = NeSF.load(name).card
-        print(f"{name}: {card.get('summary', '(no model card)')}")
+        model = NeSF.load(name)
+        print(f"{name}: {model.card.get('summary', '(no model card)')}")
+        setting = (
+            "canonical setting (any origin, axes or reduced cell)"
+            if model.setting == "canonical"
+            else ("cells as given (origin and axes as in the training data)")
+        )
+        print(f"  setting: {setting}")
+        print(f"  domain: {model.domain.describe() if model.domain is not None else 'not recorded'}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Round-trip well-known crystals through a shipped model; table, CIFs and a PNG."""
-    import torch
-
     from nesf.demo import run_demo
 
     _seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     run_demo(args.out, args.model, n_plot=args.plot, progress=not args.quiet)
     return 0
 
@@ -492,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells first")
     p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
     p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_reconstruction_options(p)
     p.set_defaults(func=cmd_check_fields)
@@ -593,15 +721,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
         p.add_argument("--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)")
+        p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
-    p = sub.add_parser("evaluate", help="round-trip crystals through a model and report the metrics")
+    def verdict_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", metavar="OUT.json", help="also write the metrics and per-crystal records as JSON")
+        p.add_argument("--csv", metavar="OUT.csv", help="also write the per-crystal table as CSV")
+        p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
+        p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
+        p.add_argument(
+            "--strict",
+            action="store_true",
+            help="refuse (exit 2, nothing written) when a crystal lies outside the model's training domain",
+        )
+        p.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="go on past files that cannot be read and crystals that cannot be encoded, and list them",
+        )
+
+    p = sub.add_parser(
+        "evaluate",
+        help="round-trip crystals through a model and report the metrics",
+        description=(
+            "Round-trip every crystal of DATA through a trained model; print the paper's metrics, the "
+            "StructureMatcher match rate and a per-crystal table (id, formulas, atoms, matched, RMSE, in "
+            "domain). Crystals outside the model's training domain are named in a warning line each."
+        ),
+    )
     model_args(p)
-    p.add_argument("data", help="crystals to evaluate")
-    p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
-    p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
-    p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
+    p.add_argument("data", help="crystals to evaluate (extxyz, CIF, POSCAR, pymatgen JSON, ..., a folder, a CSV)")
+    verdict_args(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0; also of --resettle's copies)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument(
         "--resettle",
         action="store_true",
@@ -611,10 +761,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("reconstruct", help="round-trip crystals; write CIFs and one extxyz")
+    p = sub.add_parser(
+        "reconstruct",
+        help="round-trip crystals; write CIFs and one extxyz",
+        description=(
+            "Round-trip crystals through a trained model and write one CIF per crystal plus all.extxyz, "
+            "each in its input's own cell and origin; print a per-crystal table and 'k of n matched'."
+        ),
+    )
     model_args(p)
     p.add_argument("inputs", nargs="+", help="input crystals (files or folders)")
     p.add_argument("--out", required=True, help="output folder")
+    verdict_args(p)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser(

@@ -69,7 +69,7 @@ class CrystalBatch:
         numbers[mask] = np.concatenate([c.numbers for c in crystals])
         species = np.zeros((b, n), dtype=np.int64)
         for i, c in enumerate(crystals):  # per crystal, to name the crystal of an unknown element
-            species[i, : counts[i]] = vocab.encode(c.numbers, crystal_id=c.id)
+            species[i, : counts[i]] = vocab.encode(c.numbers, crystal_id=_where(c))
         lattice = np.stack([c.lattice for c in crystals])
         return cls(
             lattice=torch.as_tensor(lattice, dtype=dtype, device=device),
@@ -155,3 +155,9 @@ def bounding_box(crystals: Sequence[Crystal], margin: float = 0.0) -> np.ndarray
     """``[2, 3]`` low and high corner (Angstrom) of all atoms of ``crystals``, grown by ``margin``."""
     pts = np.concatenate([c.cart for c in crystals])
     return np.stack([pts.min(axis=0) - margin, pts.max(axis=0) + margin])
+
+
+def _where(c: Crystal) -> str:
+    """A crystal's id, with the file it came from when known."""
+    source = c.info.get("source")
+    return f"{source}: {c.id}" if source else c.id

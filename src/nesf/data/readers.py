@@ -1,4 +1,4 @@
-"""Readers: extxyz, CIF (file or folder), CDVAE-style CSV, pymatgen and ASE objects.
+"""Readers: extxyz, CIF (file or folder), CDVAE-style CSV, POSCAR, pymatgen JSON, ASE files and objects.
 
 All readers return ``list[Crystal]`` and raise :class:`~nesf.errors.CrystalInputError`
 naming the file and the frame, row or block for anything that is not a valid crystal.
@@ -22,6 +22,11 @@ from nesf.errors import CrystalInputError
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
 CIF_SUFFIXES = (".cif",)
 CSV_SUFFIXES = (".csv",)
+VASP_SUFFIXES = (".vasp", ".poscar")
+JSON_SUFFIXES = (".json",)
+ASE_SUFFIXES = (".traj", ".db")
+#: File names (without suffix) read as VASP structure files.
+VASP_NAMES = ("POSCAR", "CONTCAR")
 
 
 def read_crystals(
@@ -31,9 +36,11 @@ def read_crystals(
     """Read crystals from a path or from in-memory objects.
 
     Args:
-        source: an ``.extxyz``/``.xyz`` file, a ``.cif`` file, a folder of ``.cif`` files,
-            a ``.csv`` file with a ``cif`` column (CDVAE convention), or a sequence of
-            pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects.
+        source: an ``.extxyz``/``.xyz`` file, a ``.cif`` file, a VASP file (POSCAR, CONTCAR,
+            ``.vasp``), a pymatgen ``Structure`` ``.json``, an ASE ``.traj``/``.db``, a folder
+            of ``.cif`` files, a ``.csv`` file with a ``cif`` column (CDVAE convention), or a
+            sequence of pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects. Files
+            without a known suffix are recognised by their content.
         conventional: convert every crystal to its conventional standard cell (as the
             NeSF paper did), with pymatgen's ``SpacegroupAnalyzer``.
 
@@ -53,6 +60,13 @@ def read_crystals(
 
 
 def _read_path(path: Path) -> list[Crystal]:
+    crystals = _read_path_untagged(path)
+    for c in crystals:
+        c.info.setdefault("source", str(path) if not path.is_dir() else str(path / c.id))
+    return crystals
+
+
+def _read_path_untagged(path: Path) -> list[Crystal]:
     if not path.exists():
         raise CrystalInputError(str(path), "no such file or folder")
     if path.is_dir():
@@ -66,9 +80,106 @@ def _read_path(path: Path) -> list[Crystal]:
         return read_cif(path)
     if suffix in CSV_SUFFIXES:
         return read_csv(path)
+    if suffix in VASP_SUFFIXES or any(path.name.upper().startswith(n) for n in VASP_NAMES):
+        return read_vasp(path)
+    if suffix in JSON_SUFFIXES:
+        return read_pymatgen_json(path)
+    if suffix in ASE_SUFFIXES:
+        return read_ase(path)
+    sniffed = _sniff(path)
+    if sniffed is not None:
+        return sniffed(path)
     raise CrystalInputError(
-        str(path), f"unknown file type {suffix!r} (expected .extxyz, .xyz, .cif, .csv or a folder of .cif files)"
+        str(path),
+        f"unknown file type {suffix or '(no suffix)'!r} and content not recognised (expected CIF, POSCAR/CONTCAR/"
+        ".vasp, pymatgen .json, .extxyz/.xyz, ASE .traj/.db, a CSV with a 'cif' column, or a folder of CIFs)",
     )
+
+
+def _sniff(path: Path):  # noqa: ANN202
+    """A reader chosen by the file's first bytes, or None."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8-sig", errors="replace")
+    except OSError:
+        return None
+    stripped = head.lstrip()
+    if stripped.startswith("{"):
+        return read_pymatgen_json
+    if any(line.strip().lower().startswith("data_") for line in head.splitlines()[:50]):
+        return read_cif
+    lines = [ln for ln in head.splitlines() if ln.strip()]
+    if len(lines) >= 8:
+        try:
+            float(lines[1].split()[0])
+            if all(len(ln.split()) >= 3 for ln in lines[2:5]):
+                return read_vasp
+        except (ValueError, IndexError):
+            return None
+    return None
+
+
+def read_vasp(path: str | Path) -> list[Crystal]:
+    """Read a VASP structure file (POSCAR, CONTCAR, ``.vasp``) with pymatgen; the id is the file name."""
+    from pymatgen.io.vasp import Poscar
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Poscar.from_file(str(path), check_for_potcar=False).structure
+    except Exception as exc:  # pymatgen raises ValueError, IndexError... on bad files
+        raise CrystalInputError(str(path), f"could not parse POSCAR: {_short(exc)}") from None
+    return [Crystal.from_pymatgen(structure, id=path.stem if path.suffix else path.name).validate(str(path))]
+
+
+def read_pymatgen_json(path: str | Path) -> list[Crystal]:
+    """Read a pymatgen ``Structure`` JSON file (``Structure.as_dict()``), or a JSON list of them."""
+    import json
+
+    from pymatgen.core import Structure
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CrystalInputError(str(path), f"not a JSON file: {_short(exc)}") from None
+    items = data if isinstance(data, list) else [data]
+    crystals = []
+    for i, item in enumerate(items):
+        where = f"item {i}" if isinstance(data, list) else None
+        if not isinstance(item, dict) or "lattice" not in item or "sites" not in item:
+            raise CrystalInputError(str(path), "not a pymatgen Structure (needs 'lattice' and 'sites')", where)
+        try:
+            structure = Structure.from_dict(item)
+        except Exception as exc:  # malformed dicts raise KeyError, TypeError, ValueError...
+            raise CrystalInputError(str(path), f"could not read the pymatgen Structure: {_short(exc)}", where) from None
+        cid = path.stem if not isinstance(data, list) else f"{path.stem}-{i}"
+        cid = str(structure.properties.get("material_id", cid)) if structure.properties else cid
+        crystals.append(Crystal.from_pymatgen(structure, id=cid).validate(str(path), where))
+    if not crystals:
+        raise CrystalInputError(str(path), "the JSON list holds no structures")
+    return crystals
+
+
+def read_ase(path: str | Path) -> list[Crystal]:
+    """Read every structure of an ASE trajectory (``.traj``) or database (``.db``)."""
+    import ase.io
+
+    path = Path(path)
+    try:
+        frames = ase.io.read(str(path), index=":")
+    except Exception as exc:  # ase raises many kinds of errors for malformed files
+        raise CrystalInputError(str(path), f"could not read with ASE: {_short(exc)}") from None
+    if not frames:
+        raise CrystalInputError(str(path), "the file holds no structures")
+    crystals = []
+    for i, atoms in enumerate(frames):
+        where = f"frame {i}"
+        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
+            raise CrystalInputError(str(path), "the structure has no 3D periodic cell", where)
+        crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
+        crystals.append(crystal.validate(str(path), where))
+    return crystals
 
 
 def read_extxyz(path: str | Path) -> list[Crystal]:

@@ -151,22 +151,22 @@ def canonical_setting(crystal: Crystal) -> tuple[Crystal, SettingTransform]:
     frac_in = crystal.frac
     rank = _species_rank(crystal.numbers)
     origins = np.flatnonzero(rank == 0)
-    best_key: tuple | None = None
+    best_key: np.ndarray | None = None
     best: tuple[np.ndarray, np.ndarray] | None = None
-    n = crystal.n_atoms
+    # candidates compared in chunks of origins: [J, N] sorted codes at most ~4M integers at once
+    chunk = max(1, 4_000_000 // max(1, crystal.n_atoms))
     for basis in bases:
-        inv = np.linalg.inv(basis.astype(np.float64))
-        u = frac_in @ inv  # [N, 3] fractional in the candidate basis
-        shifted = _wrap(u[None, :, :] - u[origins][:, None, :])  # [J, N, 3]
-        q = np.rint(shifted * KEY_GRID).astype(np.int64) % KEY_GRID
-        for j in range(len(origins)):
-            rows = np.column_stack([rank, q[j]])
-            order = np.lexsort(rows.T[::-1])
-            key = tuple(rows[order].ravel().tolist())
-            if best_key is None or key < best_key:
-                best_key = key
-                best = (basis, u[origins[j]])
-    assert best is not None and n > 0
+        u = frac_in @ np.linalg.inv(basis.astype(np.float64))  # [N, 3] fractional in the candidate basis
+        for start in range(0, len(origins), chunk):
+            js = origins[start : start + chunk]
+            q = np.rint(_wrap(u[None, :, :] - u[js][:, None, :]) * KEY_GRID).astype(np.int64) % KEY_GRID  # [J, N, 3]
+            codes = ((rank[None, :] * KEY_GRID + q[..., 0]) * KEY_GRID + q[..., 1]) * KEY_GRID + q[..., 2]
+            codes.sort(axis=1)
+            j = int(np.lexsort(codes.T[::-1])[0])  # lexicographically smallest sorted code list
+            if best_key is None or tuple(codes[j]) < tuple(best_key):
+                best_key = codes[j]
+                best = (basis, u[js[j]])
+    assert best is not None
     basis, shift = best
     cell = basis.astype(np.float64) @ lattice
     new_lattice = params_to_lattice(lattice_to_params(cell))

@@ -76,6 +76,7 @@ INFERENCE_KEYS = (
     "epoch",
     "init_from",
     "trained_numbers",
+    "domain",
 )
 
 
@@ -84,6 +85,7 @@ def export_model(
     out: str | Path,
     card: dict[str, Any] | None = None,
     trained_numbers: list[int] | None = None,
+    domain: dict[str, Any] | None = None,
 ) -> Path:
     """A small inference checkpoint from a training one: no optimiser state, plus a model card.
 
@@ -93,11 +95,15 @@ def export_model(
         card: plain-data description (data, preset, metrics, ...) stored as ``model_card``.
         trained_numbers: atomic numbers of the training data, for checkpoints that predate
             recording them (decoding never predicts other elements).
+        domain: the training data's domain (:meth:`nesf.data.domain.Domain.to_dict`), for
+            checkpoints that predate recording it.
     """
     ck = load_checkpoint(src)
     payload = {k: ck[k] for k in INFERENCE_KEYS if k in ck}
     if trained_numbers is not None:
         payload["trained_numbers"] = [int(z) for z in trained_numbers]
+    if domain is not None:
+        payload["domain"] = domain
     payload["trained_with_nesf"] = ck.get("nesf_version")
     card = dict(card or {})
     history = ck.get("history") or []

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch, bounding_box
 from nesf.data.crystal import Crystal
+from nesf.data.domain import Domain
 from nesf.data.vocab import SpeciesVocab
 from nesf.fields.frame import get_frame
 from nesf.io.writers import atomic_write
@@ -185,7 +186,9 @@ class Trainer:
         val = prepare_crystals(val, model_cfg.frame, model_cfg.setting)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
-        self.vocab = make_vocab(list(train) + list(val), vocab)
+        val = self._drop_unseen_elements(train, val)
+        self.vocab = make_vocab(list(train), vocab)
+        self.domain = Domain.from_crystals(train)
         self.trained_numbers = list(SpeciesVocab.from_crystals(train).numbers)
         if init_ck is not None:
             start = SpeciesVocab.from_dict(init_ck["vocab"])
@@ -219,6 +222,27 @@ class Trainer:
         else:
             self.ddp = None
 
+    def _drop_unseen_elements(self, train: Sequence[Crystal], val: Sequence[Crystal]) -> list[Crystal]:
+        """Validation crystals with elements absent from the training data are dropped, and said so.
+
+        The vocabulary comes from the training data alone: an element only in validation cannot
+        be learned, and its crystals would only measure that.
+        """
+        seen = {int(z) for c in train for z in c.numbers}
+        kept = [c for c in val if {int(z) for z in c.numbers} <= seen]
+        if len(kept) < len(val) and self.dist.main:
+            from ase.data import chemical_symbols
+
+            extra = sorted({int(z) for c in val for z in c.numbers} - seen)
+            names = ", ".join(chemical_symbols[z] for z in extra)
+            print(
+                f"validation: dropped {len(val) - len(kept)} of {len(val)} crystals holding elements absent "
+                f"from the training data ({names})"
+            )
+        if not kept:
+            raise ValueError("no validation crystal is left: every one holds an element absent from training")
+        return kept
+
     def _load_matching(self, state: dict) -> dict:
         """Copy the parameters of ``state`` whose names and shapes match (lattice normalisation excluded)."""
         own = self.model.state_dict()
@@ -239,6 +263,7 @@ class Trainer:
             "state_dict": self.model.state_dict(),
             "seed": self.seed,
             "trained_numbers": self.trained_numbers,
+            "domain": self.domain.to_dict(),
             "init_from": self.init_from,
             "epoch": self.epoch,
             "history": self.history,
@@ -345,6 +370,12 @@ class Trainer:
         deadline = time.monotonic() + 60.0 * minutes if minutes else math.inf
         if self.dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            budget = f"up to epoch {max_epochs}" + (f" or {minutes:g} minutes, whichever ends first" if minutes else "")
+            done = f" (resuming after epoch {self.epoch})" if self.epoch else ""
+            print(
+                f"training {len(self.train_data)} crystals, validating on {len(self.val_data)}: {budget}{done}; "
+                f"{math.ceil(len(self.train_data) / (self.cfg.batch_size * self.dist.world))} steps per epoch"
+            )
         stop = False
         while self.epoch < max_epochs and not stop:
             batches = self._epoch_batches(self.epoch)
@@ -427,6 +458,9 @@ class Trainer:
                 save_checkpoint(self.out_dir / "best.pt", payload)
             write_history_csv(self.out_dir / "history.csv", self.history)
             plot_learning_curve(self.history, self.out_dir / "learning_curve.png")
+            warning = overfitting_warning(self.history)
+            if warning:
+                print(warning)
             if self.progress:
                 tqdm.write(
                     f"epoch {row['epoch']:.2f}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}"
@@ -435,6 +469,22 @@ class Trainer:
                 )
         if self.dist.world > 1:
             dist.barrier()
+
+
+def overfitting_warning(history: Sequence[dict], patience: int = 3) -> str | None:
+    """A line when validation loss rose for ``patience`` validations in a row while training loss fell."""
+    if len(history) <= patience:
+        return None
+    recent = history[-(patience + 1) :]
+    val = [h["val_loss"] for h in recent]
+    train = [h["train_loss"] for h in recent]
+    if all(b > a for a, b in zip(val, val[1:])) and train[-1] < train[0]:
+        return (
+            f"warning: validation loss rose for {patience} validations in a row ({val[0]:.4f} -> {val[-1]:.4f}) "
+            f"while training loss fell ({train[0]:.4f} -> {train[-1]:.4f}): the model may be overfitting; "
+            "best.pt keeps the lowest validation loss"
+        )
+    return None
 
 
 def training_state(trainer) -> dict:  # noqa: ANN001 - any trainer with the attributes below

@@ -1,0 +1,163 @@
+"""The domain of applicability of a trained model: what its training crystals covered.
+
+A model has only learned the fields of crystals like its training data. :class:`Domain`
+records that data's elements (with counts), atoms per cell, cell lengths and angles (ranges,
+in the setting the model sees) and crystal systems; :meth:`Domain.check` names every way in
+which a crystal lies outside it, so that a reconstruction of such a crystal is never returned
+without a warning.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nesf.data.crystal import Crystal
+
+#: Crystal systems in the order of the International Tables.
+CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+
+#: Slack on the trained ranges: relative for lengths, degrees for angles.
+LENGTH_SLACK = 0.02
+ANGLE_SLACK_DEG = 1.0
+
+#: spglib tolerance (Angstrom) for the crystal system.
+SYMPREC = 0.1
+
+
+def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
+    """Crystal system of a crystal (spglib, ``symprec`` in Angstrom); ``"unknown"`` if spglib fails."""
+    import warnings
+
+    import spglib
+
+    cell = (crystal.lattice, crystal.frac % 1.0, crystal.numbers)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error handling
+            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception:  # spglib raises on degenerate cells
+        return "unknown"
+    if dataset is None:
+        return "unknown"
+    number = int(dataset.number if hasattr(dataset, "number") else dataset["number"])
+    for limit, name in ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal")):
+        if number <= limit:
+            return name
+    if number <= 167:
+        return "trigonal"
+    return "hexagonal" if number <= 194 else "cubic"
+
+
+@dataclass
+class Domain:
+    """What a model's training crystals covered.
+
+    Attributes:
+        elements: atomic number -> number of training crystals holding it.
+        atoms: ``(min, max)`` atoms per cell.
+        lengths: ``(min, max)`` cell lengths in Angstrom (over a, b and c).
+        angles_deg: ``(min, max)`` cell angles in degrees.
+        systems: crystal system -> number of training crystals.
+        n_crystals: training crystals.
+    """
+
+    elements: dict[int, int]
+    atoms: tuple[int, int]
+    lengths: tuple[float, float]
+    angles_deg: tuple[float, float]
+    systems: dict[str, int] = field(default_factory=dict)
+    n_crystals: int = 0
+
+    @classmethod
+    def from_crystals(cls, crystals: Sequence[Crystal]) -> Domain:
+        """The domain of crystals, in the setting they are given in (that of the model)."""
+        if not crystals:
+            raise ValueError("a domain needs at least one crystal")
+        elements: Counter[int] = Counter()
+        for c in crystals:
+            elements.update({int(z) for z in c.numbers})
+        params = np.stack([c.lattice_params for c in crystals])
+        counts = [c.n_atoms for c in crystals]
+        systems = Counter(crystal_system(c) for c in crystals)
+        return cls(
+            elements=dict(sorted(elements.items())),
+            atoms=(int(min(counts)), int(max(counts))),
+            lengths=(float(params[:, :3].min()), float(params[:, :3].max())),
+            angles_deg=(float(np.degrees(params[:, 3:].min())), float(np.degrees(params[:, 3:].max()))),
+            systems={s: systems[s] for s in (*CRYSTAL_SYSTEMS, "unknown") if systems.get(s)},
+            n_crystals=len(crystals),
+        )
+
+    def check(self, crystal: Crystal) -> list[str]:
+        """Reasons why ``crystal`` (in the model's setting) lies outside the domain; empty if inside."""
+        from ase.data import chemical_symbols
+
+        reasons = []
+        unseen = sorted({int(z) for z in crystal.numbers} - set(self.elements))
+        if unseen:
+            names = ", ".join(chemical_symbols[z] for z in unseen)
+            reasons.append(f"element{'s' if len(unseen) > 1 else ''} {names} never seen in training")
+        if not self.atoms[0] <= crystal.n_atoms <= self.atoms[1]:
+            reasons.append(f"{crystal.n_atoms} atoms per cell, trained on {self.atoms[0]}-{self.atoms[1]}")
+        params = crystal.lattice_params
+        lo, hi = self.lengths
+        lengths = params[:3]
+        if lengths.min() < lo * (1 - LENGTH_SLACK) or lengths.max() > hi * (1 + LENGTH_SLACK):
+            shown = ", ".join(f"{v:.2f}" for v in lengths)
+            reasons.append(f"cell lengths {shown} A outside the trained {lo:.2f}-{hi:.2f} A")
+        angles = np.degrees(params[3:])
+        lo, hi = self.angles_deg
+        if angles.min() < lo - ANGLE_SLACK_DEG or angles.max() > hi + ANGLE_SLACK_DEG:
+            shown = ", ".join(f"{v:.1f}" for v in angles)
+            reasons.append(f"cell angles {shown} deg outside the trained {lo:.1f}-{hi:.1f} deg")
+        if self.systems:
+            system = crystal_system(crystal)
+            if system != "unknown" and system not in self.systems:
+                reasons.append(f"{system} crystal system never seen in training")
+        return reasons
+
+    def to_dict(self) -> dict:
+        """Plain-data form (stored in checkpoints and model cards; JSON keys are strings)."""
+        return {
+            "elements": {str(z): n for z, n in self.elements.items()},
+            "atoms": list(self.atoms),
+            "lengths": list(self.lengths),
+            "angles_deg": list(self.angles_deg),
+            "systems": dict(self.systems),
+            "n_crystals": self.n_crystals,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Domain:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            elements={int(z): int(n) for z, n in d["elements"].items()},
+            atoms=(int(d["atoms"][0]), int(d["atoms"][1])),
+            lengths=(float(d["lengths"][0]), float(d["lengths"][1])),
+            angles_deg=(float(d["angles_deg"][0]), float(d["angles_deg"][1])),
+            systems={str(k): int(v) for k, v in d.get("systems", {}).items()},
+            n_crystals=int(d.get("n_crystals", 0)),
+        )
+
+    def describe(self) -> str:
+        """A few readable lines for ``nesf models``."""
+        from ase.data import chemical_symbols
+
+        top = sorted(self.elements.items(), key=lambda kv: -kv[1])
+        elems = ", ".join(chemical_symbols[z] for z, _ in top[:12]) + (
+            f" and {len(top) - 12} more" if len(top) > 12 else ""
+        )
+        systems = ", ".join(f"{s} {n}" for s, n in self.systems.items())
+        return (
+            f"{self.n_crystals} training crystals; {len(self.elements)} elements ({elems}); "
+            f"{self.atoms[0]}-{self.atoms[1]} atoms per cell; cell lengths {self.lengths[0]:.2f}-"
+            f"{self.lengths[1]:.2f} A, angles {self.angles_deg[0]:.1f}-{self.angles_deg[1]:.1f} deg; "
+            f"crystal systems: {systems or 'not recorded'}"
+        )
+
+
+__all__ = ["CRYSTAL_SYSTEMS", "Domain", "crystal_system"]

@@ -1,0 +1,137 @@
+"""Per-crystal verdicts: which crystals came back, and which lay outside the model's domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nesf.data.crystal import Crystal
+
+#: Columns of the per-crystal table, CSV and JSON records, in order.
+VERDICT_KEYS = (
+    "id",
+    "formula_in",
+    "formula_out",
+    "n_atoms_in",
+    "n_atoms_out",
+    "matched",
+    "rmse",
+    "in_domain",
+    "warnings",
+)
+
+
+@dataclass
+class StructureVerdict:
+    """What became of one crystal.
+
+    Attributes:
+        id: the crystal's id.
+        formula_in: reduced formula of the input.
+        formula_out: reduced formula of the reconstruction (``""`` when no atom came back).
+        n_atoms_in: atoms in the input cell.
+        n_atoms_out: atoms in the reconstruction.
+        matched: pymatgen StructureMatcher (CDVAE settings) found input and output the same
+            (None when matching was skipped).
+        rmse: the matcher's normalised RMSE when matched, else None.
+        in_domain: the input lies inside the model's training domain.
+        warnings: why it does not (empty when inside).
+    """
+
+    id: str
+    formula_in: str
+    formula_out: str
+    n_atoms_in: int
+    n_atoms_out: int
+    matched: bool | None
+    rmse: float | None
+    in_domain: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain-data record with the keys of :data:`VERDICT_KEYS`."""
+        return asdict(self)
+
+
+def make_verdicts(
+    true: Sequence[Crystal],
+    pred: Sequence[Crystal],
+    rmse: Sequence[float | None] | None,
+    warnings: Sequence[list[str]] | None = None,
+) -> list[StructureVerdict]:
+    """One verdict per (input, reconstruction) pair; ``rmse`` None: matching skipped."""
+    out = []
+    for i, (t, p) in enumerate(zip(true, pred)):
+        r = None if rmse is None else rmse[i]
+        w = list(warnings[i]) if warnings is not None else []
+        out.append(
+            StructureVerdict(
+                id=t.id,
+                formula_in=t.formula,
+                formula_out=p.formula if p.n_atoms else "",
+                n_atoms_in=t.n_atoms,
+                n_atoms_out=p.n_atoms,
+                matched=None if rmse is None else r is not None,
+                rmse=None if r is None else float(r),
+                in_domain=not w,
+                warnings=w,
+            )
+        )
+    return out
+
+
+def matched_line(verdicts: Sequence[StructureVerdict]) -> str:
+    """``"k of n matched"`` (with the out-of-domain count when there are any)."""
+    n = len(verdicts)
+    k = sum(1 for v in verdicts if v.matched)
+    line = f"{k} of {n} matched (StructureMatcher stol=0.5, angle_tol=10, ltol=0.3)"
+    outside = sum(1 for v in verdicts if not v.in_domain)
+    if outside:
+        line += f"; {outside} outside the model's domain"
+    return line
+
+
+def format_verdicts(verdicts: Sequence[StructureVerdict], limit: int | None = None) -> str:
+    """Per-crystal text table; at most ``limit`` rows (the rest counted in a last line)."""
+    shown = list(verdicts if limit is None else verdicts[:limit])
+    header = ("id", "input", "output", "atoms in/out", "matched", "RMSE", "in domain")
+    rows = [
+        (
+            v.id,
+            v.formula_in,
+            v.formula_out or "-",
+            f"{v.n_atoms_in}/{v.n_atoms_out}",
+            "n/a" if v.matched is None else ("yes" if v.matched else "no"),
+            "-" if v.rmse is None else f"{v.rmse:.4f}",
+            "yes" if v.in_domain else "NO",
+        )
+        for v in shown
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(f"{h:<{w}}" for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in rows]
+    if limit is not None and len(verdicts) > limit:
+        lines.append(f"... {len(verdicts) - limit} more (all of them with --csv or --json)")
+    return "\n".join(lines)
+
+
+def write_verdicts_csv(path: str | Path, verdicts: Sequence[StructureVerdict]) -> Path:
+    """The per-crystal table as CSV (warnings joined by ``"; "``), atomically."""
+    import csv
+
+    from nesf.io.writers import atomic_write
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(VERDICT_KEYS)
+            for v in verdicts:
+                d = v.to_dict()
+                d["warnings"] = "; ".join(d["warnings"])
+                w.writerow(["" if d[k] is None else d[k] for k in VERDICT_KEYS])
+
+    return atomic_write(path, write)
+
+
+__all__ = ["StructureVerdict", "VERDICT_KEYS", "format_verdicts", "make_verdicts", "matched_line", "write_verdicts_csv"]
