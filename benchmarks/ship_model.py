@@ -80,6 +80,13 @@ def write_cards() -> None:
             ("initialised from", card.get("init_description") or "random"),
             ("epochs / steps", f"{card.get('epochs')} / {card.get('training_steps')}"),
             ("training wall time", f"{card.get('training_seconds', 0) / 60:.1f} min"),
+            (
+                "cell setting",
+                "canonical: the same crystal in any origin, axis order or reduced cell gives the same result"
+                if model.setting == "canonical"
+                else "as given: results hold for the origin and axes conventions of the training data",
+            ),
+            ("domain", model.domain.describe() if model.domain is not None else None),
             ("machine", card.get("machine")),
             ("date", card.get("date")),
         ]
@@ -88,6 +95,20 @@ def write_cards() -> None:
         lines += ["| metric | value |", "|---|---|"]
         test = card.get("test_metrics", {})
         lines += [f"| {label} | {fmt(test.get(key), spec)} |" for key, label, spec in METRICS]
+        resettled = card.get("resettled_metrics")
+        if resettled:
+            lines += ["", "The same test crystals in other settings (`nesf evaluate --resettle`):", ""]
+            lines += ["| setting | atom-count error [%] | match rate [%] |", "|---|---|---|"]
+            lines.append(
+                f"| as given | {fmt(test.get('atom_count_error_pct'), '{:.2f}')} | "
+                f"{fmt(test.get('match_rate_pct'), '{:.2f}')} |"
+            )
+            names = {"origin": "random origin", "axes": "permuted axes", "niggli": "Niggli cell", "all": "all three"}
+            for kind, m in resettled.items():
+                lines.append(
+                    f"| {names.get(kind, kind)} | {fmt(m.get('atom_count_error_pct'), '{:.2f}')} | "
+                    f"{fmt(m.get('match_rate_pct'), '{:.2f}')} |"
+                )
         for note in card.get("notes", []):
             lines += ["", note]
         lines.append("")
@@ -102,7 +123,12 @@ def main() -> None:
     ap.add_argument("--checkpoint")
     ap.add_argument("--eval", help="nesf evaluate --json output on the test data")
     ap.add_argument("--data", help="what the model was trained on")
-    ap.add_argument("--train-data", help="the training file, to record its elements (if the checkpoint has not)")
+    ap.add_argument(
+        "--train-data",
+        action="append",
+        help="training file(s), to record its elements and domain (if the checkpoint has not); repeatable",
+    )
+    ap.add_argument("--exclude", action="append", default=[], help="files whose ids were dropped from --train-data")
     ap.add_argument("--test-data", help="what it was tested on")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--init-description", help="pre-training, in words")
@@ -137,13 +163,27 @@ def main() -> None:
         if args.minutes_total:
             card["training_seconds"] = round(60.0 * args.minutes_total, 1)
         WEIGHTS.mkdir(parents=True, exist_ok=True)
-        trained = None
+        if metrics.get("resettled"):
+            card["resettled_metrics"] = {
+                kind: {k: m.get(k) for k in ("atom_count_error_pct", "match_rate_pct", "rmse")}
+                for kind, m in metrics["resettled"].items()
+            }
+        trained = domain = None
         if args.train_data:
+            from nesf.data.domain import Domain
             from nesf.data.readers import read_crystals
             from nesf.data.vocab import SpeciesVocab
+            from nesf.training.checkpoint import load_checkpoint
+            from nesf.training.loop import prepare_crystals
 
-            trained = list(SpeciesVocab.from_crystals(read_crystals(args.train_data)).numbers)
-        out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained)
+            crystals = [c for path in args.train_data for c in read_crystals(path)]
+            drop = {c.id for path in args.exclude for c in read_crystals(path)}
+            crystals = [c for c in crystals if c.id not in drop]
+            trained = list(SpeciesVocab.from_crystals(crystals).numbers)
+            cfg = load_checkpoint(args.checkpoint)["model_config"]
+            seen = prepare_crystals(crystals, cfg["frame"], cfg.get("setting", "as_given"))
+            domain = Domain.from_crystals(seen).to_dict()
+        out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained, domain=domain)
         SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)
         # Keep only the last three parts of local paths: the JSON is committed, the machine is not.
         for key in ("model", "data"):

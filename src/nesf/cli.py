@@ -290,15 +290,24 @@ def _encodable(model, crystals: list, skip_invalid: bool) -> tuple[list, list[st
     return kept, skipped
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse output paths that cannot be written, before any work."""
+def _check_outputs(args: argparse.Namespace, folder: bool = True) -> None:
+    """Refuse output paths that cannot be written, before any work (exit 2, one line)."""
+    from nesf.errors import OutputError
+    from nesf.io.writers import check_output_folder
+
     for name in ("json", "csv"):
         value = getattr(args, name, None)
-        if value and Path(value).is_dir():
-            raise ValueError(f"--{name} {value}: is a folder, not a file")
+        if not value:
+            continue
+        p = Path(value)
+        if p.is_dir():
+            raise OutputError(f"--{name} {value}: is a folder, not a file")
+        parent = next(q for q in p.absolute().parents if q.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise OutputError(f"--{name} {value}: cannot write there ({parent} is not a writable folder)")
     out = getattr(args, "out", None)
-    if out and Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
+    if folder and out:
+        check_output_folder(out, overwrite=getattr(args, "overwrite", False))
 
 
 def _round_trip(model, crystals: list, args: argparse.Namespace, strict: bool = False):  # noqa: ANN001, ANN202
@@ -339,7 +348,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nesf.metrics.report import format_comparison, format_table
     from nesf.metrics.verdicts import format_verdicts, matched_line, write_verdicts_csv
 
-    _check_outputs(args)
+    _check_outputs(args, folder=False)
     _seed_everything(args.seed)
     model = _load_model(args)
     originals, skipped = _read_inputs([args.data], args.conventional, args.skip_invalid)
@@ -385,6 +394,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _write_structures(out: Path, crystals) -> None:  # noqa: ANN001
+    """One CIF per crystal and all.extxyz into ``out`` (a fresh folder: see ``staged_folder``)."""
     from nesf.io.writers import safe_filename, write_cif, write_extxyz
 
     out.mkdir(parents=True, exist_ok=True)
@@ -400,7 +410,7 @@ def _write_structures(out: Path, crystals) -> None:  # noqa: ANN001
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Round trip of input crystals; one CIF each plus one extxyz with all, and per-crystal verdicts."""
-    from nesf.io.writers import write_json
+    from nesf.io.writers import staged_folder, write_json
     from nesf.metrics.verdicts import format_verdicts, matched_line, write_verdicts_csv
 
     _check_outputs(args)
@@ -414,7 +424,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         print(matched_line(verdicts))
     for line in skipped:
         print(f"skipped: {line}")
-    _write_structures(Path(args.out), pred)
+    with staged_folder(args.out, overwrite=args.overwrite) as tmp:
+        _write_structures(tmp, pred)
     if args.csv:
         write_verdicts_csv(args.csv, verdicts)
     if args.json:
@@ -534,7 +545,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nesf.errors import NesfError
+    from nesf.io.writers import staged_folder
 
+    _check_outputs(args)
     model = _load_model(args)
     try:
         with np.load(args.latents, allow_pickle=False) as data:
@@ -543,7 +556,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as exc:
         raise NesfError(f"{args.latents}: not a latents file written by 'nesf encode' ({exc})") from None
     pred = model.decode_crystals(z, ids=ids, progress=not args.quiet)
-    _write_structures(Path(args.out), pred)
+    with staged_folder(args.out, overwrite=args.overwrite) as tmp:
+        _write_structures(tmp, pred)
     print(f"wrote {len(pred)} decoded crystal(s) to {args.out} (CIFs and all.extxyz)")
     return 0
 
@@ -575,10 +589,12 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nesf.data.readers import read_crystals
+    from nesf.io.writers import staged_folder
     from nesf.viz.plots import plot_strip
 
     if args.steps < 2:
         raise ValueError("--steps must be at least 2")
+    _check_outputs(args)
     model = _load_model(args)
     a = model.prepare(read_crystals(args.a, conventional=args.conventional)[:1])
     b = model.prepare(read_crystals(args.b, conventional=args.conventional)[:1])
@@ -587,10 +603,10 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     path = (1 - t) * z[0] + t * z[1]
     ids = [f"step{k:02d}" for k in range(args.steps)]
     decoded = model.decode_crystals(path, ids=ids, progress=not args.quiet)
-    out = Path(args.out)
-    _write_structures(out, decoded)
-    plot_strip(decoded, out / "interpolation.png", title=f"latent path {a[0].id} -> {b[0].id}")
-    print(f"wrote {len(decoded)} crystals and interpolation.png to {out}")
+    with staged_folder(args.out, overwrite=args.overwrite) as tmp:
+        _write_structures(tmp, decoded)
+        plot_strip(decoded, tmp / "interpolation.png", title=f"latent path {a[0].id} -> {b[0].id}")
+    print(f"wrote {len(decoded)} crystals and interpolation.png to {args.out}")
     return 0
 
 
@@ -772,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("inputs", nargs="+", help="input crystals (files or folders)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     verdict_args(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -826,6 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("latents", help=".npz with a 'latents' array [B, D] (and optional 'ids')")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("plot-field", help="picture of a slice of a crystal's learned structure field")
@@ -842,6 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", help="second crystal (first of the file)")
     p.add_argument("--steps", type=int, default=7, help="crystals along the path, ends included (default 7)")
     p.add_argument("--out", required=True, help="output folder (CIFs, all.extxyz, interpolation.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     p.set_defaults(func=cmd_interpolate)
     return parser
 

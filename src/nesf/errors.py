@@ -44,3 +44,7 @@ class UnknownElementError(NesfError, KeyError):
 
 class CheckpointError(NesfError):
     """A checkpoint is missing, corrupted or not an nesf checkpoint."""
+
+
+class OutputError(NesfError):
+    """An output path cannot be written (a file where a folder is needed, a non-empty folder, no permission)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,56 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         tmp_path.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output_folder(path: str | Path, overwrite: bool = False) -> Path:
+    """Check, before any work, that ``path`` can become an output folder; raise ``OutputError`` if not.
+
+    Refused: an existing file, a path under a file, a non-empty folder (unless ``overwrite``),
+    and a place this process cannot write to.
+    """
+    from nesf.errors import OutputError
+
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == path else f"lies under {parent}, which is a file"
+                raise OutputError(f"{path}: cannot be an output folder: it {what}")
+            break
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputError(f"{path}: the output folder exists and is not empty (use --overwrite to replace it)")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    target = existing if existing != path else path.parent if not path.exists() else path
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path.parent, os.W_OK)):
+        raise OutputError(f"{path}: cannot write there (permission denied on {target})")
+    return path
+
+
+@contextmanager
+def staged_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Write a whole output folder at once: into a temporary folder beside ``path``, moved into place at the end.
+
+    An error on the way leaves ``path`` as it was (and no temporary folder); with
+    ``overwrite`` an existing folder is replaced only once the new one is complete, so two runs
+    on one folder never mix their files.
+    """
+    path = check_output_folder(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _umask() -> int:

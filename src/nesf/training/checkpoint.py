@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,35 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model_config", "vocab", "state_dict")
 
 
+#: Parts of a checkpoint covered by its SHA-256 (the weights and what gives them meaning).
+HASHED_KEYS = ("state_dict", "model_config", "vocab", "trained_numbers", "domain", "kind", "frame", "bbox")
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint's weights and configuration (:data:`HASHED_KEYS`)."""
+    h = hashlib.sha256()
+    for key in HASHED_KEYS:
+        if key not in data:
+            continue
+        h.update(f"<{key}>".encode())
+        value = data[key]
+        if key == "state_dict":
+            if not isinstance(value, dict):
+                raise TypeError("state_dict is not a mapping")
+            for name in sorted(value):
+                tensor = value[name]
+                h.update(name.encode())
+                h.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plain containers and tensors only) with format tags, atomically."""
+    """Write ``payload`` (plain containers and tensors only) with format tags and a SHA-256, atomically."""
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "nesf_version": __version__, **payload}
+    data["sha256"] = content_hash(data)
     buf = io.BytesIO()
     torch.save(data, buf)
     raw = buf.getvalue()
@@ -60,7 +88,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: checkpoint format {data['format_version']} is newer than this nesf ({__version__}) reads"
         )
+    if "sha256" in data:
+        try:
+            actual = content_hash(data)
+        except (TypeError, AttributeError, RuntimeError, ValueError):
+            raise CheckpointError(f"{path}: inconsistent nesf checkpoint (its weights cannot be read)") from None
+        if actual != data["sha256"]:
+            raise CheckpointError(
+                f"{path}: refused: the weights or configuration do not match the checkpoint's SHA-256 "
+                "(the file was corrupted or changed after it was written)"
+            )
     return data
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary checkpoint files (``.NAME.pt.*.tmp``) a killed run left in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.pt.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 #: What a model needs for inference; :func:`export_model` keeps only these.
@@ -98,7 +147,7 @@ def export_model(
         domain: the training data's domain (:meth:`nesf.data.domain.Domain.to_dict`), for
             checkpoints that predate recording it.
     """
-    ck = load_checkpoint(src)
+    ck = load_checkpoint(src)  # refuses a corrupted source (SHA-256)
     payload = {k: ck[k] for k in INFERENCE_KEYS if k in ck}
     if trained_numbers is not None:
         payload["trained_numbers"] = [int(z) for z in trained_numbers]

@@ -24,7 +24,7 @@ from nesf.fields.frame import get_frame
 from nesf.io.writers import atomic_write
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
-from nesf.training.checkpoint import load_checkpoint, save_checkpoint
+from nesf.training.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from nesf.training.objective import NeSFObjective
 from nesf.training.sampling import QuerySampler
 from nesf.viz.curves import plot_learning_curve
@@ -370,6 +370,8 @@ class Trainer:
         deadline = time.monotonic() + 60.0 * minutes if minutes else math.inf
         if self.dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temporaries(self.out_dir):
+                print(f"removed {stale.name}, a temporary checkpoint file left by an interrupted run")
             budget = f"up to epoch {max_epochs}" + (f" or {minutes:g} minutes, whichever ends first" if minutes else "")
             done = f" (resuming after epoch {self.epoch})" if self.epoch else ""
             print(
