@@ -143,6 +143,17 @@ class NeSF:
         }
         return out
 
+    def field_of(self, crystal: Crystal) -> tuple[Any, Crystal]:
+        """The learned structure field of one crystal (in the model's frame), and the crystal it lives on.
+
+        The field is bound to the crystal's cell in the setting the network sees (its canonical
+        cell and origin for canonical models): draw it over the returned crystal.
+        """
+        inner, _ = self.to_model_setting([crystal])
+        z = self._encode_in_setting(inner)
+        lattice = torch.as_tensor(inner[0].lattice, dtype=torch.float32, device=self.device).unsqueeze(0)
+        return self.model.bind(z, lattice), inner[0]
+
     def check_domain(self, crystals: Sequence[Crystal]) -> list[list[str]]:
         """For each crystal (in the model's frame), the reasons it lies outside the training domain.
 

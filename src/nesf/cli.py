@@ -564,10 +564,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_plot_field(args: argparse.Namespace) -> int:
     """Slice of a crystal's learned position field, coloured by its species field."""
-    import torch
-
     from nesf.data.readers import read_crystals
-    from nesf.viz.plots import parse_plane, plot_field
+    from nesf.viz.plots import figure_format, parse_plane, plot_field
 
     plane = parse_plane(args.plane)
     model = _load_model(args)
@@ -576,10 +574,9 @@ def cmd_plot_field(args: argparse.Namespace) -> int:
     crystal = model.prepare(read_crystals(args.crystal, conventional=args.conventional)[args.index : args.index + 1])
     if not crystal:
         raise ValueError(f"{args.crystal}: no crystal at index {args.index}")
-    z = model.encode_crystals(crystal)
-    lattice = torch.as_tensor(crystal[0].lattice, dtype=torch.float32, device=model.device).unsqueeze(0)
-    field = model.model.bind(z, lattice)
-    plot_field(field, crystal[0], model.vocab.symbols, args.out, plane)
+    figure_format(args.out)  # refuse an unknown picture format before the work
+    field, seen = model.field_of(crystal[0])
+    plot_field(field, seen, model.vocab.symbols, args.out, plane)
     print(f"wrote {args.out}")
     return 0
 
@@ -803,7 +800,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="nesf-demo", help="output folder (default nesf-demo)")
     p.add_argument("--model", default="lim_l6", help="shipped model name or checkpoint (default lim_l6)")
-    p.add_argument("--plot", type=int, default=4, help="crystals drawn in demo.png (default 4)")
+    p.add_argument(
+        "--plot", type=int, default=3, help="field slices drawn in demo.png (default 3; every crystal is drawn)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nesf.data.crystal import Crystal
 
@@ -31,45 +30,63 @@ def plot_demo(
     rms: Sequence[float | None],
     path: str | Path,
     title: str,
+    n_fields: int = 3,
+    per_row: int = 3,
 ) -> Path:
-    """One row per crystal: input and reconstruction (3D views) and a slice of the learned field.
+    """Every crystal's input and reconstruction side by side (same view), and slices of learned fields.
 
-    Field arrows are drawn at half length: each points halfway to the atom the network says is nearest.
+    A compact grid: ``per_row`` crystals per row, each as two 3D views (input, reconstruction,
+    in the input's cell and origin) with one species key under the pair; then a row of
+    ``n_fields`` slices of the learned field of the first crystals (arrows at half length:
+    each points halfway to the atom the network says is nearest; colour: the species field).
     """
-    from nesf.viz.plots import draw_atoms_3d, draw_field_slice, pyplot, save_figure
+    from matplotlib.gridspec import GridSpec
+
+    from nesf.viz.plots import draw_atoms_3d, draw_field_slice, pyplot, save_figure, species_key_below
 
     plt = pyplot()
-    fig, axes = plt.subplots(len(pairs), 3, figsize=(13.5, 4.1 * len(pairs)), squeeze=False)
-    for r, ((true, pred), err) in enumerate(zip(pairs, rms)):
-        verdict = "matched" if err is not None else "not matched"
-        if err is not None:
-            verdict += f", RMSE {err:.3f}"
-        draw_atoms_3d(axes[r, 0], true, f"{true.id}: input {true.formula} ({true.n_atoms} atoms)")
+    n = len(pairs)
+    rows = -(-n // per_row)
+    n_fields = min(n_fields, n)
+    fig = plt.figure(figsize=(4.2 * per_row, 3.3 * rows + (4.6 if n_fields else 0)))
+    heights = [1.0] * rows + ([1.45] if n_fields else [])
+    grid = GridSpec(
+        len(heights), 2 * per_row, figure=fig, height_ratios=heights, hspace=0.45, wspace=0.05, top=0.95, bottom=0.03
+    )
+    for k, ((true, pred), err) in enumerate(zip(pairs, rms)):
+        r, c = divmod(k, per_row)
+        ax_in, ax_out = fig.add_subplot(grid[r, 2 * c]), fig.add_subplot(grid[r, 2 * c + 1])
+        verdict = "no match" if err is None else f"match, RMSE {err:.3f}"
+        draw_atoms_3d(ax_in, true, f"{true.id}\ninput {true.formula} ({true.n_atoms})")
         label = pred.formula if pred.n_atoms else "empty"
-        draw_atoms_3d(axes[r, 1], pred, f"reconstruction: {label} ({pred.n_atoms} atoms)\n{verdict}")
-        axes[r, 1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-        z = model.encode_crystals([true])
-        lattice = torch.as_tensor(true.lattice, dtype=torch.float32, device=model.device).unsqueeze(0)
-        plane = _field_plane(true)
-        draw_field_slice(
-            axes[r, 2],
-            model.model.bind(z, lattice),
-            true,
-            model.vocab.symbols,
-            plane,
-            n=18,
-            arrow_scale=0.5,
-            title=f"learned field, plane c = {plane[1]:.2f} (arrows: position, colour: species)",
-        )
-    fig.suptitle(title)
-    fig.tight_layout()
+        draw_atoms_3d(ax_out, pred, f"{verdict}\noutput {label} ({pred.n_atoms})")
+        species_key_below(ax_in, np.concatenate([true.numbers, pred.numbers]), anchor_x=1.0, y=0.0)
+    if n_fields:
+        field_grid = grid[rows, :].subgridspec(1, n_fields, wspace=0.35)
+        for k in range(n_fields):
+            true = pairs[k][0]
+            field, seen = model.field_of(true)
+            plane = _field_plane(seen)
+            ax = fig.add_subplot(field_grid[0, k])
+            setting = " (canonical cell)" if getattr(model, "setting", "as_given") == "canonical" else ""
+            draw_field_slice(
+                ax,
+                field,
+                seen,
+                model.vocab.symbols,
+                plane,
+                n=18,
+                arrow_scale=0.5,
+                title=f"{true.id}: learned field{setting}, c = {plane[1]:.2f}\narrows: position field, colour: species",
+            )
+    fig.suptitle(title, y=0.995)
     return save_figure(fig, path)
 
 
 def run_demo(
     out_dir: str | Path = "nesf-demo",
     model_name: str = DEMO_MODEL,
-    n_plot: int = 4,
+    n_plot: int = 3,
     progress: bool = True,
 ) -> dict:
     """Round-trip the demo crystals; print a table; write CIFs, an extxyz, metrics JSON and a PNG.
@@ -77,7 +94,7 @@ def run_demo(
     Args:
         out_dir: output folder (created).
         model_name: shipped model name or checkpoint path.
-        n_plot: crystals drawn in ``demo.png``.
+        n_plot: crystals whose learned field is drawn in ``demo.png`` (every crystal is drawn).
         progress: progress bar while decoding.
 
     Returns:
@@ -130,13 +147,13 @@ def run_demo(
         }
         for c, p, r in zip(crystals, pred, rms)
     ]
-    shown = list(range(min(n_plot, len(crystals))))
     png = plot_demo(
         model,
-        [(crystals[i], pred[i]) for i in shown],
-        [rms[i] for i in shown],
+        list(zip(crystals, pred)),
+        rms,
         out / "demo.png",
-        title=f"NeSF autoencoder '{model_name}': input vs reconstruction, and the learned structure field",
+        n_fields=n_plot,
+        title=f"NeSF autoencoder '{model_name}': every demo crystal, input vs reconstruction; learned fields below",
     )
     result = {"model": str(model_name), **metrics, "crystals": per_crystal}
     write_json(out / "metrics.json", result)

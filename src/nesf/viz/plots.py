@@ -41,17 +41,74 @@ def _colors(numbers: np.ndarray) -> list:
     return [jmol_colors[int(z)] for z in numbers]
 
 
+#: Picture formats written, by file extension.
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def figure_format(path: str | Path) -> str:
+    """The matplotlib format of an output file, from its extension; ``ValueError`` for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"{path}: pictures are written as {', '.join(FORMATS)}; "
+            f"the extension {suffix or '(none)'!r} is none of them"
+        )
+    return FORMATS[suffix]
+
+
 def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001
-    """Write ``fig`` as PNG atomically and close it."""
-    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+    """Write ``fig`` atomically in the format its extension names (PNG, SVG, PDF, JPEG) and close it."""
+    fmt = figure_format(path)
+    out = atomic_write(path, lambda p: fig.savefig(p, format=fmt, dpi=120, bbox_inches="tight"))
     pyplot().close(fig)
     return out
 
 
-def draw_projection(ax, crystal: Crystal, axes: tuple[int, int] = (0, 1), title: str = "") -> None:  # noqa: ANN001
-    """Atoms of ``crystal`` projected on two Cartesian axes, with the cell outline."""
+def species_handles(numbers: Sequence[int] | np.ndarray) -> list:
+    """Legend handles (coloured dots, element symbols) for the species ``numbers``."""
     from ase.data import chemical_symbols
+    from matplotlib.lines import Line2D
 
+    zs = sorted({int(z) for z in numbers})
+    return [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            ls="",
+            markersize=8,
+            markerfacecolor=_colors(np.array([z]))[0],
+            markeredgecolor="k",
+            label=chemical_symbols[z],
+        )
+        for z in zs
+    ]
+
+
+def species_key_below(
+    ax,  # noqa: ANN001
+    numbers: Sequence[int] | np.ndarray,
+    extra: Sequence = (),
+    anchor_x: float = 0.5,
+    y: float = -0.02,
+) -> None:
+    """A species colour key under ``ax`` (outside it, at ``y`` in axes units, so it covers nothing)."""
+    handles = [*species_handles(numbers), *extra]
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(anchor_x, y),
+            ncol=min(len(handles), 6),
+            fontsize=8,
+            frameon=False,
+            handletextpad=0.2,
+            columnspacing=0.8,
+        )
+
+
+def draw_projection(ax, crystal: Crystal, axes: tuple[int, int] = (0, 1), title: str = "") -> None:  # noqa: ANN001
+    """Atoms of ``crystal`` projected on two Cartesian axes, with the cell outline (key: :func:`species_key_below`)."""
     i, j = axes
     lat = crystal.lattice
     corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]]) @ lat
@@ -59,8 +116,6 @@ def draw_projection(ax, crystal: Crystal, axes: tuple[int, int] = (0, 1), title:
         ax.plot(corners[[a, b], i], corners[[a, b], j], color="0.7", lw=0.8, zorder=1)
     if crystal.n_atoms:
         ax.scatter(crystal.cart[:, i], crystal.cart[:, j], s=160, c=_colors(crystal.numbers), edgecolors="k", zorder=3)
-    for z in np.unique(crystal.numbers):
-        ax.scatter([], [], s=60, c=_colors(np.array([z])), edgecolors="k", label=chemical_symbols[int(z)])
     ax.set_aspect("equal")
     ax.set_xlabel("xyz"[i] + " [A]")
     ax.set_ylabel("xyz"[j] + " [A]")
@@ -68,14 +123,11 @@ def draw_projection(ax, crystal: Crystal, axes: tuple[int, int] = (0, 1), title:
 
 
 def draw_atoms_3d(ax, crystal: Crystal, title: str = "", rotation: str = "-75x,-20y,0z") -> None:  # noqa: ANN001
-    """A perspective-free 3D view of the cell and its atoms (ASE's renderer), with a species legend."""
-    from ase.data import chemical_symbols
+    """A perspective-free 3D view of the cell and its atoms (ASE's renderer); key: :func:`species_key_below`."""
     from ase.visualize.plot import plot_atoms
 
     atoms = crystal.to_ase()
     plot_atoms(atoms, ax, rotation=rotation, radii=0.45, show_unit_cell=2)
-    for z in np.unique(crystal.numbers):
-        ax.scatter([], [], s=60, c=_colors(np.array([z])), edgecolors="k", label=chemical_symbols[int(z)])
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
 
@@ -92,7 +144,7 @@ def plot_pairs(
         draw_projection(axes[r, 1], pred, (0, 1), f"reconstruction ({pred.formula if pred.n_atoms else 'empty'}), x-y")
         draw_projection(axes[r, 2], true, (0, 2), "input, x-z")
         draw_projection(axes[r, 3], pred, (0, 2), "reconstruction, x-z")
-        axes[r, 3].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+        species_key_below(axes[r, 1], np.concatenate([true.numbers, pred.numbers]), anchor_x=1.1, y=-0.2)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -137,19 +189,26 @@ def draw_field_slice(
     ax.quiver(x, y, dx, dy, color=colors, angles="xy", scale_units="xy", scale=1.0 / arrow_scale, width=0.004, zorder=2)
     frac = crystal.frac % 1.0
     near = np.abs(((frac[:, axis] - value + 0.5) % 1.0) - 0.5) * np.linalg.norm(lat[axis]) < 0.6
+    extra = []
     if near.any():
+        from matplotlib.lines import Line2D
+
         c = crystal.cart[near] - (np.floor(crystal.frac[near]) @ lat)
-        ax.scatter(
-            c @ e1,
-            c @ e2,
-            s=140,
-            facecolors="none",
-            edgecolors="k",
-            linewidths=1.5,
-            zorder=3,
-            label="atoms within 0.6 A of the plane",
+        ax.scatter(c @ e1, c @ e2, s=140, facecolors="none", edgecolors="k", linewidths=1.5, zorder=3)
+        extra.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ls="",
+                markersize=9,
+                markerfacecolor="none",
+                markeredgecolor="k",
+                label="atom within 0.6 A",
+            )
         )
-        ax.legend(loc="upper right", fontsize=7)
+    shown = [atomic_numbers.get(symbols[k], 0) for k in np.unique(labels)]
+    species_key_below(ax, [z for z in shown if z > 0], extra, y=-0.12)
     corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
     cu = np.zeros((5, 3))
     cu[:, others[0]], cu[:, others[1]], cu[:, axis] = corners[:, 0], corners[:, 1], value
@@ -157,11 +216,12 @@ def draw_field_slice(
     ax.plot(cc @ e1, cc @ e2, color="0.5", lw=0.8)
     ax.set_aspect("equal")
     ax.set_title(title or f"position field on the plane {'abc'[axis]} = {value:g}", fontsize=10)
-    ax.set_xlabel("in-plane [A]")
+    ax.set_xlabel(f"along {'abc'[others[0]]} [A]", labelpad=1)
+    ax.set_ylabel(f"in the {'abc'[others[0]]}{'abc'[others[1]]} plane, normal to {'abc'[others[0]]} [A]")
 
 
 def plot_field(field, crystal: Crystal, symbols: Sequence[str], path: str | Path, plane=(2, 0.5)) -> Path:  # noqa: ANN001
-    """A PNG of :func:`draw_field_slice`."""
+    """A picture (format by extension) of :func:`draw_field_slice`."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 6))
     draw_field_slice(
@@ -182,6 +242,8 @@ def plot_strip(crystals: Sequence[Crystal], path: str | Path, title: str = "") -
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     for k, c in enumerate(crystals):
         draw_projection(axes[0, k], c, (0, 1), f"{k}: {c.formula if c.n_atoms else 'empty'}")
+    every = np.concatenate([c.numbers for c in crystals]) if crystals else np.zeros(0, dtype=int)
+    species_key_below(axes[0, n // 2], every, anchor_x=0.5 if n % 2 else 0.0, y=-0.2)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
