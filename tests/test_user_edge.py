@@ -151,3 +151,26 @@ def test_overfitting_warning():
     assert overfitting_warning(rising[:3]) is None
     falling = [{"val_loss": v, "train_loss": v} for v in (1.3, 1.2, 1.1, 1.0)]
     assert overfitting_warning(falling) is None
+
+
+def test_small_things_at_the_command_line(cubic_model, tmp_path, capsys):
+    from nesf.api import resolve_model_path
+    from nesf.cli import build_parser
+
+    cif = tmp_path / "cu.cif"
+    write_cif(cif, demo_crystals(("Cu-fcc",))[0])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--modle", "x", str(cif)])
+    assert "did you mean --model" in capsys.readouterr().err
+    assert resolve_model_path("LIM_L6") == resolve_model_path("lim_l6")
+    assert main(["encode", "--model", str(cubic_model), str(cif), "--out", str(tmp_path / "z.txt")]) == 2
+    assert ".npz" in capsys.readouterr().err
+    assert main(["decode", "--model", str(cubic_model), str(cif), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "not a latents file" in err and "pickle" not in err
+    assert main(["plot-field", "--model", str(cubic_model), str(cif), "--out", str(tmp_path / "f.bmp")]) == 2
+    assert "extension" in capsys.readouterr().err
+    assert main(["plot-field", "--model", str(cubic_model), str(cif), "--out", str(tmp_path / "f.svg")]) == 0
+    assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+    encode_help = build_parser()._subparsers._group_actions[0].choices["encode"].format_help()
+    assert "--grid-spacing" not in encode_help and "--threads" in encode_help

@@ -48,8 +48,9 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
     if path.is_file():
         return path
     name = str(path_or_name)
-    if name in available_models():
-        return Path(str(resources.files("nesf") / "weights" / f"{name}.pt"))
+    by_lower = {m.lower(): m for m in available_models()}
+    if name.lower() in by_lower:
+        return Path(str(resources.files("nesf") / "weights" / f"{by_lower[name.lower()]}.pt"))
     shipped = ", ".join(available_models()) or "none"
     raise CheckpointError(
         f"{path_or_name}: no such checkpoint file, and no shipped model of that name (shipped: {shipped})"

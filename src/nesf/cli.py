@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from nesf import __version__
 from nesf.errors import NesfError
@@ -526,6 +527,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from nesf.data.readers import read_crystals
     from nesf.io.writers import atomic_write
 
+    if Path(args.out).suffix.lower() != ".npz":
+        raise ValueError(f"--out {args.out}: latent codes are written as a NumPy .npz file; name it OUT.npz")
+    _check_outputs(args, folder=False)
     model = _load_model(args)
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals).cpu().numpy()
@@ -549,6 +553,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     model = _load_model(args)
+    if not Path(args.latents).is_file():
+        raise NesfError(f"{args.latents}: no such file")
+    if Path(args.latents).read_bytes()[:4] != b"PK\x03\x04":
+        raise NesfError(f"{args.latents}: not a latents file (expected an .npz written by 'nesf encode')")
     try:
         with np.load(args.latents, allow_pickle=False) as data:
             z = data["latents"]
@@ -607,14 +615,39 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that names a mistyped option and suggests the closest known one."""
+
+    _argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201, D102
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102
+        import difflib
+
+        known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        typos = [a.split("=")[0] for a in self._argv if a.startswith("--") and a.split("=")[0] not in known]
+        hints = []
+        for t in typos:
+            close = difflib.get_close_matches(t, known, n=1, cutoff=0.6)
+            hints.append(f"unknown option {t}" + (f" (did you mean {close[0]}?)" if close else ""))
+        if hints and "unrecognized arguments" not in message:
+            message = "; ".join(hints) + "; " + message
+        elif hints:
+            message = "; ".join(hints)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nesf`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nesf",
         description="Neural Structure Fields: crystal structures as continuous fields.",
     )
     parser.add_argument("--version", action="version", version=f"nesf {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
         "check-fields",
@@ -727,13 +760,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model")
+    def model_args(p: argparse.ArgumentParser, decoding: bool = True) -> None:
+        p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model (any case)")
         p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
         p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
-        p.add_argument("--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)")
+        if decoding:
+            p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
+            p.add_argument(
+                "--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)"
+            )
         p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
 
     def verdict_args(p: argparse.ArgumentParser) -> None:
@@ -832,20 +868,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("encode", help="latent codes of crystals to an .npz")
-    model_args(p)
+    p = sub.add_parser(
+        "encode",
+        help="latent codes of crystals to an .npz",
+        description="Encode every crystal of DATA to its latent code; write OUT.npz with arrays 'latents' [B, D] "
+        "and 'ids'.",
+    )
+    model_args(p, decoding=False)
     p.add_argument("data", help="crystals to encode")
     p.add_argument("--out", required=True, help="output .npz (arrays 'latents' and 'ids')")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help="crystals from latent codes (.npz from encode)")
+    p = sub.add_parser(
+        "decode",
+        help="crystals from latent codes (.npz from encode)",
+        description="Decode latent codes (an .npz written by 'nesf encode', or any .npz with a 'latents' array "
+        "[B, D]) to crystals; write one CIF each and all.extxyz to OUT (canonical cells for canonical models).",
+    )
     model_args(p)
     p.add_argument("latents", help=".npz with a 'latents' array [B, D] (and optional 'ids')")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     p.set_defaults(func=cmd_decode)
 
-    p = sub.add_parser("plot-field", help="picture of a slice of a crystal's learned structure field")
+    p = sub.add_parser(
+        "plot-field",
+        help="picture of a slice of a crystal's learned structure field",
+        description="Draw the learned position field (arrows) coloured by the species field on one lattice plane "
+        "of a crystal's cell (its canonical cell for canonical models); PNG, SVG, PDF or JPEG by the extension.",
+    )
     model_args(p)
     p.add_argument("crystal", help="file holding the crystal (the first one, or --index)")
     p.add_argument("--index", type=int, default=0, help="which crystal of the file (default 0)")
@@ -853,7 +904,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output PNG")
     p.set_defaults(func=cmd_plot_field)
 
-    p = sub.add_parser("interpolate", help="decode crystals along the latent path between two crystals")
+    p = sub.add_parser(
+        "interpolate",
+        help="decode crystals along the latent path between two crystals",
+        description="Encode crystals A and B, decode STEPS crystals along the straight line between their latent "
+        "codes, and write their CIFs, all.extxyz and interpolation.png to OUT.",
+    )
     model_args(p)
     p.add_argument("a", help="first crystal (first of the file)")
     p.add_argument("b", help="second crystal (first of the file)")
@@ -879,6 +935,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad settings given on the command line
         print(f"nesf: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("nesf: interrupted (training saves OUT/last.pt; continue with --resume)", file=sys.stderr)
         return 130
