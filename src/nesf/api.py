@@ -118,13 +118,20 @@ class NeSF:
     @classmethod
     def from_checkpoint(cls, ck: dict, device: str | torch.device = "cpu", source: str = "<checkpoint>") -> NeSF:
         """Build from a loaded checkpoint dict."""
+        kind = ck.get("kind", "nesf")
+        if kind != "nesf":
+            raise CheckpointError(
+                f"{source}: a {kind} checkpoint, not a NeSF one (the command line opens both kinds; in Python use "
+                "nesf.voxel.load_any)"
+            )
         try:
             cfg = config_from_dict(ModelConfig, ck["model_config"])
             vocab = SpeciesVocab.from_dict(ck["vocab"])
             model = NeSFModel(cfg, len(vocab))
             model.load_state_dict(ck["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{source}: inconsistent nesf checkpoint: {str(exc).splitlines()[0][:200]}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"{source}: inconsistent nesf checkpoint: {first}") from None
         trained = ck.get("trained_numbers")
         if trained:
             model.unseen_species = torch.tensor([z not in set(trained) for z in vocab.numbers])

@@ -33,6 +33,9 @@ def _set_threads(threads: int | None) -> int:
     return threads
 
 
+MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 5000)"
+
+
 def _seed_everything(seed: int) -> None:
     import random
 
@@ -667,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
     p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_reconstruction_options(p)
     p.set_defaults(func=cmd_check_fields)
@@ -757,6 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -771,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)"
             )
         p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+        p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
 
     def verdict_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", metavar="OUT.json", help="also write the metrics and per-crystal records as JSON")
@@ -927,6 +933,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if getattr(args, "max_atoms", None) is not None:
+        from nesf.data.crystal import LIMITS
+
+        if args.max_atoms < 1:
+            print("nesf: error: --max-atoms must be at least 1", file=sys.stderr)
+            return 2
+        LIMITS.max_atoms = args.max_atoms
     try:
         return int(args.func(args) or 0)
     except NesfError as exc:

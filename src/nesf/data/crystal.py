@@ -18,6 +18,30 @@ MIN_CELL_VOLUME = 1e-3
 
 
 @dataclass
+class Limits:
+    """What a crystal may be before any work is done on it (checked by :meth:`Crystal.validate`).
+
+    The defaults cover every crystal of the shared data sets (at most 40 atoms, cells up to
+    14 A) many times over.
+
+    Attributes:
+        max_atoms: atoms per cell (after symmetry expansion).
+        max_cell_length: longest cell vector, Angstrom.
+        max_coordinate: largest Cartesian coordinate magnitude, Angstrom.
+        min_distance: closest two atoms may be (periodic), Angstrom; closer means a broken file.
+    """
+
+    max_atoms: int = 5000
+    max_cell_length: float = 500.0
+    max_coordinate: float = 1e5
+    min_distance: float = 0.1
+
+
+#: The limits in force (``nesf ... --max-atoms N`` changes ``max_atoms``).
+LIMITS = Limits()
+
+
+@dataclass
 class Crystal:
     """One crystal: a lattice and the atoms of one cell.
 
@@ -95,6 +119,30 @@ class Crystal:
             )
         if np.any(self.numbers < 1) or np.any(self.numbers > 118):
             raise CrystalInputError(source, "atomic numbers must lie between 1 and 118", where)
+        lim = LIMITS
+        if self.n_atoms > lim.max_atoms:
+            raise CrystalInputError(
+                source, f"{self.n_atoms} atoms in the cell, more than the limit of {lim.max_atoms} (--max-atoms)", where
+            )
+        lengths = np.linalg.norm(self.lattice, axis=1)
+        if lengths.max() > lim.max_cell_length:
+            raise CrystalInputError(
+                source, f"a cell length of {lengths.max():.4g} A exceeds the limit of {lim.max_cell_length:g} A", where
+            )
+        biggest = float(np.abs(self.cart).max())
+        if biggest > lim.max_coordinate:
+            raise CrystalInputError(
+                source, f"a coordinate of {biggest:.4g} A exceeds the limit of {lim.max_coordinate:g} A", where
+            )
+        close = closest_pair(self)
+        if close is not None and close[2] < lim.min_distance:
+            i, j, d = close
+            raise CrystalInputError(
+                source,
+                f"atoms {i} and {j} are {d:.3g} A apart (less than {lim.min_distance:g} A): overlapping atoms, "
+                "not a crystal (missing or duplicated positions?)",
+                where,
+            )
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -164,6 +212,30 @@ class Crystal:
         frac = self.frac % 1.0
         frac[frac >= 1.0 - 1e-12] = 0.0
         return Crystal(self.lattice.copy(), frac @ self.lattice, self.numbers.copy(), self.id, dict(self.info))
+
+
+def closest_pair(crystal: Crystal) -> tuple[int, int, float] | None:
+    """The two closest atoms (periodic images included) and their distance in A; None for one atom.
+
+    A k-d tree over the atoms and their images in the 26 neighbouring cells (LLL-reduced, so
+    those hold every nearest neighbour of a reasonable cell): O(N log N).
+    """
+    from scipy.spatial import cKDTree
+
+    n = crystal.n_atoms
+    if n < 2:
+        return None
+    frac = crystal.frac % 1.0
+    shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    pts = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ crystal.lattice  # [27 N, 3]
+    owner = np.tile(np.arange(n), len(shifts))
+    home = crystal.frac % 1.0 @ crystal.lattice
+    tree = cKDTree(pts)
+    dist, idx = tree.query(home, k=2)
+    # k=2: the first neighbour is the atom itself (distance 0) unless another atom coincides with it
+    d = dist[:, 1]
+    i = int(np.argmin(d))
+    return i, int(owner[idx[i, 1]]), float(d[i])
 
 
 def lattice_to_params(lattice: np.ndarray) -> np.ndarray:

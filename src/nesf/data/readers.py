@@ -182,13 +182,59 @@ def read_ase(path: str | Path) -> list[Crystal]:
     return crystals
 
 
+def _prescan_extxyz(text: str, source: str) -> None:
+    """Check every frame's count line against the lines that follow and the atom limit, before parsing.
+
+    A count line claiming a billion atoms would otherwise make the parser run for hours, and a
+    frame whose ``Properties`` lack positions would put every atom at the origin.
+    """
+    from nesf.data.crystal import LIMITS
+
+    lines = text.splitlines()
+    i, frame = 0, 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        first = lines[i].split()[0]
+        try:
+            n = int(first)
+        except ValueError:
+            raise CrystalInputError(
+                source,
+                f"could not parse extxyz: line {i + 1}: expected the atom count of frame {frame}, "
+                f"found {lines[i].strip()[:40]!r}",
+            ) from None
+        where = f"frame {frame}"
+        if n < 1:
+            raise CrystalInputError(source, f"declares {n} atoms", where)
+        if n > LIMITS.max_atoms:
+            raise CrystalInputError(
+                source, f"declares {n} atoms, more than the limit of {LIMITS.max_atoms} (--max-atoms)", where
+            )
+        if i + 1 + n >= len(lines):
+            raise CrystalInputError(
+                source, f"declares {n} atoms but only {max(0, len(lines) - i - 2)} lines follow its comment line", where
+            )
+        comment = lines[i + 1]
+        if "properties=" in comment.lower() and "pos:" not in comment.lower():
+            raise CrystalInputError(source, "its Properties list no positions (pos:R:3)", where)
+        i += n + 2
+        frame += 1
+
+
 def read_extxyz(path: str | Path) -> list[Crystal]:
     """Read every frame of an extended-XYZ file; the id is the frame's ``material_id``."""
     import ase.io
 
     path = Path(path)
     try:
-        frames = ase.io.read(str(path), index=":", format="extxyz")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the count line
+    except UnicodeDecodeError:
+        raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really an extxyz file?)") from None
+    _prescan_extxyz(text, str(path))
+    try:
+        frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
         raise CrystalInputError(str(path), f"could not parse extxyz: {_short(exc)}") from None
     if not frames:
@@ -242,7 +288,11 @@ def _read_csv_rows(path: Path) -> list[Crystal]:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         if "cif" not in columns:
-            raise CrystalInputError(str(path), f"the CSV has no 'cif' column (columns: {', '.join(columns) or 'none'})")
+            shown = ", ".join(repr(c.strip().splitlines()[0][:30]) if c.strip() else "''" for c in columns[:6])
+            more = f" and {len(columns) - 6} more" if len(columns) > 6 else ""
+            raise CrystalInputError(
+                str(path), f"the CSV has no 'cif' column (its header: {shown or 'none'}{more}; a header row is needed)"
+            )
         crystals = []
         for i, row in enumerate(reader):
             where = f"row {i + 1}"
@@ -257,15 +307,183 @@ def _read_csv_rows(path: Path) -> list[Crystal]:
     return crystals
 
 
+#: CIF keys of symmetry operations (old and new dictionaries).
+_SYMOP_KEYS = (
+    "_symmetry_equiv_pos_as_xyz",
+    "_space_group_symop_operation_xyz",
+    "_space_group_symop.operation_xyz",
+    "_symmetry_equiv_pos_as_xyz_",
+)
+#: Longest symmetry operation accepted (characters); real ones are a few dozen.
+_MAX_SYMOP_CHARS = 200
+
+#: pymatgen warnings that mean the structure it returns is not the one in the file.
+_DATA_CHANGING_WARNINGS = {
+    "Defaulting to P1": "the space group is not recognised and the file lists no symmetry operations "
+    "(it would be read as P1, losing the symmetry-equivalent atoms)",
+    "Missing elements": "some sites were dropped while reading (zero, negative or unreadable occupancy?)",
+    "exceeded tolerance": "occupancies above 1",
+    "rescaled": "occupancies were rescaled",
+}
+
+
+def _cif_number(value: str) -> float:
+    """A CIF number (``'5.64(2)'`` -> 5.64); ``ValueError`` if it is none."""
+    text = str(value).strip().split("(")[0]
+    if text in ("", ".", "?"):
+        raise ValueError("missing")
+    return float(text)
+
+
+def _check_cif_blocks(text: str, source: str, location: str | None) -> None:
+    """Refuse what pymatgen would silently change: duplicate blocks, bad occupancies, cells, symmetry."""
+    import re
+
+    from pymatgen.io.cif import CifFile
+
+    names = [m.group(1).lower() for m in re.finditer(r"(?im)^[ \t]*data_(\S*)", text)]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise CrystalInputError(
+                source, f"two data blocks are named 'data_{name}' (one would hide the other)", location
+            )
+        seen.add(name)
+    try:
+        blocks = CifFile.from_str(text).data
+    except Exception as exc:  # malformed loops, quotes...
+        raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", location) from None
+    for name, block in blocks.items():
+        where = location or (f"block '{name}'" if len(blocks) > 1 else None)
+        data = block.data
+        occ = data.get("_atom_site_occupancy")
+        if occ is not None:
+            for v in occ if isinstance(occ, list) else [occ]:
+                try:
+                    x = _cif_number(v)
+                except ValueError:
+                    if str(v).strip() in (".", "?"):
+                        continue  # unknown occupancy: CIF's convention is full occupancy
+                    raise CrystalInputError(source, f"occupancy {v!r} is not a number", where) from None
+                if not (0.0 < x <= 1.0 + 1e-3) or not np.isfinite(x):
+                    raise CrystalInputError(source, f"occupancy {v} lies outside (0, 1]", where)
+        for axis in "abc":
+            raw = data.get(f"_cell_length_{axis}")
+            if raw is None:
+                continue
+            try:
+                x = _cif_number(raw)
+            except ValueError:
+                raise CrystalInputError(source, f"cell length {axis} = {raw!r} is not a number", where) from None
+            if not np.isfinite(x) or x <= 0:
+                flat = " (a cell of zero volume)" if x == 0 else ""
+                raise CrystalInputError(
+                    source, f"cell length {axis} = {raw} is not a positive finite length{flat}", where
+                )
+        angles = []
+        for angle in ("alpha", "beta", "gamma"):
+            raw = data.get(f"_cell_angle_{angle}")
+            if raw is None:
+                continue
+            try:
+                x = _cif_number(raw)
+            except ValueError:
+                raise CrystalInputError(source, f"cell angle {angle} = {raw!r} is not a number", where) from None
+            if not np.isfinite(x) or not 0.0 < x < 180.0:
+                flat = " (a flat cell of zero volume)" if x in (0.0, 180.0) else ""
+                raise CrystalInputError(
+                    source, f"cell angle {angle} = {raw} lies outside (0, 180) degrees{flat}", where
+                )
+            angles.append(x)
+        if len(angles) == 3:
+            from nesf.data.crystal import angles_form_cell
+
+            if not angles_form_cell(np.radians(np.array(angles))):
+                shown = ", ".join(f"{a:g}" for a in angles)
+                raise CrystalInputError(source, f"cell angles {shown} degrees form no real cell", where)
+        op_strings: list[str] = []
+        for key in _SYMOP_KEYS:
+            ops = data.get(key)
+            if ops is None:
+                continue
+            for op in ops if isinstance(ops, list) else [ops]:
+                op = str(op).strip()
+                if not op or op in ("?", "."):
+                    raise CrystalInputError(source, "an empty symmetry operation", where)
+                if len(op) > _MAX_SYMOP_CHARS:
+                    raise CrystalInputError(source, f"a symmetry operation of {len(op)} characters", where)
+                op_strings.append(op)
+        n_atoms = _expanded_atom_count(data, op_strings)
+        from nesf.data.crystal import LIMITS
+
+        if n_atoms is not None and n_atoms > LIMITS.max_atoms:
+            raise CrystalInputError(
+                source,
+                f"{n_atoms} atoms after symmetry expansion, more than the limit of {LIMITS.max_atoms} (--max-atoms)",
+                where,
+            )
+
+
+def _expanded_atom_count(data: dict, op_strings: list[str]) -> int | None:
+    """Atoms of a CIF block after symmetry expansion, counted before pymatgen expands it (None: unknown).
+
+    Cheap bound first (sites x operations); only when that exceeds the atom limit are the
+    orbits counted exactly (every operation applied to every site with NumPy, duplicates merged
+    on a 1e-3 grid), so a file that would expand to tens of thousands of atoms is refused in
+    well under a second instead of minutes.
+    """
+    from nesf.data.crystal import LIMITS
+
+    xs, ys, zs = (data.get(f"_atom_site_fract_{a}") for a in "xyz")
+    if xs is None or ys is None or zs is None:
+        return None
+    xs, ys, zs = ([v] if not isinstance(v, list) else v for v in (xs, ys, zs))
+    try:
+        sites = np.array([[_cif_number(a), _cif_number(b), _cif_number(c)] for a, b, c in zip(xs, ys, zs)])
+    except ValueError:
+        return None
+    ops = _symmetry_operations(data, op_strings)
+    if ops is None or len(sites) * len(ops) <= LIMITS.max_atoms:
+        return None if ops is None else len(sites) * len(ops)  # an upper bound within the limit
+    rot = np.stack([op.rotation_matrix for op in ops])  # [O, 3, 3]
+    trans = np.stack([op.translation_vector for op in ops])  # [O, 3]
+    images = np.einsum("oij,sj->soi", rot, sites) + trans[None]  # [S, O, 3]
+    q = np.rint((images - np.floor(images)) * 1000).astype(np.int64) % 1000
+    return int(sum(len(np.unique(q[i], axis=0)) for i in range(len(sites))))
+
+
+def _symmetry_operations(data: dict, op_strings: list[str]) -> list | None:
+    """The block's symmetry operations (pymatgen ``SymmOp``), from its list or its space group; None if unknown."""
+    from pymatgen.core.operations import SymmOp
+
+    if op_strings:
+        try:
+            return [SymmOp.from_xyz_str(op.replace(" ", "")) for op in op_strings]
+        except Exception:  # pymatgen decides about odd operations itself
+            return None
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    for key in ("_symmetry_space_group_name_H-M", "_space_group_name_H-M_alt", "_space_group_name_h-m_alt"):
+        symbol = data.get(key)
+        if isinstance(symbol, str) and symbol.strip() not in ("", "?", "."):
+            try:
+                return list(SpaceGroup(symbol.replace(" ", "").strip("'\"")).symmetry_ops)
+            except Exception:  # an unknown symbol: pymatgen's own fallback is refused later
+                return None
+    return None
+
+
 def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | None = None) -> list[Crystal]:
     from pymatgen.io.cif import CifParser
 
+    text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark would hide the first block
     if not text.strip():
         raise CrystalInputError(source, "the CIF is empty", location)
+    _check_cif_blocks(text, source, location)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parser = CifParser(io.StringIO(text), occupancy_tolerance=1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parser = CifParser.from_str(text, occupancy_tolerance=1.0)
             structures = parser.parse_structures(primitive=False, on_error="raise")
     except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
         if "thickness" in str(exc) or "Singular matrix" in str(exc):  # flat or zero-length cell
@@ -273,6 +491,11 @@ def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | N
                 source, "the lattice has zero volume: its vectors are not independent (flat cell)", location
             ) from None
         raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", location) from None
+    for w in caught:
+        message = str(w.message)
+        for marker, meaning in _DATA_CHANGING_WARNINGS.items():
+            if marker in message:
+                raise CrystalInputError(source, f"{meaning} (pymatgen: {_short(Exception(message))})", location)
     if not structures:
         raise CrystalInputError(source, "the CIF holds no structure", location)
     crystals = []
