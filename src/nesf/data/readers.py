@@ -477,6 +477,7 @@ def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | N
     from pymatgen.io.cif import CifParser
 
     text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark would hide the first block
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line endings
     if not text.strip():
         raise CrystalInputError(source, "the CIF is empty", location)
     _check_cif_blocks(text, source, location)
