@@ -181,7 +181,9 @@ def main() -> None:
             crystals = [c for c in crystals if c.id not in drop]
             trained = list(SpeciesVocab.from_crystals(crystals).numbers)
             cfg = load_checkpoint(args.checkpoint)["model_config"]
-            seen = prepare_crystals(crystals, cfg["frame"], cfg.get("setting", "as_given"))
+            seen = prepare_crystals(
+                crystals, cfg["frame"], cfg.get("setting", "as_given"), cfg.get("canonical_origin", "rarest")
+            )
             domain = Domain.from_crystals(seen).to_dict()
         out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained, domain=domain)
         SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)

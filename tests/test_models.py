@@ -152,5 +152,6 @@ def test_canonical_setting_needs_the_periodic_frame():
     with pytest.raises(ValueError, match="periodic frame"):
         _small("paper", setting="canonical")
     assert get_preset("default")[0].setting == "canonical"
+    assert get_preset("default")[0].canonical_origin == "roomiest"
     assert get_preset("paper")[0].setting == "as_given"
     assert get_preset("default", frame="paper")[0].setting == "as_given"

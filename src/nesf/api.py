@@ -205,7 +205,7 @@ class NeSF:
         """
         if self.setting != "canonical":
             return list(crystals), [None] * len(crystals)
-        pairs = [canonical_setting(c) for c in crystals]
+        pairs = [canonical_setting(c, self.model.cfg.canonical_origin) for c in crystals]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def encode_crystals(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:

@@ -11,6 +11,7 @@ from nesf.data.crystal import Crystal
 from nesf.data.readers import read_crystals
 from nesf.data.setting import (
     AXIS_PERMUTATIONS,
+    ORIGIN_RULES,
     RESETTLE_KINDS,
     canonical_setting,
     change_basis,
@@ -38,13 +39,29 @@ def same_crystal_same_setting(a: Crystal, b: Crystal, tol: float = 2e-3) -> bool
     return bool(close.any(axis=1).all() and close.any(axis=0).all())
 
 
-def test_canonical_setting_ignores_origin_axes_and_reduction(classic):
+@pytest.mark.parametrize("rule", ORIGIN_RULES)
+def test_canonical_setting_ignores_origin_axes_and_reduction(classic, rule):
     rng = np.random.default_rng(0)
     for c in classic:
-        canon, _ = canonical_setting(c)
+        canon, _ = canonical_setting(c, rule)
         for kind in RESETTLE_KINDS:
             copy = resettle(c, kind, rng)
-            assert same_crystal_same_setting(canonical_setting(copy)[0], canon), (c.id, kind)
+            assert same_crystal_same_setting(canonical_setting(copy, rule)[0], canon), (c.id, kind)
+
+
+def test_roomiest_rule_puts_the_a_site_of_every_perovskite_at_the_origin():
+    from pymatgen.core import Lattice, Structure
+
+    for a_el, b_el in (("Sr", "Ti"), ("Ba", "Pb"), ("K", "Nb")):
+        s = Structure.from_spacegroup(
+            "Pm-3m", Lattice.cubic(4.0), [a_el, b_el, "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]
+        )
+        c = shift_origin(Crystal.from_pymatgen(s, id=a_el + b_el), [0.3, 0.1, 0.7])
+        canon, _ = canonical_setting(c, "roomiest")
+        at_origin = canon.numbers[np.argmin(np.linalg.norm(np.minimum(canon.frac % 1, 1 - canon.frac % 1), axis=1))]
+        assert at_origin == Crystal.from_pymatgen(s).numbers[0], a_el
+    with pytest.raises(ValueError, match="origin rule"):
+        canonical_setting(c, "nearest")
 
 
 def test_canonical_setting_puts_an_atom_of_the_rarest_species_at_the_origin():
@@ -128,7 +145,9 @@ def test_canonical_setting_is_invariant_on_real_data(shared_data):
     crystals = read_crystals(shared_data / "nesf_paper" / "lim_l6" / "val.extxyz")[:80]
     crystals += read_crystals(shared_data / "cdvae" / "perov_5" / "val.csv")[:40]
     rng = np.random.default_rng(5)
-    for c in crystals:
-        canon = canonical_setting(c)[0]
-        for kind in RESETTLE_KINDS:
-            assert same_crystal_same_setting(canonical_setting(resettle(c, kind, rng))[0], canon), (c.id, kind)
+    for rule in ORIGIN_RULES:
+        for c in crystals:
+            canon = canonical_setting(c, rule)[0]
+            for kind in RESETTLE_KINDS:
+                again = canonical_setting(resettle(c, kind, rng), rule)[0]
+                assert same_crystal_same_setting(again, canon), (c.id, kind, rule)

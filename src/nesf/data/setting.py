@@ -13,6 +13,7 @@ gives the same answer whatever setting the user's file used:
    matrices with entries in {-1, 0, 1} in a reduced basis; near 90 degrees a reduction's
    choice of acute or obtuse angles hangs on rounding) is a candidate, and so is every atom of the
    crystal's rarest species (ties: heavier first) as the origin;
+   (or, with the ``roomiest`` rule, every atom farthest from its nearest neighbour),
 3. of these candidates the one whose sorted list of (species rank, fractional coordinates on a
    1e-3 grid) is lexicographically smallest is kept. Symmetry-equivalent candidates give the
    same list, so the choice depends only on the crystal, never on how it was given.
@@ -136,12 +137,52 @@ class SettingTransform:
         return {"basis": self.basis.tolist(), "shift": [float(v) for v in self.shift]}
 
 
-def canonical_setting(crystal: Crystal) -> tuple[Crystal, SettingTransform]:
+#: Rules for the atoms that may sit at the canonical origin.
+ORIGIN_RULES = ("rarest", "roomiest")
+
+#: Nearest-neighbour distances are compared on this grid (Angstrom) by the ``roomiest`` rule.
+ROOM_GRID = 0.02
+
+
+def nearest_neighbour_distances(crystal: Crystal) -> np.ndarray:
+    """``[N]`` distance (A) from each atom to its nearest neighbour, periodic images included."""
+    from scipy.spatial import cKDTree
+
+    frac = crystal.frac % 1.0
+    shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    pts = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ crystal.lattice
+    dist, _ = cKDTree(pts).query(frac @ crystal.lattice, k=2)
+    return dist[:, 1]
+
+
+def origin_candidates(crystal: Crystal, rule: str) -> np.ndarray:
+    """Indices of the atoms that may sit at the canonical origin.
+
+    ``"rarest"``: the atoms of the rarest species (ties: the heavier element). ``"roomiest"``:
+    the atoms farthest from their nearest neighbour (on a 0.02 A grid; ties: rarest species,
+    then heavier), a geometric choice that picks the same kind of site across a family of
+    crystals (the A site of every perovskite, whichever of A and B is heavier).
+    """
+    rank = _species_rank(crystal.numbers)
+    if rule == "rarest":
+        return np.flatnonzero(rank == 0)
+    if rule != "roomiest":
+        raise ValueError(f"unknown origin rule {rule!r}; choose one of {', '.join(ORIGIN_RULES)}")
+    if crystal.n_atoms == 1:
+        return np.array([0])
+    room = np.rint(nearest_neighbour_distances(crystal) / ROOM_GRID).astype(np.int64)
+    best = room == room.max()
+    top = rank[best].min()
+    return np.flatnonzero(best & (rank == top))
+
+
+def canonical_setting(crystal: Crystal, origin: str = "rarest") -> tuple[Crystal, SettingTransform]:
     """The crystal in its canonical setting, and the transform from the input's setting.
 
     The result is in pymatgen's standard orientation of its lattice parameters with the atoms
-    wrapped into the cell, an atom of the rarest species at the origin. Any two settings of the
-    same crystal (origin, axes, reduced or not) give the same canonical crystal, up to rounding.
+    wrapped into the cell, one of :func:`origin_candidates` (rule ``origin``) at the origin.
+    Any two settings of the same crystal (origin, axes, reduced or not) give the same
+    canonical crystal, up to rounding.
     """
     lattice = np.asarray(crystal.lattice, dtype=np.float64)
     t = niggli_basis(lattice)
@@ -150,7 +191,7 @@ def canonical_setting(crystal: Crystal) -> tuple[Crystal, SettingTransform]:
     bases = np.einsum("kij,jl->kil", equivalent, t)  # [K, 3, 3] integer: basis changes from the input
     frac_in = crystal.frac
     rank = _species_rank(crystal.numbers)
-    origins = np.flatnonzero(rank == 0)
+    origins = origin_candidates(crystal, origin)
     best_key: np.ndarray | None = None
     best: tuple[np.ndarray, np.ndarray] | None = None
     # candidates compared in chunks of origins: [J, N] sorted codes at most ~4M integers at once
@@ -232,8 +273,11 @@ def resettle(crystal: Crystal, kind: str, rng: np.random.Generator) -> Crystal:
 __all__ = [
     "AXIS_PERMUTATIONS",
     "RESETTLE_KINDS",
+    "ORIGIN_RULES",
     "SettingTransform",
     "canonical_setting",
+    "nearest_neighbour_distances",
+    "origin_candidates",
     "change_basis",
     "lattice_rotations",
     "niggli_basis",

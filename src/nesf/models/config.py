@@ -40,6 +40,9 @@ class ModelConfig:
             encoding, is first brought to one canonical cell and origin that depends only on
             the crystal, :func:`nesf.data.setting.canonical_setting`; reconstructions are
             written back in the input's own cell and origin).
+        canonical_origin: which atoms may sit at the canonical origin: ``"rarest"`` (the rarest
+            species, heavier first; the first canonical models) or ``"roomiest"`` (the atoms
+            farthest from their nearest neighbour; the same kind of site across a family).
         latent_every_layer: add a latent-dependent shift ``U_l z`` to every hidden layer of the
             field decoders (computed once per crystal; zero at initialisation), not only to the
             first layer as published.
@@ -65,6 +68,7 @@ class ModelConfig:
     structure_factor_h: int = 3
     structure_factor_channels: int = 4
     setting: str = "as_given"
+    canonical_origin: str = "rarest"
     latent_every_layer: bool = False
 
     def __post_init__(self) -> None:
@@ -76,6 +80,8 @@ class ModelConfig:
             raise ValueError(f"activation must be 'relu' or 'silu', got {self.activation!r}")
         if self.setting not in ("as_given", "canonical"):
             raise ValueError(f"setting must be 'as_given' or 'canonical', got {self.setting!r}")
+        if self.canonical_origin not in ("rarest", "roomiest"):
+            raise ValueError(f"canonical_origin must be 'rarest' or 'roomiest', got {self.canonical_origin!r}")
         if self.setting == "canonical" and self.frame != "periodic":
             raise ValueError("the canonical setting needs the periodic frame (the paper frame is not periodic)")
         if self.query_encoding not in ("pe", "raw"):
@@ -186,7 +192,9 @@ def default_preset() -> tuple[ModelConfig, TrainConfig]:
     (benchmarks/RESULTS.md, "Preset comparison"). The learning rate follows a cosine from 1e-3
     down to 2e-5 over the run's epochs (100 unless ``--epochs`` says otherwise).
     """
-    model = ModelConfig(position_dims=(256,) * 4, species_dims=(256,) * 2, setting="canonical")
+    model = ModelConfig(
+        position_dims=(256,) * 4, species_dims=(256,) * 2, setting="canonical", canonical_origin="roomiest"
+    )
     train = TrainConfig(
         epochs=100,
         lr=1e-3,

@@ -30,17 +30,20 @@ from nesf.training.sampling import QuerySampler
 from nesf.viz.curves import plot_learning_curve
 
 
-def prepare_crystals(crystals: Sequence[Crystal], frame: str, setting: str = "as_given") -> list[Crystal]:
+def prepare_crystals(
+    crystals: Sequence[Crystal], frame: str, setting: str = "as_given", origin: str = "rarest"
+) -> list[Crystal]:
     """Crystals as the model sees them.
 
     Periodic frame: standard orientation with atoms in the cell; with ``setting="canonical"``
-    also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`).
+    also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`, origin
+    rule ``origin``).
     Paper frame: as given.
     """
     if setting == "canonical":
         from nesf.data.setting import canonical_setting
 
-        return [canonical_setting(c)[0] for c in crystals]
+        return [canonical_setting(c, origin)[0] for c in crystals]
     if get_frame(frame).periodic:
         return [c.standardized() for c in crystals]
     return list(crystals)
@@ -167,7 +170,8 @@ class Trainer:
         if init_ck is not None:  # fine-tuning: the architecture is the initial model's
             model_cfg = config_from_dict(ModelConfig, init_ck["model_config"])
         if setting is not None and setting != model_cfg.setting:
-            model_cfg = replace(model_cfg, setting=setting)
+            # a model brought to the canonical setting now uses the current origin rule
+            model_cfg = replace(model_cfg, setting=setting, canonical_origin="roomiest")
         self.model_cfg = model_cfg
         self.cfg = train_cfg
         self.seed = seed
@@ -182,8 +186,8 @@ class Trainer:
             raise ValueError("origin shifts need the periodic frame (the paper frame's box is not periodic)")
         if train_cfg.origin_shift and model_cfg.setting == "canonical":
             raise ValueError("origin shifts and the canonical setting exclude each other (it fixes the origin)")
-        train = prepare_crystals(train, model_cfg.frame, model_cfg.setting)
-        val = prepare_crystals(val, model_cfg.frame, model_cfg.setting)
+        train = prepare_crystals(train, model_cfg.frame, model_cfg.setting, model_cfg.canonical_origin)
+        val = prepare_crystals(val, model_cfg.frame, model_cfg.setting, model_cfg.canonical_origin)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
         val = self._drop_unseen_elements(train, val)
