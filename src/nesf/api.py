@@ -57,6 +57,15 @@ def resolve_model_path(path_or_name: str | Path) -> Path:
     )
 
 
+def shipped_prior_path(model_source: str | None) -> Path | None:
+    """The prior shipped beside a shipped model (``weights/priors/NAME.pt``), if there is one."""
+    if not model_source:
+        return None
+    src = Path(model_source)
+    candidate = src.parent / "priors" / src.name
+    return candidate if src.parent.name == "weights" and candidate.is_file() else None
+
+
 def _as_crystals(structures: Any) -> list[Crystal]:
     """Objects, a path, or a list of paths -> crystals."""
     from nesf.data.readers import read_crystals
@@ -297,6 +306,48 @@ class NeSF:
 
         rmse = match_rmse(crystals, pred, n_jobs=n_jobs) if match else None
         return make_verdicts(crystals, pred, rmse, self.check_domain(crystals))
+
+    # ------------------------------------------------------------------ generation
+    def prior(self, prior: Any = None) -> Any:
+        """The latent prior to sample from.
+
+        ``prior`` (a :class:`~nesf.generation.prior.LatentPrior` or a prior file), else the one
+        shipped with this model, else N(0, I) for a VAE.
+
+        Raises:
+            CheckpointError: no prior is given or shipped and the model is not a VAE, or the
+                prior was fitted to another model.
+        """
+        from nesf.generation.prior import LatentPrior, PriorConfig, load_prior
+
+        if isinstance(prior, LatentPrior):
+            return prior
+        if prior is None:
+            shipped = shipped_prior_path(self.info.get("source"))
+            if shipped is not None:
+                prior = shipped
+            elif self.model.cfg.vae:
+                return LatentPrior(PriorConfig(latent_dim=self.latent_dim, layers=0)).eval().requires_grad_(False)
+            else:
+                raise CheckpointError(
+                    f"{self.info.get('source', 'this model')}: no latent prior; fit one with 'nesf fit-prior' "
+                    "(or train with --vae)"
+                )
+        loaded, ck = load_prior(prior)
+        if ck.get("vocab") != self.vocab.to_dict() or loaded.cfg.latent_dim != self.latent_dim:
+            raise CheckpointError(f"{prior}: this prior was fitted to another model (vocabulary or latent size differ)")
+        return loaded
+
+    def sample_crystals(self, n: int, seed: int = 0, prior: Any = None, progress: bool = False) -> list[Crystal]:
+        """``n`` new crystals: latent codes drawn from the prior (seeded), decoded (empty ones included)."""
+        if n < 1:
+            raise ValueError(f"the number of crystals to sample must be at least 1, got {n}")
+        z = self.prior(prior).sample(n, seed=seed)
+        return self.decode_crystals(z, ids=[f"sample-{i:05d}" for i in range(n)], progress=progress)
+
+    def sample(self, n: int, seed: int = 0, prior: Any = None) -> list:
+        """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out)."""
+        return [c.to_pymatgen() for c in self.sample_crystals(n, seed, prior) if c.n_atoms]
 
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""

@@ -126,11 +126,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_cfg = replace(model_cfg, structure_factors=True)
     if args.latent_every_layer:
         model_cfg = replace(model_cfg, latent_every_layer=True)
+    if args.vae:
+        model_cfg = replace(model_cfg, vae=True)
     if args.shift_origins and args.setting is None:
         args.setting = "as_given"  # origin shifts teach origin independence; the canonical setting fixes the origin
     if args.setting is not None:
         model_cfg = replace(model_cfg, setting=args.setting)
-    changes = {"batch_size": args.batch_size, "lr": args.lr, "origin_shift": args.shift_origins}
+    changes = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "origin_shift": args.shift_origins,
+        "w_kl": args.kl_weight,
+    }
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
     val_set = read_crystals(args.val, conventional=args.conventional)
@@ -643,6 +650,101 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def cmd_fit_prior(args: argparse.Namespace) -> int:
+    """Fit a latent prior (flow matching) to the encoded training crystals of a model."""
+    from nesf.data.readers import read_crystals
+    from nesf.generation.prior import PriorConfig, fit_prior, save_prior
+
+    _check_outputs(args, folder=False)
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out}: is a folder; name the prior file, e.g. prior.pt")
+    _seed_everything(args.seed)
+    model = _load_model(args)
+    crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
+    z = model.encode_crystals(crystals)
+    cfg = PriorConfig(latent_dim=z.shape[1], epochs=args.epochs)
+    prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
+    card = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "n_crystals": len(crystals),
+        "seed": args.seed,
+        **record,
+        "command": "nesf " + " ".join(sys.argv[1:]),
+    }
+    save_prior(args.out, prior, model.vocab.to_dict(), card, args.seed)
+    print(
+        f"fitted a latent prior to {len(crystals)} crystals ({record['epochs']} epochs, {record['seconds']:.0f} s, "
+        f"final flow-matching loss {record['final_loss']:.4f}); wrote {args.out}"
+    )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """New crystals from the latent space: codes drawn from a prior, decoded, written as CIFs and extxyz."""
+    from nesf.io.writers import staged_folder, write_json
+
+    _check_outputs(args)
+    model = _load_model(args)
+    crystals = model.sample_crystals(args.n, seed=args.seed, prior=args.prior, progress=not args.quiet)
+    decoded = [c for c in crystals if c.n_atoms]
+    failed = [c.id for c in crystals if not c.n_atoms]
+    with staged_folder(args.out, overwrite=args.overwrite) as tmp:
+        if decoded:
+            _write_structures(tmp, decoded)
+        write_json(
+            tmp / "summary.json",
+            {
+                "model": str(args.model),
+                "prior": str(args.prior) if args.prior else "shipped with the model (or N(0, I) for a VAE)",
+                "seed": args.seed,
+                "n_requested": args.n,
+                "n_decoded": len(decoded),
+                "n_failed": len(failed),
+                "failed": failed,
+                "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
+            },
+        )
+    print(
+        f"sampled {args.n} latent codes: {len(decoded)} decoded to crystals, {len(failed)} failed (no atom found); "
+        f"wrote {args.out} (CIFs, all.extxyz, summary.json)"
+    )
+    return 0
+
+
+def cmd_generation_metrics(args: argparse.Namespace) -> int:
+    """Validity, coverage and property distances of generated crystals against reference ones."""
+    from nesf.data.readers import read_crystals
+    from nesf.io.writers import write_json
+    from nesf.metrics.generation import generation_metrics
+
+    _check_outputs(args, folder=False)
+    generated = read_crystals(args.generated)
+    reference = read_crystals(args.reference)
+    m = generation_metrics(
+        generated, reference, args.preset, n_property=args.n_property, seed=args.seed, progress=not args.quiet
+    )
+    labels = (
+        ("n_generated", "generated crystals", "{:d}"),
+        ("n_reference", "reference crystals", "{:d}"),
+        ("struct_validity_pct", "structural validity [%]", "{:.2f}"),
+        ("comp_validity_pct", "compositional validity [%]", "{:.2f}"),
+        ("cov_recall_pct", "coverage COV-R [%]", "{:.2f}"),
+        ("cov_precision_pct", "coverage COV-P [%]", "{:.2f}"),
+        ("density_emd", "density Wasserstein distance [g/cm^3]", "{:.4f}"),
+        ("n_elements_emd", "number-of-elements Wasserstein distance", "{:.4f}"),
+    )
+    print(
+        f"generation metrics ({args.preset} cut-offs: structure {m['struct_cutoff']}, composition {m['comp_cutoff']})"
+    )
+    for key, label, fmt in labels:
+        value = m[key]
+        print(f"{label:<42} {'n/a' if value is None else fmt.format(value):>10}")
+    if args.json:
+        write_json(args.json, {"generated": str(args.generated), "reference": str(args.reference), **m})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nesf`` command."""
     parser = _Parser(
@@ -753,6 +855,8 @@ def build_parser() -> argparse.ArgumentParser:
         "uses; the default preset's) or 'as_given' (the paper preset's); with --init: the initial model's "
         "unless given",
     )
+    p.add_argument("--vae", action="store_true", help="a variational autoencoder (latent mean and variance)")
+    p.add_argument("--kl-weight", type=float, default=None, help="weight of the VAE's KL term (default 0.001)")
     p.add_argument(
         "--latent-every-layer",
         action="store_true",
@@ -909,6 +1013,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plane", default="z=0.5", help="lattice plane AXIS=FRACTION, axes a/b/c or x/y/z (default z=0.5)")
     p.add_argument("--out", required=True, help="output PNG")
     p.set_defaults(func=cmd_plot_field)
+
+    p = sub.add_parser(
+        "fit-prior",
+        help="fit a latent prior (flow matching) to a model's encoded training crystals",
+        description="Encode DATA with MODEL and fit a small flow-matching model of the latent codes, so that "
+        "'nesf sample' can draw new codes from it. Writes OUT (a checkpoint with a SHA-256 and a card).",
+    )
+    model_args(p, decoding=False)
+    p.add_argument("data", help="the model's training crystals")
+    p.add_argument("--out", required=True, help="the prior file to write (e.g. prior.pt)")
+    p.add_argument("--epochs", type=int, default=400, help="passes over the codes (default 400)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops earlier)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_fit_prior)
+
+    p = sub.add_parser(
+        "sample",
+        help="new crystals from the latent space (prior samples, decoded)",
+        description="Draw N latent codes from a prior (--prior, else the one shipped with the model, else N(0, I) "
+        "for a VAE) and decode them; write OUT/*.cif, OUT/all.extxyz and OUT/summary.json (decodes that found no "
+        "atom are counted there as failed).",
+    )
+    model_args(p)
+    p.add_argument("--prior", default=None, help="prior file from 'nesf fit-prior'")
+    p.add_argument("--n", type=int, required=True, help="crystals to sample")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "generation-metrics",
+        help="validity, coverage and property distances of generated crystals (the CDVAE protocol)",
+        description="Structural and compositional validity, COV-R / COV-P (CrystalNN and Magpie fingerprints "
+        "with the preset's cut-offs) and Wasserstein distances of density and number of elements between "
+        "GENERATED and REFERENCE (anything nesf reads).",
+    )
+    p.add_argument("generated", help="generated crystals")
+    p.add_argument("reference", help="reference crystals (e.g. a test split)")
+    p.add_argument("--preset", choices=("perov_5", "carbon_24", "mp_20"), default="perov_5")
+    p.add_argument("--n-property", type=int, default=1000, help="valid crystals for the distances (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of that choice (default 0)")
+    p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
+    p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generation_metrics)
 
     p = sub.add_parser(
         "interpolate",

@@ -1,0 +1,184 @@
+"""The field's generation metrics (the CDVAE protocol): validity, coverage, property distances.
+
+Computed with the libraries the protocol was defined with: pymatgen for structures and
+densities, SMACT for charge neutrality and the Pauling electronegativity test, matminer for
+CrystalNN site fingerprints and Magpie composition features, scipy for Wasserstein distances.
+
+- structural validity: every interatomic distance (periodic images included) >= 0.5 A and
+  cell volume >= 0.1 A^3;
+- compositional validity: a SMACT oxidation-state assignment that is charge neutral and passes
+  the Pauling electronegativity test (single elements and all-metal compositions are valid);
+- coverage: a reference crystal is covered when some generated crystal lies within the
+  structure cut-off (Euclidean distance of site-averaged CrystalNN fingerprints) and the
+  composition cut-off (Euclidean distance of Magpie features standardised with the reference
+  set's mean and deviation) of it; COV-R is the covered share of the reference set, COV-P
+  the share of generated crystals within both cut-offs of some reference crystal;
+- Wasserstein distances of density (g/cm^3) and of the number of elements, between up to
+  ``n_property`` valid generated crystals (seeded choice) and the reference set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from nesf.data.crystal import Crystal, closest_pair
+
+#: Published coverage cut-offs (structure, composition) per data set.
+PRESETS = {"perov_5": (0.2, 4.0), "carbon_24": (0.2, 4.0), "mp_20": (0.4, 10.0)}
+
+
+@dataclass
+class Fingerprints:
+    """Per-crystal features for coverage: ``struct`` ``[N, 61]`` and ``comp`` ``[N, 132]`` (NaN rows: failed)."""
+
+    struct: np.ndarray
+    comp: np.ndarray
+
+
+def structure_valid(crystal: Crystal, cutoff: float = 0.5) -> bool:
+    """Every interatomic distance >= ``cutoff`` A and volume >= 0.1 A^3."""
+    if crystal.n_atoms == 0 or crystal.volume < 0.1:
+        return False
+    close = closest_pair(crystal)
+    if close is None:  # one atom: its own images must not overlap either
+        return float(np.linalg.norm(crystal.lattice, axis=1).min()) >= cutoff
+    return close[2] >= cutoff
+
+
+def composition_valid(crystal: Crystal) -> bool:
+    """SMACT charge neutrality with the Pauling test; single elements and all-metal compositions pass."""
+    import smact
+    from smact.screening import pauling_test
+
+    if crystal.n_atoms == 0:
+        return False
+    symbols, counts = np.unique(crystal.symbols, return_counts=True)
+    if len(symbols) == 1:
+        return True
+    gcd = np.gcd.reduce(counts)
+    counts = (counts // gcd).tolist()
+    elements = [smact.Element(s) for s in symbols]
+    if all(s in smact.metals for s in symbols):
+        return True
+    electronegs = [e.pauling_eneg for e in elements]
+    for ox_states in itertools.product(*[e.oxidation_states for e in elements]):
+        if sum(o * c for o, c in zip(ox_states, counts)) != 0:
+            continue  # not charge neutral with this crystal's stoichiometry
+        try:
+            if pauling_test(ox_states, electronegs):
+                return True
+        except TypeError:  # an element without a Pauling electronegativity: the test cannot apply
+            return True
+    return False
+
+
+def fingerprints(crystals: Sequence[Crystal], progress: bool = True) -> Fingerprints:
+    """Site-averaged CrystalNN fingerprints and Magpie features of crystals (NaN rows where they fail)."""
+    from matminer.featurizers.composition import ElementProperty
+    from matminer.featurizers.site import CrystalNNFingerprint
+
+    site_fp = CrystalNNFingerprint.from_preset("ops")
+    comp_fp = ElementProperty.from_preset("magpie")
+    struct, comp = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in tqdm(crystals, desc="fingerprints", unit="crystal", disable=not progress):
+            try:
+                s = c.to_pymatgen()
+                struct.append(np.mean([site_fp.featurize(s, i) for i in range(len(s))], axis=0))
+            except Exception:  # degenerate generated cells: no fingerprint
+                struct.append(np.full(61, np.nan))
+            try:
+                comp.append(np.asarray(comp_fp.featurize(c.to_pymatgen().composition), dtype=float))
+            except Exception:
+                comp.append(np.full(132, np.nan))
+    return Fingerprints(np.array(struct, dtype=float), np.array(comp, dtype=float))
+
+
+def coverage(gen: Fingerprints, ref: Fingerprints, struct_cutoff: float, comp_cutoff: float) -> tuple[float, float]:
+    """COV-R and COV-P in % (crystals without fingerprints are never within the cut-offs)."""
+    from scipy.spatial.distance import cdist
+
+    mean = np.nanmean(ref.comp, axis=0)
+    std = np.nanstd(ref.comp, axis=0)
+    std[~np.isfinite(std) | (std < 1e-8)] = 1.0
+    gc, rc = (gen.comp - mean) / std, (ref.comp - mean) / std
+    ds = cdist(np.nan_to_num(gen.struct, nan=1e6), np.nan_to_num(ref.struct, nan=-1e6))
+    dc = cdist(np.nan_to_num(gc, nan=1e6), np.nan_to_num(rc, nan=-1e6))
+    close = (ds <= struct_cutoff) & (dc <= comp_cutoff)  # [G, R]
+    recall = 100.0 * close.any(axis=0).mean() if close.shape[1] else float("nan")
+    precision = 100.0 * close.any(axis=1).mean() if close.shape[0] else float("nan")
+    return float(recall), float(precision)
+
+
+def generation_metrics(
+    generated: Sequence[Crystal],
+    reference: Sequence[Crystal],
+    preset: str = "perov_5",
+    n_property: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """All metrics of the protocol as one dict (see the module docstring)."""
+    from scipy.stats import wasserstein_distance
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if not generated or not reference:
+        raise ValueError("generation metrics need generated and reference crystals")
+    struct_cut, comp_cut = PRESETS[preset]
+    s_valid = np.array([structure_valid(c) for c in generated])
+    single = all(len(set(c.numbers.tolist())) <= 1 for c in [*generated, *reference])
+    c_valid = np.array([composition_valid(c) for c in generated])
+    valid = s_valid & c_valid
+    gen_fp = fingerprints(generated, progress)
+    ref_fp = fingerprints(reference, progress)
+    recall, precision = coverage(gen_fp, ref_fp, struct_cut, comp_cut)
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(valid)
+    if len(idx) > n_property:
+        idx = rng.choice(idx, n_property, replace=False)
+    chosen = [generated[i] for i in idx]
+
+    def density(c: Crystal) -> float:
+        return float(c.to_pymatgen().density)
+
+    def n_elements(c: Crystal) -> int:
+        return len(set(c.numbers.tolist()))
+
+    out = {
+        "n_generated": len(generated),
+        "n_reference": len(reference),
+        "preset": preset,
+        "struct_cutoff": struct_cut,
+        "comp_cutoff": comp_cut,
+        "struct_validity_pct": 100.0 * float(s_valid.mean()),
+        "comp_validity_pct": None if single else 100.0 * float(c_valid.mean()),
+        "validity_pct": 100.0 * float(valid.mean()),
+        "cov_recall_pct": recall,
+        "cov_precision_pct": precision,
+        "n_property": len(chosen),
+        "density_emd": float(wasserstein_distance([density(c) for c in chosen], [density(c) for c in reference]))
+        if chosen
+        else None,
+        "n_elements_emd": None
+        if single or not chosen
+        else float(wasserstein_distance([n_elements(c) for c in chosen], [n_elements(c) for c in reference])),
+    }
+    return out
+
+
+__all__ = [
+    "PRESETS",
+    "composition_valid",
+    "coverage",
+    "fingerprints",
+    "generation_metrics",
+    "structure_valid",
+]
