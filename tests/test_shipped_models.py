@@ -42,3 +42,28 @@ def test_perov_5_round_trips_the_perovskite_frame():
     back = model.reconstruct_crystals(crystals)
     assert back[0].n_atoms == 5 and back[0].formula.endswith("O3")
     assert abs(back[0].volume - crystals[0].volume) < 0.05 * crystals[0].volume
+
+
+@pytest.mark.parametrize("name", ["lim_l6", "perov_5"])
+def test_shipped_models_do_not_care_how_a_cell_is_set(name):
+    """Demo crystals with another origin (Cl at the origin, arbitrary shifts) or permuted axes come back alike."""
+    import numpy as np
+
+    from nesf.data.setting import resettle, shift_origin
+
+    model = NeSF.load(name)
+    assert model.setting == "canonical"
+    names = ("NaCl-rocksalt", "TiO2-rutile", "ZnO-wurtzite", "SrTiO3-perovskite", "CsCl", "MgO-rocksalt")
+    crystals = [c for c in demo_crystals(names) if set(c.numbers.tolist()) <= set(model.vocab.numbers)]
+    rng = np.random.default_rng(0)
+    variants = {
+        "given": crystals,
+        "shifted": [shift_origin(c, [0.5, 0.5, 0.5] if c.id.startswith("NaCl") else rng.random(3)) for c in crystals],
+        "axes": [resettle(c, "axes", rng) for c in crystals],
+    }
+    verdicts = {}
+    for kind, inputs in variants.items():
+        prepared = model.prepare(inputs)
+        back = model.reconstruct_crystals(prepared)
+        verdicts[kind] = [r is not None for r in match_rmse(prepared, back, n_jobs=1)]
+    assert verdicts["shifted"] == verdicts["given"] and verdicts["axes"] == verdicts["given"]

@@ -259,3 +259,33 @@ def test_train_shift_origins_needs_the_periodic_frame(tmp_path, classic, capsys)
     assert main([*args, "--out", str(tmp_path / "ok"), "--threads", "1"]) == 0
     ck = load_checkpoint(tmp_path / "ok" / "last.pt")
     assert ck["train_config"]["origin_shift"] is True and ck["model_config"]["setting"] == "as_given"
+
+
+def test_init_can_extend_with_latent_every_layer_and_refuses_other_changes(pretrained, tmp_path, capsys):
+    ckpt, small = pretrained
+    m, t = small_configs()
+    crystals = small[:3]
+    ext = Trainer(
+        crystals,
+        crystals[:1],
+        tmp_path / "e",
+        m,
+        t,
+        seed=1,
+        progress=False,
+        init=ckpt,
+        extend={"latent_every_layer": True},
+    )
+    assert ext.model_cfg.latent_every_layer
+    before = NeSF.load(ckpt)
+    after = NeSF(ext.model, before.vocab)
+    prepared = before.prepare(crystals[:1])
+    z = before.encode_crystals(prepared)  # the same code: the extended decoders give the same field
+    lattice = torch.as_tensor(prepared[0].lattice, dtype=torch.float32).unsqueeze(0)
+    pts = torch.rand(1, 20, 3) @ lattice
+    assert torch.allclose(before.model.bind(z, lattice).position(pts), after.model.bind(z, lattice).position(pts))
+    train = tmp_path / "t.extxyz"
+    write_extxyz(train, crystals)
+    args = ["train", "--train", str(train), "--val", str(train), "--out", str(tmp_path / "x"), "--init", str(ckpt)]
+    assert main([*args, "--structure-factors", "--epochs", "1"]) == 2
+    assert "cannot change it" in capsys.readouterr().err

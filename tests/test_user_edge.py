@@ -50,6 +50,8 @@ def test_domain_names_every_reason():
     big.make_supercell([5, 5, 5])
     assert any("1000 atoms per cell" in r for r in domain.check(Crystal.from_pymatgen(big)))
     assert Domain.from_dict(json.loads(json.dumps(domain.to_dict()))) == domain
+    rare = Domain.from_dict({**domain.to_dict(), "systems": {"cubic": 5000, "hexagonal": 4}, "n_crystals": 5004})
+    assert any("rarely seen in training (4 of 5004" in r for r in rare.check(wurtzite))
     assert "cubic" in domain.describe()
 
 

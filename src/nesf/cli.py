@@ -149,6 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set = kept
     if args.resume and args.init:
         raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
+    if args.init and (args.structure_factors or args.vae):
+        flag = "--structure-factors" if args.structure_factors else "--vae"
+        raise ValueError(f"--init: the architecture is the initial model's; {flag} cannot change it")
     if args.init and args.model != "voxel":
         from nesf.api import resolve_model_path
 
@@ -180,6 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         vocab=args.vocab,
         setting=args.setting,
+        extend={"latent_every_layer": True} if args.latent_every_layer else None,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(

@@ -9,6 +9,7 @@ without a warning.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -116,9 +117,19 @@ class Domain:
             reasons.append(f"cell angles {shown} deg outside the trained {lo:.1f}-{hi:.1f} deg")
         if self.systems:
             system = crystal_system(crystal)
-            if system != "unknown" and system not in self.systems:
+            seen = self.systems.get(system, 0)
+            if system != "unknown" and seen == 0:
                 reasons.append(f"{system} crystal system never seen in training")
+            elif system != "unknown" and seen < self.rare_count:
+                reasons.append(
+                    f"{system} crystal system rarely seen in training ({seen} of {self.n_crystals} crystals)"
+                )
         return reasons
+
+    @property
+    def rare_count(self) -> int:
+        """Crystal systems with fewer training crystals than this (0.5 % of them) count as rarely seen."""
+        return max(1, math.ceil(0.005 * self.n_crystals))
 
     def to_dict(self) -> dict:
         """Plain-data form (stored in checkpoints and model cards; JSON keys are strings)."""

@@ -61,6 +61,10 @@ def lattice_normalization(crystals: Sequence[Crystal], normalize: bool) -> tuple
 
 ALL_ELEMENTS = tuple(range(1, 95))  # H..Pu
 
+#: Architecture options that may extend an initial model (``--init``): their new parameters start
+#: at zero, so the extended model computes exactly what the initial one did.
+EXTENSIONS = {"latent_every_layer"}
+
 
 def make_vocab(crystals: Sequence[Crystal], kind: str = "data") -> SpeciesVocab:
     """A species vocabulary: ``"data"`` (the elements of ``crystals``) or ``"all"`` (H to Pu).
@@ -161,6 +165,7 @@ class Trainer:
         init: str | Path | None = None,
         vocab: str = "data",
         setting: str | None = None,
+        extend: dict | None = None,
     ) -> None:
         keep_freed_memory()
         self.out_dir = Path(out_dir)
@@ -169,6 +174,11 @@ class Trainer:
             raise ValueError(f"{init}: a {init_ck['kind']} checkpoint cannot initialise a NeSF model")
         if init_ck is not None:  # fine-tuning: the architecture is the initial model's
             model_cfg = config_from_dict(ModelConfig, init_ck["model_config"])
+        if init_ck is not None and extend:
+            unknown = set(extend) - EXTENSIONS
+            if unknown:
+                raise ValueError(f"--init: {', '.join(sorted(unknown))} cannot extend an initial model")
+            model_cfg = replace(model_cfg, **extend)
         if setting is not None and setting != model_cfg.setting:
             # a model brought to the canonical setting now uses the current origin rule
             model_cfg = replace(model_cfg, setting=setting, canonical_origin="roomiest")
@@ -547,6 +557,7 @@ def train(
     init: str | Path | None = None,
     vocab: str = "data",
     setting: str | None = None,
+    extend: dict | None = None,
 ) -> TrainResult:
     """Train a NeSF autoencoder.
 
@@ -569,6 +580,8 @@ def train(
         vocab: ``"data"`` (elements of ``train`` + ``val``) or ``"all"`` (H to Pu).
         setting: ``"as_given"`` or ``"canonical"`` cells (see :class:`ModelConfig`); None keeps
             ``model_cfg``'s (or, with ``init``, the initial model's).
+        extend: with ``init``, architecture options of :data:`EXTENSIONS` to add to the initial
+            model (e.g. ``{"latent_every_layer": True}``).
     """
     trainer = Trainer(
         train,
@@ -582,6 +595,7 @@ def train(
         init=init,
         vocab=vocab,
         setting=setting,
+        extend=extend,
     )
     if resume:
         trainer.resume_from(Path(out_dir) / "last.pt")
