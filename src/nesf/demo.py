@@ -125,10 +125,15 @@ def run_demo(
 
     print(format_table(metrics, title=f"demo: {len(crystals)} well-known crystals through model '{model_name}'"))
     print()
-    print(f"{'crystal':<20} {'input':<10} {'reconstruction':<16} {'atoms':>7}  StructureMatcher")
-    for c, p, r in zip(crystals, pred, rms):
+    outside = model.check_domain(crystals)
+    print(f"{'crystal':<20} {'input':<10} {'reconstruction':<16} {'atoms':>7}  {'StructureMatcher':<20} in domain")
+    for c, p, r, w in zip(crystals, pred, rms, outside):
         verdict = f"match, RMSE {r:.4f}" if r is not None else "no match"
-        print(f"{c.id:<20} {c.formula:<10} {(p.formula or '-'):<16} {c.n_atoms:>3}/{p.n_atoms:<3}  {verdict}")
+        domain = "yes" if not w else "NO: " + "; ".join(w)
+        print(
+            f"{c.id:<20} {c.formula:<10} {(p.formula or '-'):<16} {c.n_atoms:>3}/{p.n_atoms:<3}  {verdict:<20} {domain}"
+        )
+    print(f"{len(found)} of {len(crystals)} matched; {sum(1 for w in outside if w)} outside the model's domain")
 
     out.mkdir(parents=True, exist_ok=True)
     for sub, items in (("inputs", crystals), ("reconstructions", pred)):
@@ -144,8 +149,10 @@ def run_demo(
             "atoms_in": c.n_atoms,
             "atoms_out": p.n_atoms,
             "rmse": r,
+            "in_domain": not w,
+            "warnings": w,
         }
-        for c, p, r in zip(crystals, pred, rms)
+        for c, p, r, w in zip(crystals, pred, rms, outside)
     ]
     png = plot_demo(
         model,
