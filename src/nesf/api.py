@@ -141,6 +141,12 @@ class NeSF:
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: {first}") from None
+        bad = [k for k, v in ck["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(
+                f"{source}: the weights hold NaN or infinite values ({bad[0]}{' and more' if len(bad) > 1 else ''}): "
+                "a diverged training run? Use an earlier checkpoint (best.pt)"
+            )
         trained = ck.get("trained_numbers")
         if trained:
             model.unseen_species = torch.tensor([z not in set(trained) for z in vocab.numbers])

@@ -164,3 +164,23 @@ def test_checkpoints_with_a_string_config_or_of_another_kind_are_refused_clearly
     with pytest.raises(CheckpointError, match="a voxel checkpoint"):
         NeSF.load(voxel)
     assert torch.__version__  # torch imported: the checkpoints above were written with it
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_it(tmp_path):
+    from nesf.models.autoencoder import NeSFModel
+    from nesf.models.config import ModelConfig, config_to_dict
+
+    cfg = ModelConfig(
+        latent_dim=8,
+        encoder_atom_dims=(8, 8),
+        encoder_shared_dims=(8,),
+        encoder_head_dims=(8,),
+        position_dims=(8,),
+        species_dims=(8,),
+    )
+    state = NeSFModel(cfg, 2).state_dict()
+    state["position_decoder.out.weight"][0, 0] = float("nan")
+    path = tmp_path / "diverged.pt"
+    save_checkpoint(path, {"model_config": config_to_dict(cfg), "vocab": {"numbers": [8, 14]}, "state_dict": state})
+    with pytest.raises(CheckpointError, match="diverged.pt.*NaN"):
+        NeSF.load(path)
