@@ -1015,7 +1015,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("crystal", help="file holding the crystal (the first one, or --index)")
     p.add_argument("--index", type=int, default=0, help="which crystal of the file (default 0)")
     p.add_argument("--plane", default="z=0.5", help="lattice plane AXIS=FRACTION, axes a/b/c or x/y/z (default z=0.5)")
-    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--out", required=True, help="output picture (.png, .svg, .pdf or .jpg)")
     p.set_defaults(func=cmd_plot_field)
 
     p = sub.add_parser(

@@ -170,15 +170,20 @@ def read_ase(path: str | Path) -> list[Crystal]:
         frames = ase.io.read(str(path), index=":")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
         raise CrystalInputError(str(path), f"could not read with ASE: {_short(exc)}") from None
+    return _crystals_from_frames(frames, path)
+
+
+def _crystals_from_frames(frames: list, path: Path) -> list[Crystal]:
+    """ASE ``Atoms`` frames of a file -> validated crystals (ids from ``material_id`` or ``<stem>-<i>``)."""
     if not frames:
         raise CrystalInputError(str(path), "the file holds no structures")
     crystals = []
     for i, atoms in enumerate(frames):
         where = f"frame {i}"
         if not np.all(atoms.pbc) or atoms.cell.rank < 3:
-            raise CrystalInputError(str(path), "the structure has no 3D periodic cell", where)
+            raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
         crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
-        crystals.append(crystal.validate(str(path), where))
+        crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
     return crystals
 
 
@@ -237,16 +242,7 @@ def read_extxyz(path: str | Path) -> list[Crystal]:
         frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
         raise CrystalInputError(str(path), f"could not parse extxyz: {_short(exc)}") from None
-    if not frames:
-        raise CrystalInputError(str(path), "the file holds no structures")
-    crystals = []
-    for i, atoms in enumerate(frames):
-        where = f"frame {i}"
-        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
-            raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
-        crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
-        crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
-    return crystals
+    return _crystals_from_frames(frames, path)
 
 
 def read_cif(path: str | Path) -> list[Crystal]:
