@@ -176,3 +176,21 @@ def test_small_things_at_the_command_line(cubic_model, tmp_path, capsys):
     assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
     encode_help = build_parser()._subparsers._group_actions[0].choices["encode"].format_help()
     assert "--grid-spacing" not in encode_help and "--threads" in encode_help
+
+
+def test_output_piped_into_a_closed_reader_still_writes_the_files(cubic_model, tmp_path, monkeypatch):
+    import sys
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+    data = tmp_path / "d.extxyz"
+    write_extxyz(data, demo_crystals(CUBIC[:2]))
+    monkeypatch.setattr(sys, "stdout", Closed())
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--model", str(cubic_model), str(data), "--json", str(out), "--quiet", "--no-match"]) == 0
+    assert json.loads(out.read_text())["n_structures"] == 2

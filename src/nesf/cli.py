@@ -1080,8 +1080,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietWhenClosed:
+    """A text stream that stops writing, without error, once its reader has gone (``nesf ... | head``).
+
+    The command then still finishes its work and writes its files (``--json``, ``--out``).
+    """
+
+    def __init__(self, stream) -> None:  # noqa: ANN001
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:  # noqa: D102
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.closed_by_reader = True
+        return len(text)
+
+    def flush(self) -> None:  # noqa: D102
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.closed_by_reader = True
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nesf`` command; returns the exit code."""
+    if not isinstance(sys.stdout, _QuietWhenClosed):
+        sys.stdout = _QuietWhenClosed(sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -1102,9 +1133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad settings given on the command line
         print(f"nesf: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("nesf: interrupted (training saves OUT/last.pt; continue with --resume)", file=sys.stderr)
         return 130
