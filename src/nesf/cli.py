@@ -33,7 +33,7 @@ def _set_threads(threads: int | None) -> int:
     return threads
 
 
-MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 2000)"
+MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
 
 
 def _seed_everything(seed: int) -> None:

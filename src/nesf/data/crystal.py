@@ -22,8 +22,8 @@ class Limits:
     """What a crystal may be before any work is done on it (checked by :meth:`Crystal.validate`).
 
     The defaults cover every crystal of the shared data sets (at most 40 atoms, cells up to
-    14 A) many times over; a 2048-atom cell takes about a minute and 1 GB in ``check-fields``
-    on one CPU thread.
+    14 A) many times over and keep every command under a minute (a 2048-atom cell took about a
+    minute and 1 GB in ``check-fields`` on one busy CPU thread).
 
     Attributes:
         max_atoms: atoms per cell (after symmetry expansion).
@@ -32,7 +32,7 @@ class Limits:
         min_distance: closest two atoms may be (periodic), Angstrom; closer means a broken file.
     """
 
-    max_atoms: int = 2000
+    max_atoms: int = 1000
     max_cell_length: float = 500.0
     max_coordinate: float = 1e5
     min_distance: float = 0.1
