@@ -215,28 +215,31 @@ class Crystal:
         return Crystal(self.lattice.copy(), frac @ self.lattice, self.numbers.copy(), self.id, dict(self.info))
 
 
-def closest_pair(crystal: Crystal) -> tuple[int, int, float] | None:
-    """The two closest atoms (periodic images included) and their distance in A; None for one atom.
+def nearest_neighbours(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
+    """Each atom's nearest other atom (periodic images included): distances ``[N]`` (A), indices ``[N]``.
 
-    A k-d tree over the atoms and their images in the 26 neighbouring cells (LLL-reduced, so
-    those hold every nearest neighbour of a reasonable cell): O(N log N).
+    A k-d tree over the atoms and their images in the 26 neighbouring cells: O(N log N). For a
+    very skewed cell a nearer image may lie further out, so a distance is then an upper bound.
+    A one-atom cell's neighbour is its own nearest image.
     """
     from scipy.spatial import cKDTree
 
     n = crystal.n_atoms
-    if n < 2:
-        return None
     frac = crystal.frac % 1.0
     shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
     pts = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ crystal.lattice  # [27 N, 3]
-    owner = np.tile(np.arange(n), len(shifts))
-    home = crystal.frac % 1.0 @ crystal.lattice
-    tree = cKDTree(pts)
-    dist, idx = tree.query(home, k=2)
+    dist, idx = cKDTree(pts).query(frac @ crystal.lattice, k=2)
     # k=2: the first neighbour is the atom itself (distance 0) unless another atom coincides with it
-    d = dist[:, 1]
-    i = int(np.argmin(d))
-    return i, int(owner[idx[i, 1]]), float(d[i])
+    return dist[:, 1], np.tile(np.arange(n), len(shifts))[idx[:, 1]]
+
+
+def closest_pair(crystal: Crystal) -> tuple[int, int, float] | None:
+    """The two closest atoms (periodic images included) and their distance in A; None for one atom."""
+    if crystal.n_atoms < 2:
+        return None
+    dist, other = nearest_neighbours(crystal)
+    i = int(np.argmin(dist))
+    return i, int(other[i]), float(dist[i])
 
 
 def lattice_to_params(lattice: np.ndarray) -> np.ndarray:

@@ -331,6 +331,17 @@ def _cif_number(value: str) -> float:
     return float(text)
 
 
+def _cell_number(data: dict, key: str, label: str, source: str, where: str | None) -> tuple[str | None, float]:
+    """A cell parameter of a CIF block: (raw text, value), ``(None, nan)`` when absent; refused if not a number."""
+    raw = data.get(key)
+    if raw is None:
+        return None, float("nan")
+    try:
+        return raw, _cif_number(raw)
+    except ValueError:
+        raise CrystalInputError(source, f"{label} = {raw!r} is not a number", where) from None
+
+
 def _check_cif_blocks(text: str, source: str, location: str | None) -> None:
     """Refuse what pymatgen would silently change: duplicate blocks, bad occupancies, cells, symmetry."""
     import re
@@ -364,13 +375,9 @@ def _check_cif_blocks(text: str, source: str, location: str | None) -> None:
                 if not (0.0 < x <= 1.0 + 1e-3) or not np.isfinite(x):
                     raise CrystalInputError(source, f"occupancy {v} lies outside (0, 1]", where)
         for axis in "abc":
-            raw = data.get(f"_cell_length_{axis}")
+            raw, x = _cell_number(data, f"_cell_length_{axis}", f"cell length {axis}", source, where)
             if raw is None:
                 continue
-            try:
-                x = _cif_number(raw)
-            except ValueError:
-                raise CrystalInputError(source, f"cell length {axis} = {raw!r} is not a number", where) from None
             if not np.isfinite(x) or x <= 0:
                 flat = " (a cell of zero volume)" if x == 0 else ""
                 raise CrystalInputError(
@@ -378,13 +385,9 @@ def _check_cif_blocks(text: str, source: str, location: str | None) -> None:
                 )
         angles = []
         for angle in ("alpha", "beta", "gamma"):
-            raw = data.get(f"_cell_angle_{angle}")
+            raw, x = _cell_number(data, f"_cell_angle_{angle}", f"cell angle {angle}", source, where)
             if raw is None:
                 continue
-            try:
-                x = _cif_number(raw)
-            except ValueError:
-                raise CrystalInputError(source, f"cell angle {angle} = {raw!r} is not a number", where) from None
             if not np.isfinite(x) or not 0.0 < x < 180.0:
                 flat = " (a flat cell of zero volume)" if x in (0.0, 180.0) else ""
                 raise CrystalInputError(

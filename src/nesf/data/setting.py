@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nesf.data.crystal import Crystal, lattice_to_params, params_to_lattice
+from nesf.data.crystal import Crystal, lattice_to_params, nearest_neighbours, params_to_lattice
 
 #: Grid (fractional units) on which coordinates are compared when choosing the canonical candidate.
 KEY_GRID = 1000
@@ -144,17 +144,6 @@ ORIGIN_RULES = ("rarest", "roomiest")
 ROOM_GRID = 0.02
 
 
-def nearest_neighbour_distances(crystal: Crystal) -> np.ndarray:
-    """``[N]`` distance (A) from each atom to its nearest neighbour, periodic images included."""
-    from scipy.spatial import cKDTree
-
-    frac = crystal.frac % 1.0
-    shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
-    pts = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ crystal.lattice
-    dist, _ = cKDTree(pts).query(frac @ crystal.lattice, k=2)
-    return dist[:, 1]
-
-
 def origin_candidates(crystal: Crystal, rule: str) -> np.ndarray:
     """Indices of the atoms that may sit at the canonical origin.
 
@@ -170,7 +159,7 @@ def origin_candidates(crystal: Crystal, rule: str) -> np.ndarray:
         raise ValueError(f"unknown origin rule {rule!r}; choose one of {', '.join(ORIGIN_RULES)}")
     if crystal.n_atoms == 1:
         return np.array([0])
-    room = np.rint(nearest_neighbour_distances(crystal) / ROOM_GRID).astype(np.int64)
+    room = np.rint(nearest_neighbours(crystal)[0] / ROOM_GRID).astype(np.int64)
     best = room == room.max()
     top = rank[best].min()
     return np.flatnonzero(best & (rank == top))
@@ -276,7 +265,6 @@ __all__ = [
     "ORIGIN_RULES",
     "SettingTransform",
     "canonical_setting",
-    "nearest_neighbour_distances",
     "origin_candidates",
     "change_basis",
     "lattice_rotations",

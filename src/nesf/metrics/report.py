@@ -42,18 +42,16 @@ def evaluate_reconstruction(
     return out
 
 
+def _format_value(value, fmt: str) -> str:  # noqa: ANN001
+    """One metric as text ("n/a" for None and NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
+
+
 def format_table(metrics: dict, title: str | None = None) -> str:
     """Two-column text table of the metrics present in ``metrics``."""
-    rows = []
-    for key, label, fmt in TABLE_ROWS:
-        if key not in metrics:
-            continue
-        value = metrics[key]
-        if value is None or (isinstance(value, float) and value != value):
-            text = "n/a"
-        else:
-            text = fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
-        rows.append((label, text))
+    rows = [(label, _format_value(metrics[key], fmt)) for key, label, fmt in TABLE_ROWS if key in metrics]
     width = max(len(label) for label, _ in rows)
     lines = [title, "-" * len(title)] if title else []
     lines += [f"{label:<{width}}  {text:>10}" for label, text in rows]
@@ -67,14 +65,7 @@ def format_comparison(columns: dict[str, dict], title: str | None = None) -> str
     for key, label, fmt in TABLE_ROWS:
         if not all(key in m for m in columns.values()):
             continue
-        cells = []
-        for name in names:
-            value = columns[name][key]
-            if value is None or (isinstance(value, float) and value != value):
-                cells.append("n/a")
-            else:
-                cells.append(fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value)))
-        rows.append((label, cells))
+        rows.append((label, [_format_value(columns[name][key], fmt) for name in names]))
     width = max(len(label) for label, _ in rows)
     col = [max(len(n), *(len(r[1][i]) for r in rows)) for i, n in enumerate(names)]
     lines = [title, "-" * len(title)] if title else []
