@@ -86,6 +86,26 @@ def test_flow_matching_prior_learns_a_shifted_distribution():
     assert record["epochs"] == 60
 
 
+def test_the_prior_models_the_principal_subspace_of_the_codes():
+    """Codes on a 3-dimensional subspace of 24 numbers: samples stay on it (a flow over all directions drifts off)."""
+    rng = np.random.default_rng(1)
+    basis, _ = np.linalg.qr(rng.normal(size=(24, 3)))
+    codes = rng.normal(size=(600, 3)) * [3.0, 1.0, 0.5] @ basis.T + 2.0
+    codes = torch.tensor(codes, dtype=torch.float32)
+    cfg = PriorConfig(latent_dim=24, hidden=64, layers=2, epochs=40)
+    prior, record = fit_prior(codes, cfg, seed=0, progress=False)
+    assert record["components"] == 3 and prior.cfg.components == 3
+    samples = prior.sample(500, seed=2).double().numpy() - 2.0
+    off = samples - samples @ basis @ basis.T
+    assert np.abs(off).max() < 1e-4
+    assert np.allclose(samples.std(0), (codes.numpy() - 2.0).std(0), atol=0.25)
+    # every direction on request
+    full, record = fit_prior(codes, PriorConfig(latent_dim=24, hidden=64, layers=2, epochs=2, variance_kept=1.0))
+    assert record["components"] == 24
+    with pytest.raises(ValueError, match="variance_kept"):
+        fit_prior(codes, PriorConfig(latent_dim=24, variance_kept=0.0))
+
+
 def hand_made():
     lattice = np.eye(3) * 4.0
     close = Crystal(lattice, [[0, 0, 0], [0.3, 0, 0]], [11, 17], "close")
@@ -138,3 +158,28 @@ def test_generation_metrics_cli(tmp_path):
     result = json.loads(out.read_text())
     assert result["n_generated"] == 3 and result["cov_recall_pct"] == 100.0
     assert read_crystals(data)
+
+
+def test_coverage_takes_the_nearest_crystal_by_structure_and_by_composition_separately():
+    """The published definition: the structure-nearest and composition-nearest crystals may differ."""
+    from nesf.metrics.generation import Fingerprints, _magpie_scaler, coverage, fingerprints
+
+    nacl, mgo = demo_crystals(("NaCl-rocksalt", "MgO-rocksalt"))
+    cscl_type = Crystal(np.eye(3) * 3.3, [[0, 0, 0], [1.65, 1.65, 1.65]], [11, 17], "NaCl-CsCl-type")
+    ref = fingerprints([nacl], progress=False)
+    gen = fingerprints([mgo, cscl_type], progress=False)
+    mean, std = _magpie_scaler()
+    assert mean.shape == std.shape == (132,)
+    # preconditions: neither generated crystal is within both cut-offs on its own
+    assert np.linalg.norm(gen.struct[0] - ref.struct[0]) < 1e-6  # same rocksalt environment
+    assert np.linalg.norm((gen.comp[0] - ref.comp[0]) / std) > 4.0  # another composition
+    assert np.linalg.norm(gen.struct[1] - ref.struct[0]) > 0.2  # another structure
+    assert np.linalg.norm(np.nan_to_num((gen.comp[1] - ref.comp[0]) / std)) < 1e-6  # the same composition
+    recall, precision = coverage(gen, ref, 0.2, 4.0)
+    assert recall == 100.0
+    assert precision == 0.0  # each generated crystal is near the reference in one respect only
+    # a generated crystal without fingerprints counts in the denominator of COV-P
+    with_failed = Fingerprints(
+        np.vstack([ref.struct, np.full((1, 61), np.nan)]), np.vstack([ref.comp, np.full((1, 132), np.nan)])
+    )
+    assert coverage(with_failed, ref, 0.2, 4.0) == (100.0, 50.0)

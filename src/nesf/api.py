@@ -344,16 +344,22 @@ class NeSF:
             raise CheckpointError(f"{prior}: this prior was fitted to another model (vocabulary or latent size differ)")
         return loaded
 
-    def sample_crystals(self, n: int, seed: int = 0, prior: Any = None, progress: bool = False) -> list[Crystal]:
-        """``n`` new crystals: latent codes drawn from the prior (seeded), decoded (empty ones included)."""
+    def sample_crystals(
+        self, n: int, seed: int = 0, prior: Any = None, progress: bool = False, temperature: float = 1.0
+    ) -> list[Crystal]:
+        """``n`` new crystals: latent codes drawn from the prior (seeded), decoded (empty ones included).
+
+        ``temperature`` scales the prior's starting noise (below 1: fewer, more typical crystals).
+        """
         if n < 1:
             raise ValueError(f"the number of crystals to sample must be at least 1, got {n}")
-        z = self.prior(prior).sample(n, seed=seed)
+        z = self.prior(prior).sample(n, seed=seed, temperature=temperature)
         return self.decode_crystals(z, ids=[f"sample-{i:05d}" for i in range(n)], progress=progress)
 
-    def sample(self, n: int, seed: int = 0, prior: Any = None) -> list:
+    def sample(self, n: int, seed: int = 0, prior: Any = None, temperature: float = 1.0) -> list:
         """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out)."""
-        return [c.to_pymatgen() for c in self.sample_crystals(n, seed, prior) if c.n_atoms]
+        crystals = self.sample_crystals(n, seed, prior, temperature=temperature)
+        return [c.to_pymatgen() for c in crystals if c.n_atoms]
 
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""

@@ -36,6 +36,28 @@ def _set_threads(threads: int | None) -> int:
 MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a float above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _seed_everything(seed: int) -> None:
     import random
 
@@ -666,7 +688,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     model = _load_model(args)
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
-    cfg = PriorConfig(latent_dim=z.shape[1], epochs=args.epochs)
+    cfg = PriorConfig(latent_dim=z.shape[1], epochs=args.epochs, variance_kept=args.variance_kept)
     prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
     card = {
         "model": str(args.model),
@@ -678,8 +700,9 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     }
     save_prior(args.out, prior, model.vocab.to_dict(), card, args.seed)
     print(
-        f"fitted a latent prior to {len(crystals)} crystals ({record['epochs']} epochs, {record['seconds']:.0f} s, "
-        f"final flow-matching loss {record['final_loss']:.4f}); wrote {args.out}"
+        f"fitted a latent prior to {len(crystals)} crystals ({record['components']} principal components keeping "
+        f"{100 * record['variance_kept']:.2f} % of the codes' variance; {record['epochs']} epochs, "
+        f"{record['seconds']:.0f} s, final flow-matching loss {record['final_loss']:.4f}); wrote {args.out}"
     )
     return 0
 
@@ -690,18 +713,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     model = _load_model(args)
-    crystals = model.sample_crystals(args.n, seed=args.seed, prior=args.prior, progress=not args.quiet)
+    crystals = model.sample_crystals(
+        args.n, seed=args.seed, prior=args.prior, progress=not args.quiet, temperature=args.temperature
+    )
     decoded = [c for c in crystals if c.n_atoms]
     failed = [c.id for c in crystals if not c.n_atoms]
     with staged_folder(args.out, overwrite=args.overwrite) as tmp:
         if decoded:
             _write_structures(tmp, decoded)
+            if args.grid:
+                from nesf.viz.plots import plot_grid
+
+                shown = decoded[: args.grid]
+                plot_grid(shown, tmp / "samples.png", title=f"{len(shown)} of {len(decoded)} sampled crystals")
         write_json(
             tmp / "summary.json",
             {
                 "model": str(args.model),
                 "prior": str(args.prior) if args.prior else "shipped with the model (or N(0, I) for a VAE)",
                 "seed": args.seed,
+                "temperature": args.temperature,
                 "n_requested": args.n,
                 "n_decoded": len(decoded),
                 "n_failed": len(failed),
@@ -711,7 +742,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
     print(
         f"sampled {args.n} latent codes: {len(decoded)} decoded to crystals, {len(failed)} failed (no atom found); "
-        f"wrote {args.out} (CIFs, all.extxyz, summary.json)"
+        f"wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if args.grid and decoded else ''})"
     )
     return 0
 
@@ -1029,6 +1060,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the prior file to write (e.g. prior.pt)")
     p.add_argument("--epochs", type=int, default=400, help="passes over the codes (default 400)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops earlier)")
+    p.add_argument(
+        "--variance-kept",
+        type=float,
+        default=0.999,
+        help="model the codes' leading principal components keeping this share of their variance "
+        "(default 0.999; 1: every direction)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_fit_prior)
 
@@ -1036,8 +1074,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="new crystals from the latent space (prior samples, decoded)",
         description="Draw N latent codes from a prior (--prior, else the one shipped with the model, else N(0, I) "
-        "for a VAE) and decode them; write OUT/*.cif, OUT/all.extxyz and OUT/summary.json (decodes that found no "
-        "atom are counted there as failed).",
+        "for a VAE) and decode them; write OUT/*.cif, OUT/all.extxyz, OUT/summary.json (decodes that found no "
+        "atom are counted there as failed) and a picture of the first ones, OUT/samples.png.",
     )
     model_args(p)
     p.add_argument("--prior", default=None, help="prior file from 'nesf fit-prior'")
@@ -1045,6 +1083,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--grid",
+        type=_non_negative_int,
+        default=16,
+        metavar="K",
+        help="draw the first K crystals in OUT/samples.png, titled with formula and space group (default 16; 0: none)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=1.0,
+        help="scale of the prior's starting noise (default 1: the fitted distribution; below 1: more typical, "
+        "less diverse crystals)",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(

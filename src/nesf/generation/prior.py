@@ -3,16 +3,23 @@
 New crystals come from the latent space: draw a latent code from a model of the encoded
 training crystals' codes, decode it with the usual reconstruction. :class:`LatentPrior` is that
 model: a small MLP velocity field ``v(x, t)`` trained by (rectified) flow matching to carry
-standard normal noise (t = 0) to the standardised latent codes (t = 1) along straight paths,
+standard normal noise (t = 0) to the whitened latent codes (t = 1) along straight paths,
 sampled by integrating ``dx/dt = v(x, t)`` with Heun steps. It trains in minutes on a CPU and
 works for any trained model, VAE or not.
+
+The flow lives in the principal subspace of the codes: a trained autoencoder's codes fill only
+a few directions of the latent space (the 3408 perov_5 training codes of 192 numbers keep
+99.9 % of their variance in about 50 principal components), and a flow over all directions
+leaves its samples slightly off that thin set, where the decoder gives distorted crystals. The
+prior therefore whitens the codes with their leading principal components (``variance_kept``)
+and models those; the remaining directions are set to the codes' mean.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,6 +45,9 @@ class PriorConfig:
         batch_size: codes per step.
         lr: AdamW learning rate (cosine decay to 1 % over the run).
         steps: integration steps when sampling.
+        variance_kept: share of the codes' variance the modelled principal components keep
+            (1.0: every direction).
+        components: number of modelled principal components (set by :func:`fit_prior`).
     """
 
     latent_dim: int
@@ -48,53 +58,85 @@ class PriorConfig:
     batch_size: int = 256
     lr: float = 1e-3
     steps: int = 64
+    variance_kept: float = 0.999
+    components: int | None = None
 
 
 class LatentPrior(nn.Module):
-    """Velocity field ``v(x, t)`` over standardised latent codes ``[B, D]``, and its sampler.
+    """Velocity field ``v(x, t)`` over whitened principal coordinates ``[B, K]`` of latent codes, and its sampler.
+
+    Codes ``z`` ``[B, D]`` and coordinates ``x`` ``[B, K]`` are related by
+    ``x = (z - mean) @ basis / scale`` and ``z = mean + (x * scale) @ basis.T``.
 
     Args:
-        cfg: the configuration.
+        cfg: the configuration (``cfg.components`` = K; ``None``: K = D).
         mean: ``[D]`` mean of the training codes.
-        std: ``[D]`` their standard deviation.
+        basis: ``[D, K]`` orthonormal principal directions (default: the identity).
+        scale: ``[K]`` standard deviation of the codes along them.
     """
 
-    def __init__(self, cfg: PriorConfig, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        cfg: PriorConfig,
+        mean: torch.Tensor | None = None,
+        basis: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.latent_dim
+        k = cfg.components or d
         self.register_buffer("mean", torch.zeros(d) if mean is None else mean.detach().float().clone())
-        self.register_buffer("std", torch.ones(d) if std is None else std.detach().float().clone())
+        self.register_buffer("basis", torch.eye(d, k) if basis is None else basis.detach().float().clone())
+        self.register_buffer("scale", torch.ones(k) if scale is None else scale.detach().float().clone())
         self.register_buffer("freqs", torch.exp(torch.linspace(0.0, math.log(1000.0), cfg.time_features // 2)))
-        dims = [d + cfg.time_features, *([cfg.hidden] * cfg.layers)]
+        dims = [k + cfg.time_features, *([cfg.hidden] * cfg.layers)]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(a, b), nn.SiLU()]
-        layers.append(nn.Linear(dims[-1], d))
+        layers.append(nn.Linear(dims[-1], k))
         self.net = nn.Sequential(*layers)
         if cfg.layers == 0:  # the standard normal prior of a VAE: no velocity, codes are the noise
             nn.init.zeros_(layers[-1].weight)
             nn.init.zeros_(layers[-1].bias)
 
+    def to_coords(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, D]`` -> whitened principal coordinates ``[B, K]``."""
+        return (z - self.mean) @ self.basis / self.scale
+
+    def to_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Whitened principal coordinates ``[B, K]`` -> codes ``[B, D]``."""
+        return self.mean + (x * self.scale) @ self.basis.T
+
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``v(x, t)``: ``x`` ``[B, D]`` standardised codes, ``t`` ``[B]`` in [0, 1] -> ``[B, D]``."""
+        """``v(x, t)``: ``x`` ``[B, K]`` whitened coordinates, ``t`` ``[B]`` in [0, 1] -> ``[B, K]``."""
         ang = t[:, None] * self.freqs[None, :]
         return self.net(torch.cat([x, torch.sin(ang), torch.cos(ang)], dim=-1))
 
     def loss(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Flow-matching loss of latent codes ``z`` ``[B, D]`` (noise and times from ``generator``)."""
-        x1 = (z - self.mean) / self.std
+        x1 = self.to_coords(z)
         x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype)
         t = torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype)
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1
         return ((self.velocity(xt, t) - (x1 - x0)) ** 2).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, steps: int | None = None) -> torch.Tensor:
-        """``n`` latent codes ``[n, D]`` (Heun integration of the flow from seeded noise)."""
+    def sample(self, n: int, seed: int = 0, steps: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` latent codes ``[n, D]`` (Heun integration of the flow from seeded noise).
+
+        Args:
+            n: number of codes.
+            seed: seed of the noise.
+            steps: integration steps (default: the configuration's).
+            temperature: scale of the starting noise; below 1 trades diversity for codes
+                closer to the well-populated parts of the latent space (1: the fitted flow).
+        """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
         steps = steps or self.cfg.steps
         g = torch.Generator().manual_seed(seed)
-        x = torch.randn(n, self.cfg.latent_dim, generator=g)
+        x = temperature * torch.randn(n, self.basis.shape[1], generator=g)
         dt = 1.0 / steps
         for k in range(steps):
             t = torch.full((n,), k * dt)
@@ -102,7 +144,7 @@ class LatentPrior(nn.Module):
             x1 = x + dt * v0
             v1 = self.velocity(x1, t + dt)
             x = x + 0.5 * dt * (v0 + v1)
-        return x * self.std + self.mean
+        return self.to_codes(x)
 
 
 def fit_prior(
@@ -117,9 +159,17 @@ def fit_prior(
     cfg = cfg or PriorConfig(latent_dim=latents.shape[1])
     if latents.ndim != 2 or latents.shape[1] != cfg.latent_dim or latents.shape[0] < 2:
         raise ValueError(f"need latent codes [N >= 2, {cfg.latent_dim}], got {list(latents.shape)}")
+    if not 0.0 < cfg.variance_kept <= 1.0:
+        raise ValueError(f"variance_kept must be in (0, 1], got {cfg.variance_kept}")
     torch.manual_seed(seed)
-    std = latents.std(dim=0).clamp(min=1e-4)
-    prior = LatentPrior(cfg, latents.mean(dim=0), std)
+    mean = latents.mean(dim=0)
+    _, s, vh = torch.linalg.svd(latents.double() - mean.double(), full_matrices=False)
+    var = s**2 / max(1, latents.shape[0] - 1)
+    kept = torch.cumsum(var, 0) / var.sum().clamp(min=1e-30)
+    k = int(torch.searchsorted(kept, torch.tensor(cfg.variance_kept, dtype=kept.dtype) - 1e-12)) + 1
+    k = len(var) if cfg.variance_kept >= 1.0 else max(1, min(k, len(var)))
+    cfg = replace(cfg, components=k)
+    prior = LatentPrior(cfg, mean, vh[:k].T.float(), var[:k].sqrt().clamp(min=1e-6).float())
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)
     n = latents.shape[0]
@@ -140,7 +190,7 @@ def fit_prior(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                epoch_loss += float(loss) / steps_per_epoch
+                epoch_loss += float(loss.detach()) / steps_per_epoch
                 step += 1
             losses.append(epoch_loss)
             bar.set_postfix(loss=f"{epoch_loss:.4f}")
@@ -148,7 +198,14 @@ def fit_prior(
             if time.monotonic() > deadline:
                 break
     prior.eval()
-    record = {"epochs": len(losses), "steps": step, "final_loss": losses[-1], "seconds": time.monotonic() - start}
+    record = {
+        "epochs": len(losses),
+        "steps": step,
+        "final_loss": losses[-1],
+        "seconds": time.monotonic() - start,
+        "components": k,
+        "variance_kept": float(kept[k - 1]),
+    }
     return prior, record
 
 

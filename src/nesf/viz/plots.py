@@ -247,3 +247,41 @@ def plot_strip(crystals: Sequence[Crystal], path: str | Path, title: str = "") -
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _space_group(crystal: Crystal, symprec: float = 0.1) -> str:
+    """Hermann-Mauguin symbol of ``crystal`` at ``symprec`` (A), or '?' where spglib finds none."""
+    import spglib
+
+    try:
+        data = spglib.get_symmetry_dataset((crystal.lattice, crystal.frac, crystal.numbers), symprec=symprec)
+    except Exception:  # degenerate cells
+        return "?"
+    return data.international if data is not None else "?"
+
+
+def plot_grid(crystals: Sequence[Crystal], path: str | Path, columns: int = 4, title: str = "") -> Path:
+    """Crystals on a grid (3D views of one cell each), titled with formula and space group (spglib, 0.1 A)."""
+    plt = pyplot()
+    crystals = list(crystals)
+    if not crystals:
+        raise ValueError("no crystals to draw")
+    columns = max(1, min(columns, len(crystals)))
+    rows = -(-len(crystals) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(crystals):
+            ax.set_axis_off()
+            continue
+        c = crystals[k]
+        if c.n_atoms:
+            draw_atoms_3d(ax, c, f"{c.formula}  {_space_group(c)}\n{c.n_atoms} atoms, {c.volume:.0f} A^3")
+        else:
+            ax.set_axis_off()
+            ax.set_title(f"{c.id}: no atom found", fontsize=10)
+    every = np.concatenate([c.numbers for c in crystals])
+    species_key_below(axes[-1, columns // 2], every, anchor_x=0.5 if columns % 2 else 0.0, y=-0.08)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
