@@ -1,7 +1,7 @@
 """Generation benchmark: sample N crystals from a model's latent prior and score them by the CDVAE protocol.
 
     python benchmarks/generation.py --model perov_5 --data perov_5 [--prior P | --epochs E]
-        [--n 10000] [--temperature 1.0] [--seed 0] [--threads 1] [--json OUT.json] [--out DIR]
+        [--n 10000] [--temperature 1.0] [--seed 0] [--threads 1] [--jobs 1] [--json OUT.json] [--out DIR]
 
 Steps, each timed: fit a latent prior to the model's codes of the training part of DATA (unless
 ``--prior`` names one), draw ``--n`` codes and decode them, and score the decoded crystals
@@ -57,7 +57,8 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--n", type=int, default=10000, help="crystals to sample (default 10000, as published)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for encoding, the prior and decoding")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the fingerprints")
     ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=None, help="folder for the prior, samples.extxyz and the metrics")
     args = ap.parse_args()
@@ -78,7 +79,12 @@ def main() -> None:  # noqa: D103
         codes = model.encode_crystals(model.prepare(train))
         prior, fit_record = fit_prior(codes, PriorConfig(latent_dim=codes.shape[1], epochs=args.epochs), args.seed)
         if out:
-            card = {"model": str(args.model), "data": f"{args.data} training part", "n_crystals": len(train)}
+            card = {
+                "model": str(args.model),
+                "model_sha256": model.info.get("sha256"),
+                "data": f"{args.data} training part",
+                "n_crystals": len(train),
+            }
             save_prior(out / "prior.pt", prior, model.vocab.to_dict(), {**card, **fit_record}, args.seed)
     seconds["prior"] = time.perf_counter() - t0
 
@@ -90,7 +96,7 @@ def main() -> None:  # noqa: D103
         write_extxyz(out / "samples.extxyz", decoded)
 
     t0 = time.perf_counter()
-    metrics = generation_metrics(decoded, reference, args.data, seed=args.seed)
+    metrics = generation_metrics(decoded, reference, args.data, seed=args.seed, jobs=args.jobs)
     seconds["metrics"] = time.perf_counter() - t0
     # a decode that found no atom is a generated crystal that is not valid and covers nothing
     n_failed = len(crystals) - len(decoded)
@@ -101,7 +107,7 @@ def main() -> None:  # noqa: D103
                 metrics[key] *= share
         metrics["n_generated"] = len(crystals)
     metrics["n_failed"] = n_failed
-    data_itself = generation_metrics(train, reference, args.data, seed=args.seed)
+    data_itself = generation_metrics(train, reference, args.data, seed=args.seed, jobs=args.jobs)
 
     result = {
         "model": str(args.model),
@@ -121,7 +127,8 @@ def main() -> None:  # noqa: D103
         f"- reference: the held-out part of {args.data} ({len(reference)} crystals); "
         f"prior: {fit_record.get('prior') or 'fitted here'}; temperature {args.temperature}",
         f"- seconds: prior {seconds['prior']:.0f}, sampling and decoding {seconds['sample_and_decode']:.0f}, "
-        f"metrics {seconds['metrics']:.0f} (total {result['seconds_total'] / 60:.1f} min); "
+        f"metrics {seconds['metrics']:.0f} with {args.jobs} process(es) "
+        f"(total {result['seconds_total'] / 60:.1f} min); "
         f"{n_failed} decodes found no atom",
         "",
         header,

@@ -74,6 +74,16 @@ def test_a_prior_of_another_model_or_a_missing_prior_is_refused(vae_model, tmp_p
     assert main(["fit-prior", "--model", str(ckpt), str(data), "--out", str(prior), "--epochs", "2", "--quiet"]) == 0
     with pytest.raises(CheckpointError, match="another model"):
         plain.sample(2, prior=prior)
+    # the same architecture and vocabulary, other weights: refused by the checkpoint's SHA-256
+    ck = torch.load(ckpt, weights_only=True)
+    ck["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
+    from nesf.training.checkpoint import save_checkpoint
+
+    ck.pop("sha256")
+    save_checkpoint(tmp_path / "other.pt", ck)
+    with pytest.raises(CheckpointError, match="another version"):
+        NeSF.load(tmp_path / "other.pt").sample(2, prior=prior)
+    assert len(NeSF.load(ckpt).sample_crystals(2, prior=prior)) == 2
 
 
 def test_flow_matching_prior_learns_a_shifted_distribution():
@@ -183,3 +193,12 @@ def test_coverage_takes_the_nearest_crystal_by_structure_and_by_composition_sepa
         np.vstack([ref.struct, np.full((1, 61), np.nan)]), np.vstack([ref.comp, np.full((1, 132), np.nan)])
     )
     assert coverage(with_failed, ref, 0.2, 4.0) == (100.0, 50.0)
+
+
+def test_fingerprints_in_two_processes_are_the_same_as_in_one():
+    from nesf.metrics.generation import fingerprints
+
+    crystals = demo_crystals(CUBIC)
+    one, two = fingerprints(crystals, progress=False), fingerprints(crystals, progress=False, jobs=2)
+    assert np.array_equal(one.struct, two.struct, equal_nan=True)
+    assert np.array_equal(one.comp, two.comp, equal_nan=True)

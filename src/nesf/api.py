@@ -162,6 +162,7 @@ class NeSF:
             "source": source,
             "epoch": ck.get("epoch"),
             "nesf_version": ck.get("nesf_version"),
+            "sha256": ck.get("sha256"),
             "card": dict(ck.get("model_card") or {}),
         }
         return out
@@ -342,6 +343,12 @@ class NeSF:
         loaded, ck = load_prior(prior)
         if ck.get("vocab") != self.vocab.to_dict() or loaded.cfg.latent_dim != self.latent_dim:
             raise CheckpointError(f"{prior}: this prior was fitted to another model (vocabulary or latent size differ)")
+        fitted_to, this = (ck.get("model_card") or {}).get("model_sha256"), self.info.get("sha256")
+        if fitted_to and this and fitted_to != this:
+            raise CheckpointError(
+                f"{prior}: this prior was fitted to another version of the model (checkpoint SHA-256 "
+                f"{fitted_to[:12]}..., this one {this[:12]}...); fit it again with 'nesf fit-prior'"
+            )
         return loaded
 
     def sample_crystals(

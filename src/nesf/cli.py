@@ -692,6 +692,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
     card = {
         "model": str(args.model),
+        "model_sha256": model.info.get("sha256"),
         "data": str(args.data),
         "n_crystals": len(crystals),
         "seed": args.seed,
@@ -756,8 +757,15 @@ def cmd_generation_metrics(args: argparse.Namespace) -> int:
     _check_outputs(args, folder=False)
     generated = read_crystals(args.generated)
     reference = read_crystals(args.reference)
+    jobs = _set_threads(args.jobs)
     m = generation_metrics(
-        generated, reference, args.preset, n_property=args.n_property, seed=args.seed, progress=not args.quiet
+        generated,
+        reference,
+        args.preset,
+        n_property=args.n_property,
+        seed=args.seed,
+        progress=not args.quiet,
+        jobs=jobs,
     )
     labels = (
         ("n_generated", "generated crystals", "{:d}"),
@@ -1111,6 +1119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("perov_5", "carbon_24", "mp_20"), default="perov_5")
     p.add_argument("--n-property", type=int, default=1000, help="valid crystals for the distances (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of that choice (default 0)")
+    p.add_argument(
+        "--jobs",
+        type=_non_negative_int,
+        default=None,
+        help="processes for the fingerprints (default or 0: the cores not already busy)",
+    )
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
     p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
