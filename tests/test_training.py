@@ -56,6 +56,19 @@ def test_training_is_deterministic_and_learns(tmp_path, tiny, frame, norm, act):
     assert not torch.equal(params_of(r3.model)["encoder.head.0.weight"], params_of(r1.model)["encoder.head.0.weight"])
 
 
+def test_label_smoothing_is_applied_to_the_species_loss_and_checked(tmp_path, tiny):
+    from nesf.models.config import TrainConfig
+
+    train, val = tiny
+    m, t = small_configs()
+    plain = Trainer(train, val, tmp_path / "a", m, t, seed=3, progress=False).run(epochs=1).history[-1]
+    smooth_cfg = replace(t, label_smoothing=0.2)
+    smooth = Trainer(train, val, tmp_path / "b", m, smooth_cfg, seed=3, progress=False).run(epochs=1).history[-1]
+    assert smooth["train_species"] != plain["train_species"]
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+
+
 def test_origin_shift_augmentation_is_seeded_and_needs_the_periodic_frame(tmp_path, tiny):
     train, val = tiny
     m, t = small_configs()

@@ -159,6 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "origin_shift": args.shift_origins,
         "w_kl": args.kl_weight,
+        "label_smoothing": args.label_smoothing,
     }
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
@@ -900,6 +901,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--vae", action="store_true", help="a variational autoencoder (latent mean and variance)")
     p.add_argument("--kl-weight", type=float, default=None, help="weight of the VAE's KL term (default 0.001)")
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=None,
+        help="smooth the species targets by this share (e.g. 0.1; default 0: plain cross-entropy)",
+    )
     p.add_argument(
         "--latent-every-layer",
         action="store_true",

@@ -116,6 +116,9 @@ class TrainConfig:
         species_jitter: its jitter, Angstrom.
         species_per_atom: species points kept per atom per step (0: the whole grid).
         w_position, w_species, w_length, w_angle, w_kl: loss weights.
+        label_smoothing: species cross-entropy against targets smoothed by this share spread over
+            all classes (0: the plain cross-entropy, as published); a guard against the species
+            field's overfitting.
         normalize_lattice: standardise lattice lengths and angles in the loss (else Angstrom, radians).
         grad_clip: clip the gradient norm (0: off).
         origin_shift: periodic frame: move each training crystal's origin by a random fraction of
@@ -147,6 +150,7 @@ class TrainConfig:
     w_length: float = 1.0
     w_angle: float = 1.0
     w_kl: float = 0.001
+    label_smoothing: float = 0.0
     normalize_lattice: bool = False
     grad_clip: float = 0.0
     origin_shift: bool = False
@@ -154,6 +158,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("step", "cosine"):
             raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def learning_rate(self, progress: float, epoch: int) -> float:
         """Learning rate at ``progress`` (0 to 1, fraction of the run done) in epoch ``epoch`` (0-based)."""

@@ -36,7 +36,7 @@ class NeSFObjective(nn.Module):
         loss_pos = F.mse_loss(pos, samples.pos_target)
         spec_lat = model.species_decoder.latent_part(z)
         logits = model.species_field(spec_lat, samples.spec_points, samples.spec_index, inverse)
-        loss_spec = F.cross_entropy(logits, samples.spec_target)
+        loss_spec = F.cross_entropy(logits, samples.spec_target, label_smoothing=cfg.label_smoothing)
         lat_pred = model.lattice_normalized(z)
         lat_true = model.normalize_lattice(batch.lattice_params)
         loss_len = F.mse_loss(lat_pred[:, :3], lat_true[:, :3])
