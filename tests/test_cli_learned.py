@@ -55,6 +55,19 @@ def test_evaluate_resettle_reports_every_copy(trained, tmp_path):
         assert block["position_error_actual"] == pytest.approx(result["position_error_actual"], abs=1e-3)
 
 
+def test_evaluate_breakdown_by_crystal_system_and_atom_count(trained, tmp_path, capsys):
+    model, data = trained
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--model", str(model), str(data), "--json", str(out), "--quiet", "--jobs", "1", "--breakdown"]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    for name in ("by_crystal_system", "by_atom_count"):
+        assert sum(g["n_structures"] for g in result[name].values()) == result["n_structures"]
+        assert all("match_rate_pct" in g for g in result[name].values())
+    printed = capsys.readouterr().out
+    assert "crystal system" in printed and "atoms per cell" in printed
+
+
 def test_reconstruct_writes_cifs_and_extxyz(trained, tmp_path):
     model, data = trained
     out = tmp_path / "rec"

@@ -197,3 +197,26 @@ def test_match_parallel_equals_serial(classic):
         if s is not None:
             assert p == pytest.approx(s, abs=1e-12)
     assert match_metrics(true, pred, n_jobs=1) == pytest.approx(match_metrics(true, pred, n_jobs=2))
+
+
+def test_breakdown_by_crystal_system_and_atom_count():
+    from nesf.data.examples import demo_crystals
+    from nesf.metrics.breakdown import atom_bucket, breakdown, format_breakdown
+    from nesf.metrics.verdicts import make_verdicts
+
+    assert [atom_bucket(n) for n in (1, 4, 5, 20, 21, 300)] == ["1-4", "1-4", "5-8", "17-20", "21+", "21+"]
+    true = demo_crystals(("NaCl-rocksalt", "ZnO-wurtzite", "TiO2-rutile", "Cu-fcc"))
+    empty = Crystal(true[3].lattice, np.zeros((0, 3)), [], true[3].id)
+    pred = [*true[:3], empty]  # the last one comes back with no atom
+    verdicts = make_verdicts(true, pred, [0.0, 0.0, 0.0, None], [[] for _ in true])
+    parts = breakdown(true, pred, verdicts, "periodic")
+    systems = parts["by_crystal_system"]
+    assert list(systems) == ["tetragonal", "hexagonal", "cubic"]  # International Tables order
+    assert systems["cubic"]["n_structures"] == 2 and systems["cubic"]["match_rate_pct"] == 50.0
+    assert systems["cubic"]["atom_count_error_pct"] == 50.0
+    assert systems["hexagonal"]["match_rate_pct"] == 100.0 and systems["hexagonal"]["rmse"] == 0.0
+    assert sum(g["n_structures"] for g in parts["by_atom_count"].values()) == 4
+    text = format_breakdown(parts)
+    assert "crystal system" in text and "atoms per cell" in text and "hexagonal" in text
+    with pytest.raises(ValueError, match="one reconstruction"):
+        breakdown(true, pred[:2], verdicts, "periodic")

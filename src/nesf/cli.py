@@ -392,7 +392,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     originals, skipped = _read_inputs([args.data], args.conventional, args.skip_invalid)
     originals, unencodable = _encodable(model, originals, args.skip_invalid)
     skipped += unencodable
-    metrics, _, verdicts = _round_trip(model, model.prepare(originals), args, strict=args.strict)
+    prepared = model.prepare(originals)
+    metrics, pred, verdicts = _round_trip(model, prepared, args, strict=args.strict)
+    parts = {}
+    if args.breakdown:
+        from nesf.metrics.breakdown import breakdown
+
+        parts = breakdown(prepared, pred, verdicts, model.frame)
     setting = getattr(model, "setting", "as_given")
     title = f"{args.model} on {args.data} ({model.frame} frame, {setting} setting)"
     resettled: dict[str, dict] = {}
@@ -405,6 +411,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(format_comparison(columns, title=title))
     else:
         print(format_table(metrics, title=title))
+    if parts:
+        from nesf.metrics.breakdown import format_breakdown
+
+        print()
+        print(format_breakdown(parts))
     print()
     print(format_verdicts(verdicts, limit=25))
     if not args.no_match:
@@ -425,6 +436,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.resettle:
             payload["resettled"] = resettled
             payload["resettle_seed"] = args.seed
+        payload.update(parts)
         payload["structures"] = [v.to_dict() for v in verdicts]
         payload["skipped"] = skipped
         write_json(args.json, payload)
@@ -967,6 +979,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also evaluate equivalent copies of every crystal: origin moved by a random fraction of the "
         "cell, axes permuted (right-handed), the Niggli-reduced cell, and all three; reported beside the "
         "originals (JSON: 'resettled')",
+    )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also report the metrics per crystal system (spglib, 0.1 A) and per atoms-per-cell bucket "
+        "(JSON: 'by_crystal_system', 'by_atom_count')",
     )
     p.set_defaults(func=cmd_evaluate)
 
