@@ -47,6 +47,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "wide_decoder": ({"position_dims": (384,) * 4, "species_dims": (384,) * 2}, {}),
     "more_queries": ({}, {"uniform_per_crystal": 512, "local_grid": 3}),
     "batch_32": ({}, {"batch_size": 32}),
+    "ema_0.999": ({}, {"ema_decay": 0.999}),
+    "label_smoothing_0.1": ({}, {"label_smoothing": 0.1}),
+    "ema_label_smoothing": ({}, {"ema_decay": 0.999, "label_smoothing": 0.1}),
 }
 
 TABLE_HEADER = (

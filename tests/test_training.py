@@ -69,6 +69,30 @@ def test_label_smoothing_is_applied_to_the_species_loss_and_checked(tmp_path, ti
         TrainConfig(label_smoothing=1.0)
 
 
+def test_moving_average_of_weights_is_validated_shipped_and_resumed_exactly(tmp_path, tiny):
+    train, val = tiny
+    m, t = small_configs()
+    t = replace(t, ema_decay=0.9)
+    straight = Trainer(train, val, tmp_path / "s", m, t, seed=0, progress=False)
+    straight.run(epochs=4)
+    ck = load_checkpoint(tmp_path / "s" / "last.pt")
+    raw = ck["training"]["raw_state_dict"]
+    assert_same(raw, params_of(straight.model))
+    name = "encoder.head.0.weight"
+    assert not torch.equal(ck["state_dict"][name], raw[name])  # the shipped weights are the average
+    first = Trainer(train, val, tmp_path / "r", m, t, seed=0, progress=False)
+    first.run(epochs=2)
+    resumed = Trainer(train, val, tmp_path / "r", m, t, seed=0, progress=False)
+    resumed.resume_from(tmp_path / "r" / "last.pt")
+    resumed.run(epochs=4)
+    assert_same(params_of(resumed.model), params_of(straight.model))
+    assert_same(resumed.ema, straight.ema)
+    plain = Trainer(train, val, tmp_path / "p", m, replace(t, ema_decay=0.0), seed=0, progress=False)
+    plain.run(epochs=1)
+    with pytest.raises(ValueError, match="moving average"):
+        Trainer(train, val, tmp_path / "p", m, t, seed=0, progress=False).resume_from(tmp_path / "p" / "last.pt")
+
+
 def test_origin_shift_augmentation_is_seeded_and_needs_the_periodic_frame(tmp_path, tiny):
     train, val = tiny
     m, t = small_configs()

@@ -160,6 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "origin_shift": args.shift_origins,
         "w_kl": args.kl_weight,
         "label_smoothing": args.label_smoothing,
+        "ema_decay": args.ema,
     }
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
@@ -913,6 +914,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--vae", action="store_true", help="a variational autoencoder (latent mean and variance)")
     p.add_argument("--kl-weight", type=float, default=None, help="weight of the VAE's KL term (default 0.001)")
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="validate and ship a moving average of the weights with this decay per step (e.g. 0.999; default: off)",
+    )
     p.add_argument(
         "--label-smoothing",
         type=float,

@@ -116,6 +116,10 @@ class TrainConfig:
         species_jitter: its jitter, Angstrom.
         species_per_atom: species points kept per atom per step (0: the whole grid).
         w_position, w_species, w_length, w_angle, w_kl: loss weights.
+        ema_decay: keep an exponential moving average of the weights with this decay per step
+            (0: off); validation, ``best.pt`` and the weights a checkpoint ships are the
+            average's, the raw weights travel in its training state for ``--resume``. The decay
+            warms up as ``min(ema_decay, (1 + step) / (10 + step))``.
         label_smoothing: species cross-entropy against targets smoothed by this share spread over
             all classes (0: the plain cross-entropy, as published); a guard against the species
             field's overfitting.
@@ -151,6 +155,7 @@ class TrainConfig:
     w_angle: float = 1.0
     w_kl: float = 0.001
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
     normalize_lattice: bool = False
     grad_clip: float = 0.0
     origin_shift: bool = False
@@ -158,6 +163,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("step", "cosine"):
             raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

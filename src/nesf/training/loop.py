@@ -223,6 +223,10 @@ class Trainer:
             _ = self.train_data.geometry, self.val_data.geometry
         self.sampler = QuerySampler(train_cfg, self.frame, self.bbox)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_cfg.lr)
+        #: moving average of the floating-point weights (name -> tensor), or None when off
+        self.ema: dict[str, torch.Tensor] | None = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()} if train_cfg.ema_decay > 0 else None
+        )
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -274,7 +278,7 @@ class Trainer:
             "vocab": self.vocab.to_dict(),
             "frame": self.frame.name,
             "bbox": None if self.bbox is None else self.bbox.tolist(),
-            "state_dict": self.model.state_dict(),
+            "state_dict": self.ema if self.ema is not None else self.model.state_dict(),
             "seed": self.seed,
             "trained_numbers": self.trained_numbers,
             "domain": self.domain.to_dict(),
@@ -341,14 +345,41 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self._update_ema()
         out = {k: float(v) for k, v in terms.items()}
         out["loss"] = float(loss.detach())
         out["queries"] = float(samples.pos_points.shape[0] + samples.spec_points.shape[0])
         return out
 
     @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the weights' average towards the current weights (buffers are copied)."""
+        decay = min(self.cfg.ema_decay, (1.0 + self.global_step) / (10.0 + self.global_step))
+        for name, value in self.model.state_dict().items():
+            avg = self.ema[name]
+            if avg.is_floating_point():
+                avg.mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+            else:
+                avg.copy_(value)
+
+    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean loss terms over the validation set (fixed sampling seed: comparable across epochs)."""
+        """Mean loss terms over the validation set (fixed sampling seed: comparable across epochs).
+
+        With a moving average of the weights, the average is what is validated.
+        """
+        if self.ema is not None:
+            raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.ema)
+            try:
+                return self._validate()
+            finally:
+                self.model.load_state_dict(raw)
+        return self._validate()
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
         self.objective.eval()
         n = len(self.val_data)
         sums: dict[str, float] = {}
@@ -505,7 +536,7 @@ def overfitting_warning(history: Sequence[dict], patience: int = 3) -> str | Non
 
 def training_state(trainer) -> dict:  # noqa: ANN001 - any trainer with the attributes below
     """Optimiser and loop counters of a trainer: the ``"training"`` part of a checkpoint."""
-    return {
+    state = {
         "optimizer": trainer.optimizer.state_dict(),
         "epoch": trainer.epoch,
         "step_in_epoch": trainer.step_in_epoch,
@@ -513,12 +544,23 @@ def training_state(trainer) -> dict:  # noqa: ANN001 - any trainer with the attr
         "best_val": trainer.best_val,
         "elapsed": trainer.elapsed,
     }
+    if getattr(trainer, "ema", None) is not None:  # the checkpoint's weights are the average; these the raw ones
+        state["raw_state_dict"] = trainer.model.state_dict()
+    return state
 
 
 def restore_training_state(trainer, ck: dict) -> None:  # noqa: ANN001
     """Load weights, optimiser, loop counters and history of checkpoint ``ck`` into ``trainer``."""
-    trainer.model.load_state_dict(ck["state_dict"])
     tr = ck["training"]
+    if getattr(trainer, "ema", None) is not None:
+        if "raw_state_dict" not in tr:
+            raise ValueError(
+                "this checkpoint was trained without a moving average of the weights; cannot resume with one"
+            )
+        trainer.model.load_state_dict(tr["raw_state_dict"])
+        trainer.ema = {k: v.detach().clone() for k, v in ck["state_dict"].items()}
+    else:  # raw weights where the run kept an average too
+        trainer.model.load_state_dict(tr.get("raw_state_dict", ck["state_dict"]))
     trainer.optimizer.load_state_dict(tr["optimizer"])
     trainer.epoch = int(tr["epoch"])
     trainer.step_in_epoch = int(tr["step_in_epoch"])
