@@ -47,6 +47,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "wide_decoder": ({"position_dims": (384,) * 4, "species_dims": (384,) * 2}, {}),
     "more_queries": ({}, {"uniform_per_crystal": 512, "local_grid": 3}),
     "batch_32": ({}, {"batch_size": 32}),
+    "tokens_8": ({"latent_tokens": 8}, {}),
+    "tokens_8_every_layer": ({"latent_tokens": 8, "latent_every_layer": True}, {}),
     "ema_0.999": ({}, {"ema_decay": 0.999}),
     "label_smoothing_0.1": ({}, {"label_smoothing": 0.1}),
     "ema_label_smoothing": ({}, {"ema_decay": 0.999, "label_smoothing": 0.1}),

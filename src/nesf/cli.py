@@ -148,6 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_cfg = replace(model_cfg, structure_factors=True)
     if args.latent_every_layer:
         model_cfg = replace(model_cfg, latent_every_layer=True)
+    if args.latent_tokens:
+        model_cfg = replace(model_cfg, latent_tokens=args.latent_tokens)
     if args.vae:
         model_cfg = replace(model_cfg, vae=True)
     if args.shift_origins and args.setting is None:
@@ -173,8 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set = kept
     if args.resume and args.init:
         raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
-    if args.init and (args.structure_factors or args.vae):
-        flag = "--structure-factors" if args.structure_factors else "--vae"
+    if args.init and (args.structure_factors or args.vae or args.latent_tokens):
+        flag = "--structure-factors" if args.structure_factors else "--vae" if args.vae else "--latent-tokens"
         raise ValueError(f"--init: the architecture is the initial model's; {flag} cannot change it")
     if args.init and args.model != "voxel":
         from nesf.api import resolve_model_path
@@ -914,6 +916,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--vae", action="store_true", help="a variational autoencoder (latent mean and variance)")
     p.add_argument("--kl-weight", type=float, default=None, help="weight of the VAE's KL term (default 0.001)")
+    p.add_argument(
+        "--latent-tokens",
+        type=_non_negative_int,
+        default=0,
+        metavar="M",
+        help="split the latent code into M tokens that the encoder fills by attention over the atoms and "
+        "every decoder query attends to (M must divide the latent size; default 0: one global code)",
+    )
     p.add_argument(
         "--ema",
         type=float,

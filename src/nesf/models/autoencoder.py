@@ -51,6 +51,8 @@ class NeSFModel(nn.Module):
             "act": cfg.activation,
             "residual": cfg.residual,
             "latent_every_layer": cfg.latent_every_layer,
+            "tokens": cfg.latent_tokens,
+            "attention_dim": cfg.token_attention_dim,
         }
         self.position_decoder = QueryConditionedMLP(cfg.latent_dim, qdim, cfg.position_dims, 3, **kw)
         self.species_decoder = QueryConditionedMLP(cfg.latent_dim, qdim, cfg.species_dims, n_species, **kw)

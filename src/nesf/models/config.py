@@ -46,6 +46,13 @@ class ModelConfig:
         latent_every_layer: add a latent-dependent shift ``U_l z`` to every hidden layer of the
             field decoders (computed once per crystal; zero at initialisation), not only to the
             first layer as published.
+        latent_tokens: split the latent code into this many tokens of ``latent_dim /
+            latent_tokens`` numbers (0: one global code, as published). The encoder then pools
+            the atoms into the tokens by cross-attention from learned queries (masked softmax
+            over atoms: permutation invariant), and every query of the field decoders attends
+            to its crystal's tokens; the attention's output joins the latent's first-layer
+            contribution. The code stays one vector ``[B, latent_dim]`` for every API.
+        token_attention_dim: width of the keys and values of that attention.
     """
 
     frame: str = "periodic"
@@ -70,6 +77,8 @@ class ModelConfig:
     setting: str = "as_given"
     canonical_origin: str = "rarest"
     latent_every_layer: bool = False
+    latent_tokens: int = 0
+    token_attention_dim: int = 32
 
     def __post_init__(self) -> None:
         if self.frame not in ("paper", "periodic"):
@@ -84,6 +93,12 @@ class ModelConfig:
             raise ValueError(f"canonical_origin must be 'rarest' or 'roomiest', got {self.canonical_origin!r}")
         if self.setting == "canonical" and self.frame != "periodic":
             raise ValueError("the canonical setting needs the periodic frame (the paper frame is not periodic)")
+        if self.latent_tokens < 0 or (self.latent_tokens and self.latent_dim % self.latent_tokens):
+            raise ValueError(
+                f"latent_tokens must be 0 or divide latent_dim ({self.latent_dim}), got {self.latent_tokens}"
+            )
+        if self.token_attention_dim < 1:
+            raise ValueError(f"token_attention_dim must be positive, got {self.token_attention_dim}")
         if self.query_encoding not in ("pe", "raw"):
             raise ValueError(f"query_encoding must be 'pe' or 'raw', got {self.query_encoding!r}")
         for name in ("encoder_atom_dims", "encoder_shared_dims", "encoder_head_dims", "position_dims", "species_dims"):

@@ -58,6 +58,11 @@ class PointNetEncoder(nn.Module):
 
     Shapes: ``cart`` ``[B, N, 3]`` (Angstrom), ``frac`` ``[B, N, 3]``, ``species`` ``[B, N]``,
     ``mask`` ``[B, N]``, ``lattice`` ``[B, 6]`` normalised -> ``[B, D]`` (and ``[B, D]`` log-variance).
+
+    With ``latent_tokens`` = M, the code is M tokens of D / M numbers (flattened to ``[B, D]``):
+    M learned queries attend over the atoms' shared features (masked softmax over atoms), and
+    one head maps each token's pooled features, its query and the crystal's max-pooled
+    features and lattice to the token.
     """
 
     def __init__(self, cfg: ModelConfig, n_species: int) -> None:
@@ -81,7 +86,26 @@ class PointNetEncoder(nn.Module):
             self.sf = StructureFactorPool(n_species, cfg.structure_factor_h, cfg.structure_factor_channels)
             extra = self.sf.out_dim
         head_in = cfg.encoder_shared_dims[-1] + 6 + extra
+        self.tokens = cfg.latent_tokens
+        if self.tokens:
+            # M learned queries pool the atoms by attention; one shared head per token maps its pooled
+            # features, its query and the crystal's global features to its slice of the code
+            a_dim = cfg.token_attention_dim
+            self.token_queries = nn.Parameter(torch.randn(self.tokens, a_dim) / math.sqrt(a_dim))
+            self.atom_kv = nn.Linear(cfg.encoder_shared_dims[-1], 2 * a_dim)
+            head_in += 2 * a_dim
+            out //= self.tokens
         self.head = mlp((head_in, *cfg.encoder_head_dims, out), cfg.activation, last_act=False)
+
+    def _token_features(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention pooling of per-atom features ``[B, N, F]`` into ``[B, M, 2A]`` (pooled values, queries)."""
+        a_dim = self.cfg.token_attention_dim
+        keys, values = self.atom_kv(h).split(a_dim, dim=-1)  # [B, N, A] each
+        logits = torch.einsum("ma,bna->bmn", self.token_queries, keys) / math.sqrt(a_dim)
+        weights = torch.softmax(logits.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)  # over atoms
+        pooled = torch.bmm(weights, values)  # [B, M, A]
+        queries = self.token_queries.unsqueeze(0).expand(h.shape[0], -1, -1)
+        return torch.cat([pooled, queries], dim=-1)
 
     def forward(
         self,
@@ -98,10 +122,20 @@ class PointNetEncoder(nn.Module):
             pos = cart / self.cfg.pe_scale
         onehot = nn.functional.one_hot(species.clamp(min=0), self.n_species).to(cart.dtype)
         h = torch.cat([self.pos_mlp(pos), self.spec_mlp(onehot)], dim=-1)
-        h = self.shared(h)  # [B, N, F]
-        h = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        atoms = self.shared(h)  # [B, N, F]
+        h = atoms.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
         parts = [h, lattice] if self.sf is None else [h, lattice, self.sf(frac, species, mask)]
-        out = self.head(torch.cat(parts, dim=-1))
+        glob = torch.cat(parts, dim=-1)  # [B, G]
+        if self.tokens:
+            per_token = self._token_features(atoms, mask)  # [B, M, 2A]
+            glob = glob.unsqueeze(1).expand(-1, self.tokens, -1)
+            out = self.head(torch.cat([per_token, glob], dim=-1))  # [B, M, D / M] (x 2 for a VAE)
+            if self.cfg.vae:
+                mu, raw = out.chunk(2, dim=-1)
+                logvar = torch.log(nn.functional.softplus(raw) + 1e-6)
+                return mu.flatten(1), logvar.flatten(1)
+            return out.flatten(1), None
+        out = self.head(glob)
         if self.cfg.vae:
             mu, raw = out.chunk(2, dim=-1)
             logvar = torch.log(nn.functional.softplus(raw) + 1e-6)

@@ -81,10 +81,20 @@ class QueryConditionedMLP(nn.Module):
         act: str = "relu",
         residual: bool = False,
         latent_every_layer: bool = False,
+        tokens: int = 0,
+        attention_dim: int = 32,
     ) -> None:
         super().__init__()
         self.dims = tuple(dims)
         self.latent_in = nn.Linear(latent_dim, self.dims[0], bias=False)
+        #: Latent tokens: each query attends to its crystal's ``tokens`` slices of the code.
+        self.tokens = tokens
+        self.attention_dim = attention_dim
+        if tokens:
+            width = latent_dim // tokens
+            self.token_kv = nn.Linear(width, 2 * attention_dim, bias=False)  # keys and values, once per crystal
+            self.query_q = nn.Linear(query_dim, attention_dim, bias=False)
+            self.token_out = nn.Linear(attention_dim, self.dims[0], bias=False)
         #: Per-layer latent shifts of hidden layers 2.. (zero at initialisation: the network
         #: starts as the published design and learns how much to use them).
         self.latent_shift: nn.Linear | None = None
@@ -102,21 +112,40 @@ class QueryConditionedMLP(nn.Module):
         self.out = nn.Linear(self.dims[-1], out_dim)
 
     def latent_part(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-crystal contribution to the layers: ``[B, D] -> [B, H1]``, or ``[B, H1 + ... + HL]``.
+        """Per-crystal contribution to the layers: ``[B, D] -> [B, H1]``, or longer.
 
-        The longer form when the latent reaches every layer.
+        ``[B, H1 + ... + HL]`` when the latent reaches every layer; with latent tokens the
+        ``M`` tokens' keys and values ``[B, 2 M A]`` follow.
         """
-        if self.latent_shift is None:
-            return self.latent_in(z)
-        return torch.cat([self.latent_in(z), self.latent_shift(z)], dim=-1)
+        parts = [self.latent_in(z)]
+        if self.latent_shift is not None:
+            parts.append(self.latent_shift(z))
+        if self.tokens:
+            parts.append(self.token_kv(z.view(z.shape[0], self.tokens, -1)).flatten(1))  # [B, M * 2A]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def _attend(self, kv: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Each query's attention over its crystal's tokens.
+
+        ``kv`` ``[T, M * 2A]`` (keys and values of the query's crystal), ``query`` ``[T, F]`` -> ``[T, H1]``.
+        """
+        kv = kv.view(kv.shape[0], self.tokens, 2 * self.attention_dim)
+        keys, values = kv[..., : self.attention_dim], kv[..., self.attention_dim :]
+        q = self.query_q(query).unsqueeze(-1)  # [T, A, 1]
+        weights = torch.softmax(torch.bmm(keys, q).squeeze(-1) / math.sqrt(self.attention_dim), dim=-1)  # [T, M]
+        return self.token_out(torch.bmm(weights.unsqueeze(1), values).squeeze(1))
 
     def forward(self, latent_part: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Field values ``[T, out_dim]`` at queries ``[T, F]`` of crystals ``index`` ``[T]``."""
-        per_query = latent_part.index_select(0, index)  # [T, H1] or [T, H1 + ... + HL]
+        per_query = latent_part.index_select(0, index)  # [T, H1], [T, H1 + ... + HL], + [T, M * 2A]
         offsets = [0]
         for d in self.dims:
             offsets.append(offsets[-1] + d)
         pre = self.query_in[0](query).add_(per_query[:, : self.dims[0]])
+        if self.tokens:
+            pre = pre.add_(
+                self._attend(per_query[:, per_query.shape[1] - 2 * self.tokens * self.attention_dim :], query)
+            )
         h = self.act(self.norms[0](pre))
         for i, layer in enumerate(self.hidden):
             pre = self.query_in[i + 1](query).addmm_(h, layer.weight.t())
