@@ -53,6 +53,26 @@ def summary(name: str, data: str, metrics: dict) -> str:
     )
 
 
+def prior_lines(name: str, model) -> list[str]:  # noqa: ANN001
+    """The model card's paragraph on the latent prior shipped with it (none: nothing)."""
+    from nesf.api import shipped_prior_path
+    from nesf.generation.prior import load_prior
+
+    path = shipped_prior_path(model.info.get("source"))
+    if path is None:
+        return []
+    prior, ck = load_prior(path)
+    card = ck.get("model_card") or {}
+    model.prior(path)  # refuses a prior fitted to another version of the model
+    return [
+        "",
+        f"Latent prior (`weights/priors/{name}.pt`, {path.stat().st_size / 1e6:.1f} MB): flow matching over "
+        f"{prior.cfg.components} principal components of the codes of {card.get('n_crystals')} training crystals "
+        f"({card.get('epochs')} epochs, final loss {card.get('final_loss', float('nan')):.4f}); "
+        f"`nesf sample --model {name} --n N --out DIR`. Command: `{card.get('command', '')}`.",
+    ]
+
+
 def write_cards() -> None:
     """docs/MODEL_CARDS.md from the cards stored in the shipped weights."""
     sys.path.insert(0, str(REPO / "src"))
@@ -109,6 +129,7 @@ def write_cards() -> None:
                     f"| {names.get(kind, kind)} | {fmt(m.get('atom_count_error_pct'), '{:.2f}')} | "
                     f"{fmt(m.get('match_rate_pct'), '{:.2f}')} |"
                 )
+        lines += prior_lines(name, model)
         for note in card.get("notes", []):
             lines += ["", note]
         lines.append("")

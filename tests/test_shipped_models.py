@@ -67,3 +67,18 @@ def test_shipped_models_do_not_care_how_a_cell_is_set(name):
         back = model.reconstruct_crystals(prepared)
         verdicts[kind] = [r is not None for r in match_rmse(prepared, back, n_jobs=1)]
     assert verdicts["shifted"] == verdicts["given"] and verdicts["axes"] == verdicts["given"]
+
+
+@pytest.mark.parametrize("name", ["carbon_24"])
+def test_shipped_models_carry_their_latent_prior(name, tmp_path):
+    from nesf.api import shipped_prior_path
+    from nesf.cli import main
+
+    model = NeSF.load(name)
+    path = shipped_prior_path(model.info["source"])
+    assert path is not None and path.name == f"{name}.pt"
+    model.prior()  # fitted to this very model (vocabulary, latent size and checkpoint SHA-256 agree)
+    out = tmp_path / "samples"
+    assert main(["sample", "--model", name, "--n", "3", "--out", str(out), "--quiet", "--grid", "0"]) == 0
+    summary = (out / "summary.json").read_text()
+    assert f"weights/priors/{name}.pt" in summary and '"n_requested": 3' in summary

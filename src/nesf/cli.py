@@ -724,6 +724,18 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prior_description(model, prior: str | None) -> str:  # noqa: ANN001
+    """Which prior ``nesf sample`` drew from, in words."""
+    from nesf.api import shipped_prior_path
+
+    if prior:
+        return str(prior)
+    shipped = shipped_prior_path(model.info.get("source"))
+    if shipped is not None:
+        return f"shipped with the model (weights/priors/{shipped.name})"
+    return "N(0, I) (a VAE's prior)"
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     """New crystals from the latent space: codes drawn from a prior, decoded, written as CIFs and extxyz."""
     from nesf.io.writers import staged_folder, write_json
@@ -747,7 +759,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             tmp / "summary.json",
             {
                 "model": str(args.model),
-                "prior": str(args.prior) if args.prior else "shipped with the model (or N(0, I) for a VAE)",
+                "prior": _prior_description(model, args.prior),
                 "seed": args.seed,
                 "temperature": args.temperature,
                 "n_requested": args.n,
