@@ -7,7 +7,14 @@ field back into atoms.
 
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+# spglib's C library prints a line to stderr whenever a symmetry search at some tolerance fails
+# ("ssm_get_exact_positions failed"); nesf handles those failures itself, so keep the output
+# readable unless the user asks for them (SPGLIB_WARNING=ON).
+os.environ.setdefault("SPGLIB_WARNING", "OFF")
 
 from nesf.data.crystal import Crystal  # noqa: E402
 from nesf.data.readers import read_crystals  # noqa: E402
