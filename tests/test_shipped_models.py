@@ -69,7 +69,7 @@ def test_shipped_models_do_not_care_how_a_cell_is_set(name):
     assert verdicts["shifted"] == verdicts["given"] and verdicts["axes"] == verdicts["given"]
 
 
-@pytest.mark.parametrize("name", ["carbon_24"])
+@pytest.mark.parametrize("name", ["carbon_24", "perov_5"])
 def test_shipped_models_carry_their_latent_prior(name, tmp_path):
     from nesf.api import shipped_prior_path
     from nesf.cli import main
