@@ -15,6 +15,7 @@ from nesf.data.crystal import Crystal
 from nesf.data.domain import CRYSTAL_SYSTEMS, crystal_system
 from nesf.fields.frame import Frame
 from nesf.metrics.paper import paper_metrics
+from nesf.metrics.report import _format_value
 from nesf.metrics.verdicts import StructureVerdict
 
 #: Upper ends of the atoms-per-cell buckets (the last one is open).
@@ -91,18 +92,12 @@ def breakdown(
 
 def format_breakdown(parts: dict[str, dict[str, dict]]) -> str:
     """The breakdown as two text tables (one row per group)."""
-
-    def cell(value, fmt: str) -> str:  # noqa: ANN001
-        if value is None or (isinstance(value, float) and value != value):
-            return "n/a"
-        return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(float(value))
-
     lines: list[str] = []
     for name, title in (("by_crystal_system", "crystal system"), ("by_atom_count", "atoms per cell")):
         groups = parts.get(name) or {}
         if not groups:
             continue
-        rows = [[label, *(cell(m.get(k), fmt) for k, _, fmt in COLUMNS)] for label, m in groups.items()]
+        rows = [[label, *(_format_value(m.get(k), fmt) for k, _, fmt in COLUMNS)] for label, m in groups.items()]
         header = [title, *(label for _, label, _ in COLUMNS)]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         if lines:
