@@ -29,8 +29,8 @@ ANGLE_SLACK_DEG = 1.0
 SYMPREC = 0.1
 
 
-def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
-    """Crystal system of a crystal (spglib, ``symprec`` in Angstrom); ``"unknown"`` if spglib fails."""
+def symmetry_dataset(crystal: Crystal, symprec: float = SYMPREC):  # noqa: ANN201
+    """The spglib symmetry dataset of a crystal at ``symprec`` (Angstrom), or None where spglib finds none."""
     import warnings
 
     import spglib
@@ -39,9 +39,14 @@ def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error handling
-            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+            return spglib.get_symmetry_dataset(cell, symprec=symprec)
     except Exception:  # spglib raises on degenerate cells
-        return "unknown"
+        return None
+
+
+def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
+    """Crystal system of a crystal (spglib, ``symprec`` in Angstrom); ``"unknown"`` if spglib fails."""
+    dataset = symmetry_dataset(crystal, symprec)
     if dataset is None:
         return "unknown"
     number = int(dataset.number if hasattr(dataset, "number") else dataset["number"])

@@ -15,7 +15,7 @@ from nesf.data.crystal import Crystal
 from nesf.data.domain import CRYSTAL_SYSTEMS, crystal_system
 from nesf.fields.frame import Frame
 from nesf.metrics.paper import paper_metrics
-from nesf.metrics.report import _format_value
+from nesf.metrics.report import format_value
 from nesf.metrics.verdicts import StructureVerdict
 
 #: Upper ends of the atoms-per-cell buckets (the last one is open).
@@ -97,7 +97,7 @@ def format_breakdown(parts: dict[str, dict[str, dict]]) -> str:
         groups = parts.get(name) or {}
         if not groups:
             continue
-        rows = [[label, *(_format_value(m.get(k), fmt) for k, _, fmt in COLUMNS)] for label, m in groups.items()]
+        rows = [[label, *(format_value(m.get(k), fmt) for k, _, fmt in COLUMNS)] for label, m in groups.items()]
         header = [title, *(label for _, label, _ in COLUMNS)]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         if lines:

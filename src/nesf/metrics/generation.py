@@ -100,11 +100,14 @@ def _fingerprint(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
         warnings.simplefilter("ignore")
         try:
             s = crystal.to_pymatgen()
+        except Exception:  # a degenerate generated cell: no fingerprints
+            return np.full(61, np.nan), np.full(132, np.nan)
+        try:
             struct = np.mean([site_fp.featurize(s, i) for i in range(len(s))], axis=0)
         except Exception:  # degenerate generated cells: no fingerprint
             struct = np.full(61, np.nan)
         try:
-            comp = np.asarray(comp_fp.featurize(crystal.to_pymatgen().composition), dtype=float)
+            comp = np.asarray(comp_fp.featurize(s.composition), dtype=float)
         except Exception:
             comp = np.full(132, np.nan)
     return struct, comp

@@ -42,7 +42,7 @@ def evaluate_reconstruction(
     return out
 
 
-def _format_value(value, fmt: str) -> str:  # noqa: ANN001
+def format_value(value, fmt: str) -> str:  # noqa: ANN001
     """One metric as text ("n/a" for None and NaN)."""
     if value is None or (isinstance(value, float) and value != value):
         return "n/a"
@@ -51,7 +51,7 @@ def _format_value(value, fmt: str) -> str:  # noqa: ANN001
 
 def format_table(metrics: dict, title: str | None = None) -> str:
     """Two-column text table of the metrics present in ``metrics``."""
-    rows = [(label, _format_value(metrics[key], fmt)) for key, label, fmt in TABLE_ROWS if key in metrics]
+    rows = [(label, format_value(metrics[key], fmt)) for key, label, fmt in TABLE_ROWS if key in metrics]
     width = max(len(label) for label, _ in rows)
     lines = [title, "-" * len(title)] if title else []
     lines += [f"{label:<{width}}  {text:>10}" for label, text in rows]
@@ -65,7 +65,7 @@ def format_comparison(columns: dict[str, dict], title: str | None = None) -> str
     for key, label, fmt in TABLE_ROWS:
         if not all(key in m for m in columns.values()):
             continue
-        rows.append((label, [_format_value(columns[name][key], fmt) for name in names]))
+        rows.append((label, [format_value(columns[name][key], fmt) for name in names]))
     width = max(len(label) for label, _ in rows)
     col = [max(len(n), *(len(r[1][i]) for r in rows)) for i, n in enumerate(names)]
     lines = [title, "-" * len(title)] if title else []

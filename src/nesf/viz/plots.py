@@ -251,12 +251,9 @@ def plot_strip(crystals: Sequence[Crystal], path: str | Path, title: str = "") -
 
 def _space_group(crystal: Crystal, symprec: float = 0.1) -> str:
     """Hermann-Mauguin symbol of ``crystal`` at ``symprec`` (A), or '?' where spglib finds none."""
-    import spglib
+    from nesf.data.domain import symmetry_dataset
 
-    try:
-        data = spglib.get_symmetry_dataset((crystal.lattice, crystal.frac, crystal.numbers), symprec=symprec)
-    except Exception:  # degenerate cells
-        return "?"
+    data = symmetry_dataset(crystal, symprec)
     return data.international if data is not None else "?"
 
 
