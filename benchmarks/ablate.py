@@ -35,24 +35,7 @@ from nesf.data.setting import resettle
 from nesf.metrics.report import evaluate_reconstruction
 from nesf.models.config import get_preset
 from nesf.training.loop import Trainer
-
-#: name -> (ModelConfig changes, TrainConfig changes) on top of the default preset.
-VARIANTS: dict[str, tuple[dict, dict]] = {
-    "default": ({}, {}),
-    "as_given": ({"setting": "as_given"}, {}),
-    "as_given_shift": ({"setting": "as_given"}, {"origin_shift": True}),
-    "latent_every_layer": ({"latent_every_layer": True}, {}),
-    "latent_every_layer_lr2e-3": ({"latent_every_layer": True}, {"lr": 2e-3}),
-    "structure_factors": ({"structure_factors": True}, {}),
-    "wide_decoder": ({"position_dims": (384,) * 4, "species_dims": (384,) * 2}, {}),
-    "more_queries": ({}, {"uniform_per_crystal": 512, "local_grid": 3}),
-    "batch_32": ({}, {"batch_size": 32}),
-    "tokens_8": ({"latent_tokens": 8}, {}),
-    "tokens_8_every_layer": ({"latent_tokens": 8, "latent_every_layer": True}, {}),
-    "ema_0.999": ({}, {"ema_decay": 0.999}),
-    "label_smoothing_0.1": ({}, {"label_smoothing": 0.1}),
-    "ema_label_smoothing": ({}, {"ema_decay": 0.999, "label_smoothing": 0.1}),
-}
+from variants import VARIANTS
 
 TABLE_HEADER = (
     "| variant | data | min | steps | s/step | params | latent | count err % | pos act / det A | "

@@ -13,6 +13,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
     from pymatgen.core import Structure
 
+#: ``info`` keys that describe a crystal's exact coordinates (its prepared setting, say) and so are
+#: not carried over to a copy in another cell or origin.
+SETTING_INFO_KEYS = ("prepared",)
+
+
+def carried_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``info`` for a crystal derived from another by a change of cell or origin."""
+    return {k: v for k, v in info.items() if k not in SETTING_INFO_KEYS}
+
+
 #: Smallest cell volume (A^3) accepted as a real lattice.
 MIN_CELL_VOLUME = 1e-3
 
@@ -206,13 +216,13 @@ class Crystal:
         frac = self.frac % 1.0
         frac[frac >= 1.0 - 1e-12] = 0.0
         lattice = params_to_lattice(self.lattice_params)
-        return Crystal(lattice, frac @ lattice, self.numbers.copy(), self.id, dict(self.info))
+        return Crystal(lattice, frac @ lattice, self.numbers.copy(), self.id, carried_info(self.info))
 
     def wrapped(self) -> Crystal:
         """Copy with every atom wrapped into the cell (fractional coordinates in [0, 1))."""
         frac = self.frac % 1.0
         frac[frac >= 1.0 - 1e-12] = 0.0
-        return Crystal(self.lattice.copy(), frac @ self.lattice, self.numbers.copy(), self.id, dict(self.info))
+        return Crystal(self.lattice.copy(), frac @ self.lattice, self.numbers.copy(), self.id, carried_info(self.info))
 
 
 def nearest_neighbours(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:

@@ -88,7 +88,7 @@ class Domain:
             elements.update({int(z) for z in c.numbers})
         params = np.stack([c.lattice_params for c in crystals])
         counts = [c.n_atoms for c in crystals]
-        systems = Counter(crystal_system(c) for c in crystals)
+        systems = Counter(c.info.get("crystal_system") or crystal_system(c) for c in crystals)
         return cls(
             elements=dict(sorted(elements.items())),
             atoms=(int(min(counts)), int(max(counts))),

@@ -25,6 +25,7 @@ CSV_SUFFIXES = (".csv",)
 VASP_SUFFIXES = (".vasp", ".poscar")
 JSON_SUFFIXES = (".json",)
 ASE_SUFFIXES = (".traj", ".db")
+PREPARED_SUFFIXES = (".pt",)
 #: File names (without suffix) read as VASP structure files.
 VASP_NAMES = ("POSCAR", "CONTCAR")
 
@@ -38,7 +39,8 @@ def read_crystals(
     Args:
         source: an ``.extxyz``/``.xyz`` file, a ``.cif`` file, a VASP file (POSCAR, CONTCAR,
             ``.vasp``), a pymatgen ``Structure`` ``.json``, an ASE ``.traj``/``.db``, a folder
-            of ``.cif`` files, a ``.csv`` file with a ``cif`` column (CDVAE convention), or a
+            of ``.cif`` files, a ``.csv`` file with a ``cif`` column (CDVAE convention), a prepared
+            set ``.pt`` written by ``nesf prepare`` (:mod:`nesf.data.prepared`), or a
             sequence of pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects. Files
             without a known suffix are recognised by their content.
         conventional: convert every crystal to its conventional standard cell (as the
@@ -86,13 +88,18 @@ def _read_path_untagged(path: Path) -> list[Crystal]:
         return read_pymatgen_json(path)
     if suffix in ASE_SUFFIXES:
         return read_ase(path)
+    if suffix in PREPARED_SUFFIXES:
+        from nesf.data.prepared import read_prepared
+
+        return read_prepared(path)
     sniffed = _sniff(path)
     if sniffed is not None:
         return sniffed(path)
     raise CrystalInputError(
         str(path),
         f"unknown file type {suffix or '(no suffix)'!r} and content not recognised (expected CIF, POSCAR/CONTCAR/"
-        ".vasp, pymatgen .json, .extxyz/.xyz, ASE .traj/.db, a CSV with a 'cif' column, or a folder of CIFs)",
+        ".vasp, pymatgen .json, .extxyz/.xyz, ASE .traj/.db, a CSV with a 'cif' column, a folder of CIFs, or a "
+        "prepared set .pt)",
     )
 
 

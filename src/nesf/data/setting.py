@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nesf.data.crystal import Crystal, lattice_to_params, nearest_neighbours, params_to_lattice
+from nesf.data.crystal import Crystal, carried_info, lattice_to_params, nearest_neighbours, params_to_lattice
 
 #: Grid (fractional units) on which coordinates are compared when choosing the canonical candidate.
 KEY_GRID = 1000
@@ -128,7 +128,7 @@ class SettingTransform:
         inv = np.rint(np.linalg.inv(self.basis.astype(np.float64))).astype(np.int64)
         lattice = params_to_lattice(lattice_to_params(inv @ crystal.lattice))
         frac = _wrap((crystal.frac + self.shift) @ self.basis)
-        info = dict(crystal.info)
+        info = carried_info(crystal.info)
         info["setting"] = "input"
         return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, info)
 
@@ -201,7 +201,7 @@ def canonical_setting(crystal: Crystal, origin: str = "rarest") -> tuple[Crystal
     cell = basis.astype(np.float64) @ lattice
     new_lattice = params_to_lattice(lattice_to_params(cell))
     frac = _wrap(frac_in @ np.linalg.inv(basis.astype(np.float64)) - shift)
-    info = dict(crystal.info)
+    info = carried_info(crystal.info)
     info["setting"] = "canonical"
     out = Crystal(new_lattice, frac @ new_lattice, crystal.numbers.copy(), crystal.id, info)
     return out, SettingTransform(basis.astype(np.int64), _wrap(shift[None, :])[0])
@@ -227,14 +227,14 @@ def change_basis(crystal: Crystal, basis: np.ndarray) -> Crystal:
     cell = basis.astype(np.float64) @ crystal.lattice
     lattice = params_to_lattice(lattice_to_params(cell))
     frac = _wrap(crystal.frac @ np.linalg.inv(basis.astype(np.float64)))
-    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, dict(crystal.info))
+    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, carried_info(crystal.info))
 
 
 def shift_origin(crystal: Crystal, shift: np.ndarray) -> Crystal:
     """The same crystal with its origin moved by ``shift`` (fractional), atoms wrapped back in."""
     frac = _wrap(crystal.frac + np.asarray(shift, dtype=np.float64))
     lattice = crystal.lattice.copy()
-    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, dict(crystal.info))
+    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, carried_info(crystal.info))
 
 
 def resettle(crystal: Crystal, kind: str, rng: np.random.Generator) -> Crystal:

@@ -39,7 +39,13 @@ def prepare_crystals(
     also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`, origin
     rule ``origin``).
     Paper frame: as given.
+    Crystals read from a prepared set in this setting (``nesf prepare``) are taken as they are.
     """
+    from nesf.data.prepared import setting_key
+
+    key = setting_key(frame, setting, origin)
+    if all(c.info.get("prepared") == key for c in crystals):
+        return list(crystals)
     if setting == "canonical":
         from nesf.data.setting import canonical_setting
 

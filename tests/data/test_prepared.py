@@ -1,0 +1,95 @@
+"""Prepared crystal sets: written once by ``nesf prepare``, read anywhere crystals are read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nesf.cli import main
+from nesf.data.domain import Domain, crystal_system
+from nesf.data.prepared import prepare_set, read_prepared, save_prepared, setting_key
+from nesf.data.readers import read_crystals
+from nesf.data.setting import canonical_setting, resettle
+from nesf.errors import CrystalInputError
+from nesf.training.loop import prepare_crystals
+
+
+def test_prepared_set_round_trips_the_canonical_crystals_and_their_systems(classic, tmp_path):
+    prepared = prepare_set(classic, "periodic", "canonical", "roomiest")
+    path = save_prepared(tmp_path / "set.pt", prepared)
+    back = read_crystals(path)
+    assert [c.id for c in back] == [c.id for c in classic]
+    for original, p, b in zip(classic, prepared, back):
+        direct = canonical_setting(original, "roomiest")[0]
+        np.testing.assert_allclose(b.lattice, direct.lattice, atol=1e-12)
+        np.testing.assert_allclose(b.cart, direct.cart, atol=1e-5)  # float32 positions
+        np.testing.assert_array_equal(b.numbers, direct.numbers)
+        assert b.info["prepared"] == "canonical/roomiest"
+        assert b.info["crystal_system"] == crystal_system(direct) == p.info["crystal_system"]
+    # the domain is the same as from the crystals themselves, without asking spglib again
+    assert Domain.from_crystals(back).to_dict() == Domain.from_crystals(prepared).to_dict()
+
+
+def test_parallel_preparation_gives_the_same_crystals(classic):
+    one = prepare_set(classic * 3, jobs=1)
+    two = prepare_set(classic * 3, jobs=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.cart, b.cart)
+        assert a.info == b.info
+
+
+def test_training_takes_prepared_crystals_as_they_are_and_prepares_the_others(classic, monkeypatch):
+    prepared = prepare_set(classic, "periodic", "canonical", "roomiest")
+    calls = []
+    import nesf.data.setting as setting
+
+    original = setting.canonical_setting
+    monkeypatch.setattr(setting, "canonical_setting", lambda c, o: calls.append(c.id) or original(c, o))
+    assert prepare_crystals(prepared, "periodic", "canonical", "roomiest") == prepared
+    assert calls == []
+    # another origin rule, or a re-set copy (which does not inherit the mark), is prepared again
+    prepare_crystals(prepared, "periodic", "canonical", "rarest")
+    assert len(calls) == len(prepared)
+    copy = resettle(prepared[0], "origin", np.random.default_rng(0))
+    assert "prepared" not in copy.info
+    assert prepared[0].standardized().info.get("prepared") is None
+
+
+def test_setting_keys_name_the_frame_and_origin_rule():
+    assert setting_key("periodic", "canonical", "rarest") == "canonical/rarest"
+    assert setting_key("periodic", "as_given", "rarest") == "standard"
+    assert setting_key("paper", "as_given", "roomiest") == "as_given"
+    with pytest.raises(ValueError, match="periodic frame"):
+        prepare_set([], "paper", "canonical")
+
+
+def test_prepare_cli_writes_a_set_that_training_reads(classic, tmp_path, capsys):
+    from nesf.io.writers import write_extxyz
+
+    src = write_extxyz(tmp_path / "in.extxyz", classic)
+    out = tmp_path / "prepared.pt"
+    assert main(["prepare", str(src), "--out", str(out), "--quiet"]) == 0
+    assert f"{len(classic)} crystals in setting canonical/roomiest" in capsys.readouterr().out
+    assert len(read_crystals(out)) == len(classic)
+    assert main(["prepare", str(src), "--out", str(tmp_path / "x.extxyz"), "--quiet"]) == 2
+    assert "--out must end in .pt" in capsys.readouterr().err
+
+
+def test_a_model_checkpoint_or_junk_is_refused_with_a_clear_message(tmp_path):
+    ck = tmp_path / "model.pt"
+    torch.save({"state_dict": {}, "model_config": {}}, ck)
+    with pytest.raises(CrystalInputError, match="a model checkpoint"):
+        read_prepared(ck)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip file at all")
+    with pytest.raises(CrystalInputError, match="not a readable prepared crystal set"):
+        read_crystals(junk)
+
+
+def test_unprepared_or_mixed_crystals_cannot_be_saved_as_a_prepared_set(classic, tmp_path):
+    with pytest.raises(ValueError, match="prepared in one setting"):
+        save_prepared(tmp_path / "a.pt", classic)
+    mixed = prepare_set(classic[:1], setting="canonical") + prepare_set(classic[1:2], setting="as_given")
+    with pytest.raises(ValueError, match="prepared in one setting"):
+        save_prepared(tmp_path / "b.pt", mixed)
