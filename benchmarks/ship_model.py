@@ -102,7 +102,14 @@ def write_cards() -> None:
             ("training wall time", f"{card.get('training_seconds', 0) / 60:.1f} min"),
             (
                 "cell setting",
-                "canonical: the same crystal in any origin, axis order or reduced cell gives the same result"
+                (
+                    "canonical: the same crystal in any origin, axis order or reduced cell gives the same result"
+                    + (
+                        "; conventional cells and supercells are read as their primitive cell"
+                        if getattr(model.model.cfg, "primitive_cell", False)
+                        else ""
+                    )
+                )
                 if model.setting == "canonical"
                 else "as given: results hold for the origin and axes conventions of the training data",
             ),
@@ -157,6 +164,7 @@ def main() -> None:
     ap.add_argument("--eval-command", default="")
     ap.add_argument("--minutes-total", type=float, help="wall time including pre-training, minutes")
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--machine", help="where it was trained (default: this machine)")
     ap.add_argument("--cards-only", action="store_true")
     args = ap.parse_args()
     if not args.cards_only:
@@ -176,7 +184,7 @@ def main() -> None:
             "init_description": args.init_description,
             "train_command": args.train_command,
             "eval_command": args.eval_command,
-            "machine": machine(),
+            "machine": args.machine or machine(),
             "date": dt.date.today().isoformat(),
             "test_metrics": keep,
             "notes": args.note,
@@ -203,7 +211,11 @@ def main() -> None:
             trained = list(SpeciesVocab.from_crystals(crystals).numbers)
             cfg = load_checkpoint(args.checkpoint)["model_config"]
             seen = prepare_crystals(
-                crystals, cfg["frame"], cfg.get("setting", "as_given"), cfg.get("canonical_origin", "rarest")
+                crystals,
+                cfg["frame"],
+                cfg.get("setting", "as_given"),
+                cfg.get("canonical_origin", "rarest"),
+                cfg.get("primitive_cell", False),
             )
             domain = Domain.from_crystals(seen).to_dict()
         out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained, domain=domain)

@@ -4,7 +4,7 @@
         --minutes M [--device cuda] [--batch-size B] [--lr LR] [--ema D] [--label-smoothing S]
         [--vocab all] [--seed 0] [--tf32]
 
-Each variant (``benchmarks/variants.py``; changes on top of the default preset) trains in its
+Each variant (``benchmarks/variants.py``) trains in its
 own process on the same device for ``--minutes`` of wall time (the cosine schedule runs over
 that time), writing ``DIR/VARIANT/`` (``last.pt``, ``best.pt``, ``history.csv``) and a small
 inference checkpoint ``DIR/VARIANT.pt`` (no optimiser state). ``DIR/summary.json`` records the
@@ -56,7 +56,8 @@ def _train_one(args: argparse.Namespace, variant: str) -> dict:
         "label_smoothing": args.label_smoothing,
     }
     model_cfg = replace(model_cfg, **model_changes)
-    train_cfg = replace(train_cfg, **{k: v for k, v in common.items() if v is not None}, **train_changes)
+    # options given on the command line override the variant's
+    train_cfg = replace(train_cfg, **{**train_changes, **{k: v for k, v in common.items() if v is not None}})
     out = Path(args.out) / variant
     trainer = Trainer(
         read_crystals(args.train),

@@ -1,12 +1,22 @@
-"""Named model variants for the ablation scripts: changes on top of the default preset."""
+"""Named model variants for the ablation scripts: changes on top of the default preset.
+
+``default`` is the default preset itself. Every other variant starts from ``plain``: the
+default preset as it was before the latent tokens, the weights' moving average and species
+label smoothing joined it (2026-11-30), so that a name means the same model in every row of
+the ablation table, whatever the default preset becomes.
+"""
 
 from __future__ import annotations
 
 WIDE = {"position_dims": (384,) * 6, "species_dims": (384,) * 3}
 
-#: name -> (ModelConfig changes, TrainConfig changes) on top of the default preset.
-VARIANTS: dict[str, tuple[dict, dict]] = {
-    "default": ({}, {}),
+#: what turns today's default preset back into the plain one
+PLAIN_MODEL = {"latent_tokens": 0}
+PLAIN_TRAIN = {"ema_decay": 0.0, "label_smoothing": 0.0}
+
+#: name -> (ModelConfig changes, TrainConfig changes) on top of ``plain``.
+_ON_PLAIN: dict[str, tuple[dict, dict]] = {
+    "plain": ({}, {}),
     "as_given": ({"setting": "as_given"}, {}),
     "as_given_shift": ({"setting": "as_given"}, {"origin_shift": True}),
     "latent_every_layer": ({"latent_every_layer": True}, {}),
@@ -22,4 +32,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "ema_label_smoothing": ({}, {"ema_decay": 0.999, "label_smoothing": 0.1}),
     "wide_6x384_every_layer": ({**WIDE, "latent_every_layer": True}, {}),
     "tokens_8_wide_every_layer": ({**WIDE, "latent_tokens": 8, "latent_every_layer": True}, {}),
+}
+
+#: name -> (ModelConfig changes, TrainConfig changes) on top of the default preset.
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "default": ({}, {}),
+    **{name: ({**PLAIN_MODEL, **m}, {**PLAIN_TRAIN, **t}) for name, (m, t) in _ON_PLAIN.items()},
 }

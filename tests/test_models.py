@@ -151,10 +151,22 @@ def test_canonical_setting_needs_the_periodic_frame():
 
     with pytest.raises(ValueError, match="periodic frame"):
         _small("paper", setting="canonical")
+    with pytest.raises(ValueError, match="primitive_cell is part of the canonical setting"):
+        _small("periodic", setting="as_given", primitive_cell=True)
     assert get_preset("default")[0].setting == "canonical"
     assert get_preset("default")[0].canonical_origin == "roomiest"
     assert get_preset("paper")[0].setting == "as_given"
     assert get_preset("default", frame="paper")[0].setting == "as_given"
+
+
+def test_default_preset_is_the_latent_set_with_averaged_weights_and_the_paper_preset_is_untouched():
+    model, train = get_preset("default")
+    assert (model.latent_tokens, model.latent_dim) == (8, 192)
+    assert (train.ema_decay, train.label_smoothing) == (0.999, 0.1)
+    paper_model, paper_train = get_preset("paper")
+    assert paper_model.latent_tokens == 0 and not paper_model.latent_every_layer
+    assert (paper_train.ema_decay, paper_train.label_smoothing, paper_train.lr) == (0.0, 0.0, 1e-3)
+    assert paper_model.position_dims == (256,) + (128,) * 7 and paper_model.norm == "batch"
 
 
 def test_latent_tokens_shapes_periodicity_and_permutation_invariance():

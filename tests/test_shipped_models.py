@@ -8,11 +8,29 @@ from nesf.api import NeSF, available_models
 from nesf.data.examples import demo_crystals
 from nesf.metrics.matcher import match_rmse
 
-SHIPPED = ("carbon_24", "icsg3d", "lim_l6", "perov_5")
+SHIPPED = ("carbon_24", "icsg3d", "lim_l6", "mp", "perov_5")
 
 
-def test_the_four_models_ship():
+def test_the_five_models_ship_and_the_general_one_is_the_default():
+    from nesf import DEFAULT_MODEL
+    from nesf.demo import DEMO_MODEL
+
     assert set(SHIPPED) <= set(available_models())
+    assert DEFAULT_MODEL == DEMO_MODEL == "mp"
+    model = NeSF.load()
+    assert model.info["source"].endswith("mp.pt") and model.model.cfg.primitive_cell
+
+
+def test_mp_reads_every_crystal_system_and_conventional_cells():
+    """Hexagonal and trigonal cells, and the 8-atom cubes of rock salt, diamond and zinc blende, come back."""
+    model = NeSF.load("mp")
+    names = ("NaCl-rocksalt", "Si-diamond", "GaAs-zincblende", "ZnO-wurtzite", "NiAs", "Mg-hcp", "TiO2-rutile")
+    crystals = model.prepare(demo_crystals(names))
+    back = model.reconstruct_crystals(crystals)
+    assert [b.n_atoms for b in back] == [c.n_atoms for c in crystals]  # in the input's (conventional) cell
+    rmse = match_rmse(crystals, back, n_jobs=1)
+    assert sum(r is not None for r in rmse) >= 6, rmse
+    assert set(model.domain.systems) >= {"triclinic", "monoclinic", "trigonal", "hexagonal", "cubic"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -44,7 +62,7 @@ def test_perov_5_round_trips_the_perovskite_frame():
     assert abs(back[0].volume - crystals[0].volume) < 0.05 * crystals[0].volume
 
 
-@pytest.mark.parametrize("name", ["lim_l6", "perov_5"])
+@pytest.mark.parametrize("name", ["lim_l6", "mp", "perov_5"])
 def test_shipped_models_do_not_care_how_a_cell_is_set(name):
     """Demo crystals with another origin (Cl at the origin, arbitrary shifts) or permuted axes come back alike."""
     import numpy as np

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nesf import DEFAULT_MODEL
 from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
@@ -118,8 +119,8 @@ class NeSF:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path_or_name: str | Path, device: str | torch.device = "cpu") -> NeSF:
-        """Load a checkpoint file or a shipped model by name (``weights_only=True``)."""
+    def load(cls, path_or_name: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> NeSF:
+        """Load a checkpoint file or a shipped model by name (``weights_only=True``; default: the general ``mp``)."""
         path = resolve_model_path(path_or_name)
         ck = load_checkpoint(path, map_location="cpu")
         return cls.from_checkpoint(ck, device=device, source=str(path))
@@ -221,7 +222,8 @@ class NeSF:
         """
         if self.setting != "canonical":
             return list(crystals), [None] * len(crystals)
-        pairs = [canonical_setting(c, self.model.cfg.canonical_origin) for c in crystals]
+        cfg = self.model.cfg
+        pairs = [canonical_setting(c, cfg.canonical_origin, cfg.primitive_cell) for c in crystals]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def encode_crystals(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:

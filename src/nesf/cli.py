@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from nesf import __version__
+from nesf import DEFAULT_MODEL, __version__
 from nesf.errors import NesfError
 
 THREADS_HELP = "torch threads (default: the cores not already busy, at least 1)"
@@ -158,6 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_cfg = replace(model_cfg, latent_every_layer=True)
     if args.latent_tokens:
         model_cfg = replace(model_cfg, latent_tokens=args.latent_tokens)
+    if args.primitive_cell:
+        model_cfg = replace(model_cfg, primitive_cell=True)
     if args.vae:
         model_cfg = replace(model_cfg, vae=True)
     if args.shift_origins and args.setting is None:
@@ -217,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         vocab=args.vocab,
         setting=args.setting,
-        extend={"latent_every_layer": True} if args.latent_every_layer else None,
+        extend={k: True for k in ("latent_every_layer", "primitive_cell") if getattr(args, k)} or None,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(
@@ -543,7 +545,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     frame = "periodic" if setting == "canonical" else model_cfg.frame
     crystals = read_crystals(args.data, conventional=args.conventional)
     prepared = prepare_set(
-        crystals, frame, setting, args.origin or model_cfg.canonical_origin, jobs=args.jobs, progress=not args.quiet
+        crystals,
+        frame,
+        setting,
+        args.origin or model_cfg.canonical_origin,
+        primitive=args.primitive,
+        jobs=args.jobs,
+        progress=not args.quiet,
     )
     path = save_prepared(args.out, prepared)
     key = prepared[0].info["prepared"]
@@ -709,6 +717,11 @@ class _Parser(argparse.ArgumentParser):
         import difflib
 
         known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        for action in self._actions:  # unknown options of a command reach the top parser: use its options
+            if isinstance(action, argparse._SubParsersAction):
+                sub = next((action.choices[a] for a in self._argv if a in action.choices), None)
+                if sub is not None:
+                    known += [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
         typos = [a.split("=")[0] for a in self._argv if a.startswith("--") and a.split("=")[0] not in known]
         hints = []
         for t in typos:
@@ -979,6 +992,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="smooth the species targets by this share (e.g. 0.1; default 0: plain cross-entropy)",
     )
     p.add_argument(
+        "--primitive-cell",
+        action="store_true",
+        help="canonical setting: reduce every crystal to a primitive cell first, so that conventional cells and "
+        "supercells are read as their primitive crystal (reconstructions come back in the input's cell)",
+    )
+    p.add_argument(
         "--latent-every-layer",
         action="store_true",
         help="feed the latent code to every hidden layer of the field decoders (a per-layer shift "
@@ -990,8 +1009,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    def model_args(p: argparse.ArgumentParser, decoding: bool = True) -> None:
-        p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model (any case)")
+    def model_args(p: argparse.ArgumentParser, decoding: bool = True, default: str | None = None) -> None:
+        if default:
+            p.add_argument(
+                "--model",
+                default=default,
+                help=f"checkpoint path or name of a shipped model (any case; default {default}, the general model)",
+            )
+        else:
+            p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model (any case)")
         p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
         p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1028,7 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
             "domain). Crystals outside the model's training domain are named in a warning line each."
         ),
     )
-    model_args(p)
+    model_args(p, default=DEFAULT_MODEL)
     p.add_argument("data", help="crystals to evaluate (extxyz, CIF, POSCAR, pymatgen JSON, ..., a folder, a CSV)")
     verdict_args(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0; also of --resettle's copies)")
@@ -1055,7 +1081,7 @@ def build_parser() -> argparse.ArgumentParser:
             "each in its input's own cell and origin; print a per-crystal table and 'k of n matched'."
         ),
     )
-    model_args(p)
+    model_args(p, default=DEFAULT_MODEL)
     p.add_argument("inputs", nargs="+", help="input crystals (files or folders)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
@@ -1072,7 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--out", default="nesf-demo", help="output folder (default nesf-demo)")
-    p.add_argument("--model", default="lim_l6", help="shipped model name or checkpoint (default lim_l6)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or checkpoint (default {DEFAULT_MODEL})")
     p.add_argument(
         "--plot", type=int, default=3, help="field slices drawn in demo.png (default 3; every crystal is drawn)"
     )
@@ -1119,6 +1145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--origin", choices=("rarest", "roomiest"), default=None, help="canonical origin rule (default: the preset's)"
     )
+    p.add_argument(
+        "--primitive", action="store_true", help="canonical setting of each crystal's primitive cell (--primitive-cell)"
+    )
     p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
     p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1130,7 +1159,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode every crystal of DATA to its latent code; write OUT.npz with arrays 'latents' [B, D] "
         "and 'ids'.",
     )
-    model_args(p, decoding=False)
+    model_args(p, decoding=False, default=DEFAULT_MODEL)
     p.add_argument("data", help="crystals to encode")
     p.add_argument("--out", required=True, help="output .npz (arrays 'latents' and 'ids')")
     p.set_defaults(func=cmd_encode)
@@ -1153,7 +1182,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the learned position field (arrows) coloured by the species field on one lattice plane "
         "of a crystal's cell (its canonical cell for canonical models); PNG, SVG, PDF or JPEG by the extension.",
     )
-    model_args(p)
+    model_args(p, default=DEFAULT_MODEL)
     p.add_argument("crystal", help="file holding the crystal (the first one, or --index)")
     p.add_argument("--index", type=int, default=0, help="which crystal of the file (default 0)")
     p.add_argument("--plane", default="z=0.5", help="lattice plane AXIS=FRACTION, axes a/b/c or x/y/z (default z=0.5)")
@@ -1239,7 +1268,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode crystals A and B, decode STEPS crystals along the straight line between their latent "
         "codes, and write their CIFs, all.extxyz and interpolation.png to OUT.",
     )
-    model_args(p)
+    model_args(p, default=DEFAULT_MODEL)
     p.add_argument("a", help="first crystal (first of the file)")
     p.add_argument("b", help="second crystal (first of the file)")
     p.add_argument("--steps", type=int, default=7, help="crystals along the path, ends included (default 7)")

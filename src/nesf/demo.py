@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nesf import DEFAULT_MODEL
 from nesf.data.crystal import Crystal
 
-#: The shipped model the demo uses unless told otherwise.
-DEMO_MODEL = "lim_l6"
+#: The shipped model the demo uses unless told otherwise (the general one).
+DEMO_MODEL = DEFAULT_MODEL
 
 
 def _field_plane(crystal: Crystal) -> tuple[int, float]:

@@ -45,7 +45,7 @@ def test_training_takes_prepared_crystals_as_they_are_and_prepares_the_others(cl
     import nesf.data.setting as setting
 
     original = setting.canonical_setting
-    monkeypatch.setattr(setting, "canonical_setting", lambda c, o: calls.append(c.id) or original(c, o))
+    monkeypatch.setattr(setting, "canonical_setting", lambda c, *a: calls.append(c.id) or original(c, *a))
     assert prepare_crystals(prepared, "periodic", "canonical", "roomiest") == prepared
     assert calls == []
     # another origin rule, or a re-set copy (which does not inherit the mark), is prepared again

@@ -85,6 +85,38 @@ def test_transform_maps_the_canonical_crystal_back_to_the_input(classic):
         assert back.info["setting"] == "input"
 
 
+def test_primitive_canonical_setting_reads_conventional_cells_and_supercells_as_the_primitive_crystal():
+    from nesf.data.examples import demo_crystals
+
+    rng = np.random.default_rng(3)
+    for c in demo_crystals():
+        canon, t = canonical_setting(c, "roomiest", primitive=True)
+        prim = c.to_pymatgen().get_primitive_structure()
+        assert canon.n_atoms == len(prim) and t.cells * canon.n_atoms == c.n_atoms, c.id
+        # a supercell and a re-set copy of it give the same canonical crystal ...
+        big = Crystal.from_pymatgen(c.to_pymatgen() * (2, 1, 1), id=c.id)
+        big = resettle(big, "all", rng)
+        canon_big, t_big = canonical_setting(big, "roomiest", primitive=True)
+        assert same_crystal_same_setting(canon_big, canon), c.id
+        # ... and the way back gives every atom of the input's cell, in its cell and origin
+        given = c.standardized()
+        assert same_crystal_same_setting(t.to_input(canon), given, tol=1e-6), c.id
+        back_big = t_big.to_input(canon_big)
+        assert same_crystal_same_setting(back_big, big.standardized(), tol=1e-6), c.id
+        assert t_big.to_dict()["supercell"] == t_big.supercell.tolist()
+    nacl = next(c for c in demo_crystals() if c.id.startswith("NaCl"))
+    assert canonical_setting(nacl, "roomiest")[0].n_atoms == 8  # no reduction unless asked
+
+
+def test_primitive_cell_keeps_a_crystal_that_has_no_smaller_cell():
+    from nesf.data.setting import primitive_cell
+
+    lattice = np.diag([4.0, 4.5, 5.0])
+    c = Crystal(lattice, np.array([[0.1, 0.2, 0.3], [2.0, 2.1, 2.2]]), np.array([8, 26]), "x")
+    same, m = primitive_cell(c)
+    assert same is c and np.array_equal(m, np.eye(3))
+
+
 def test_resettled_copies_are_the_same_crystal(classic):
     rng = np.random.default_rng(2)
     c = classic[0]
@@ -139,6 +171,27 @@ def test_resettled_copies_encode_to_the_same_latent(classic):
     z0 = plain.encode_crystals(crystals)
     z1 = plain.encode_crystals(model.prepare([resettle(c, "origin", rng) for c in classic]))
     assert not torch.allclose(z0, z1, atol=1e-4)
+
+
+def test_a_primitive_cell_model_reads_a_conventional_cell_as_its_primitive_crystal():
+    from nesf.data.examples import demo_crystals
+
+    torch.manual_seed(0)
+    crystals = [c for c in demo_crystals() if c.id.split("-")[0] in ("NaCl", "Si", "Cu", "SrTiO3")]
+    cfg = ModelConfig(setting="canonical", primitive_cell=True, **SMALL_MODEL)
+    vocab = SpeciesVocab.from_crystals(crystals)
+    model = NeSF(NeSFModel(cfg, len(vocab)), vocab)
+    conventional = model.prepare(crystals)
+    primitive = model.prepare([Crystal.from_pymatgen(c.to_pymatgen().get_primitive_structure()) for c in crystals])
+    assert [c.n_atoms for c in primitive] == [2, 5, 2, 1]
+    assert torch.allclose(model.encode_crystals(conventional), model.encode_crystals(primitive), atol=1e-5)
+    # each reconstruction comes back in its input's cell: as many primitive cells as the input holds
+    out_conv = model.reconstruct_crystals(conventional)
+    out_prim = model.reconstruct_crystals(primitive)
+    for c, p, oc, op in zip(conventional, primitive, out_conv, out_prim):
+        k = c.n_atoms // p.n_atoms
+        assert oc.n_atoms == op.n_atoms * k
+        assert np.isclose(oc.volume, op.volume * k, rtol=1e-6)  # the same decoded cell, repeated k times
 
 
 def test_canonical_setting_is_invariant_on_real_data(shared_data):

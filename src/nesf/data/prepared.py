@@ -28,32 +28,33 @@ FORMAT = "nesf-prepared-crystals"
 VERSION = 1
 
 
-def setting_key(frame: str, setting: str, origin: str) -> str:
+def setting_key(frame: str, setting: str, origin: str, primitive: bool = False) -> str:
     """The name of the setting a model sees crystals in, as recorded in ``info["prepared"]``.
 
     Args:
         frame: ``"periodic"`` or ``"paper"``.
         setting: ``"as_given"`` or ``"canonical"``.
         origin: canonical origin rule (``"rarest"`` or ``"roomiest"``; ignored unless canonical).
+        primitive: canonical setting of the primitive cell.
     """
     if setting == "canonical":
-        return f"canonical/{origin}"
+        return f"canonical/{origin}" + ("/primitive" if primitive else "")
     return "standard" if frame == "periodic" else "as_given"
 
 
-def _prepare_one(args: tuple[Crystal, str, str, str]) -> Crystal:
-    crystal, frame, setting, origin = args
+def _prepare_one(args: tuple[Crystal, str, str, str, bool]) -> Crystal:
+    crystal, frame, setting, origin, primitive = args
     from nesf.data.domain import crystal_system
 
     if setting == "canonical":
         from nesf.data.setting import canonical_setting
 
-        out = canonical_setting(crystal, origin)[0]
+        out = canonical_setting(crystal, origin, primitive)[0]
     elif frame == "periodic":
         out = crystal.standardized()
     else:
         out = crystal
-    out.info = {**out.info, "prepared": setting_key(frame, setting, origin)}
+    out.info = {**out.info, "prepared": setting_key(frame, setting, origin, primitive)}
     out.info.setdefault("crystal_system", crystal_system(out))
     return out
 
@@ -63,6 +64,7 @@ def prepare_set(
     frame: str = "periodic",
     setting: str = "canonical",
     origin: str = "roomiest",
+    primitive: bool = False,
     jobs: int = 1,
     progress: bool = False,
 ) -> list[Crystal]:
@@ -73,6 +75,7 @@ def prepare_set(
         frame: ``"periodic"`` or ``"paper"``.
         setting: ``"as_given"`` or ``"canonical"`` (periodic frame only).
         origin: canonical origin rule.
+        primitive: reduce every crystal to a primitive cell first (canonical setting only).
         jobs: worker processes (the result does not depend on it).
         progress: a progress bar on stderr.
 
@@ -81,7 +84,9 @@ def prepare_set(
     """
     if setting == "canonical" and frame != "periodic":
         raise ValueError("the canonical setting needs the periodic frame")
-    work = [(c, frame, setting, origin) for c in crystals]
+    if primitive and setting != "canonical":
+        raise ValueError("the primitive cell is part of the canonical setting")
+    work = [(c, frame, setting, origin, primitive) for c in crystals]
     bar = dict(total=len(work), desc="preparing", unit="crystal", disable=not progress)
     if jobs <= 1 or len(work) < 2 * jobs:
         return [_prepare_one(w) for w in tqdm(work, **bar)]

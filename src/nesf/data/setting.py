@@ -29,7 +29,7 @@ a permutation of the axes that keeps the cell right-handed, and the Niggli-reduc
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -102,39 +102,94 @@ def _wrap(frac: np.ndarray) -> np.ndarray:
 class SettingTransform:
     """How an input crystal was brought to its canonical setting.
 
-    Canonical fractional coordinates are ``u_c = wrap(u_in @ inv(basis) - shift)`` and the
-    canonical cell is ``basis @ L_in`` (rows are vectors); ``basis`` is an integer matrix with
-    determinant +1 and ``shift`` a fractional vector of the canonical cell.
+    Canonical fractional coordinates are ``u_c = wrap(u_p @ inv(basis) - shift)`` and the
+    canonical cell is ``basis @ L_p`` (rows are vectors), where ``L_p`` is the input's cell, or
+    its primitive cell when the model reduces crystals to one: then ``L_in = supercell @ L_p``.
+    ``basis`` is an integer matrix with determinant +1, ``shift`` a fractional vector of the
+    canonical cell, ``supercell`` an integer matrix with determinant the number of primitive
+    cells in the input's cell (the identity when no reduction was made).
 
     Attributes:
         basis: ``[3, 3]`` integer basis change.
         shift: ``[3]`` origin of the canonical setting, fractional in the canonical cell.
+        supercell: ``[3, 3]`` integer matrix from the reduced cell to the input's.
     """
 
     basis: np.ndarray
     shift: np.ndarray
+    supercell: np.ndarray = field(default_factory=lambda: np.eye(3, dtype=np.int64))
 
     @property
     def is_identity(self) -> bool:
         """True when the canonical setting is the input's own."""
-        return bool(np.array_equal(self.basis, np.eye(3, dtype=np.int64)) and np.allclose(self.shift, 0.0))
+        eye = np.eye(3, dtype=np.int64)
+        return bool(
+            np.array_equal(self.basis, eye) and np.array_equal(self.supercell, eye) and np.allclose(self.shift, 0.0)
+        )
+
+    @property
+    def cells(self) -> int:
+        """How many reduced (primitive) cells the input's cell holds."""
+        return round(abs(np.linalg.det(self.supercell.astype(np.float64))))
 
     def to_input(self, crystal: Crystal) -> Crystal:
         """A crystal in the canonical setting (e.g. a reconstruction) written in the input's cell and origin.
 
-        The lattice is ``inv(basis) @ L`` in pymatgen's standard orientation of its parameters,
-        the atoms are moved back by ``shift`` and wrapped into the cell.
+        The lattice is ``supercell @ inv(basis) @ L`` in pymatgen's standard orientation of its
+        parameters, the atoms are moved back by ``shift``, wrapped into the cell and, where the
+        input's cell held several primitive cells, repeated over them (pymatgen's supercell).
         """
         inv = np.rint(np.linalg.inv(self.basis.astype(np.float64))).astype(np.int64)
-        lattice = params_to_lattice(lattice_to_params(inv @ crystal.lattice))
         frac = _wrap((crystal.frac + self.shift) @ self.basis)
         info = carried_info(crystal.info)
         info["setting"] = "input"
-        return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, info)
+        lattice_p = inv @ crystal.lattice
+        numbers = crystal.numbers.copy()
+        if self.cells != 1 or not np.array_equal(self.supercell, np.eye(3, dtype=np.int64)):
+            from pymatgen.core import Lattice, Structure
+
+            if crystal.n_atoms:
+                big = Structure(Lattice(lattice_p), numbers.tolist(), frac)
+                big.make_supercell(self.supercell)
+                frac, numbers = _wrap(big.frac_coords), np.array([s.specie.Z for s in big], dtype=np.int64)
+            lattice_p = self.supercell.astype(np.float64) @ lattice_p
+        lattice = params_to_lattice(lattice_to_params(lattice_p))
+        return Crystal(lattice, frac @ lattice, numbers, crystal.id, info)
 
     def to_dict(self) -> dict:
         """Plain-data form (for JSON)."""
-        return {"basis": self.basis.tolist(), "shift": [float(v) for v in self.shift]}
+        return {
+            "basis": self.basis.tolist(),
+            "shift": [float(v) for v in self.shift],
+            "supercell": self.supercell.tolist(),
+        }
+
+
+#: Distance tolerance (Angstrom) of the primitive-cell search (pymatgen's default).
+PRIMITIVE_TOLERANCE = 0.25
+
+
+def primitive_cell(crystal: Crystal, tolerance: float = PRIMITIVE_TOLERANCE) -> tuple[Crystal, np.ndarray]:
+    """The crystal in a primitive cell, and the integer matrix ``M`` with ``L_in = M @ L_p``.
+
+    pymatgen's primitive-cell search (same Cartesian frame; atoms within ``tolerance`` merged).
+    Where the search finds no smaller cell, or one that is not an integer sub-lattice of the
+    input's, the crystal itself and the identity are returned.
+    """
+    eye = np.eye(3, dtype=np.int64)
+    if crystal.n_atoms <= 1:
+        return crystal, eye
+    prim = crystal.to_pymatgen().get_primitive_structure(tolerance=tolerance)
+    if len(prim) >= crystal.n_atoms:
+        return crystal, eye
+    m_float = crystal.lattice @ np.linalg.inv(prim.lattice.matrix)
+    m = np.rint(m_float).astype(np.int64)
+    cells = abs(round(np.linalg.det(m.astype(np.float64))))
+    if not np.allclose(m_float, m, atol=1e-3) or cells * len(prim) != crystal.n_atoms:
+        return crystal, eye
+    out = Crystal(prim.lattice.matrix.copy(), prim.cart_coords.copy(), np.array([s.specie.Z for s in prim]), crystal.id)
+    out.info = carried_info(crystal.info)
+    return out, m
 
 
 #: Rules for the atoms that may sit at the canonical origin.
@@ -165,14 +220,21 @@ def origin_candidates(crystal: Crystal, rule: str) -> np.ndarray:
     return np.flatnonzero(best & (rank == top))
 
 
-def canonical_setting(crystal: Crystal, origin: str = "rarest") -> tuple[Crystal, SettingTransform]:
+def canonical_setting(
+    crystal: Crystal, origin: str = "rarest", primitive: bool = False
+) -> tuple[Crystal, SettingTransform]:
     """The crystal in its canonical setting, and the transform from the input's setting.
 
     The result is in pymatgen's standard orientation of its lattice parameters with the atoms
     wrapped into the cell, one of :func:`origin_candidates` (rule ``origin``) at the origin.
     Any two settings of the same crystal (origin, axes, reduced or not) give the same
-    canonical crystal, up to rounding.
+    canonical crystal, up to rounding. With ``primitive`` the crystal is first reduced to a
+    primitive cell (:func:`primitive_cell`), so that a conventional cell and a supercell give
+    the canonical crystal of the primitive one.
     """
+    supercell = np.eye(3, dtype=np.int64)
+    if primitive:
+        crystal, supercell = primitive_cell(crystal)
     lattice = np.asarray(crystal.lattice, dtype=np.float64)
     t = niggli_basis(lattice)
     reduced = t @ lattice
@@ -204,7 +266,7 @@ def canonical_setting(crystal: Crystal, origin: str = "rarest") -> tuple[Crystal
     info = carried_info(crystal.info)
     info["setting"] = "canonical"
     out = Crystal(new_lattice, frac @ new_lattice, crystal.numbers.copy(), crystal.id, info)
-    return out, SettingTransform(basis.astype(np.int64), _wrap(shift[None, :])[0])
+    return out, SettingTransform(basis.astype(np.int64), _wrap(shift[None, :])[0], supercell)
 
 
 #: Right-handed permutations of the axes (integer basis changes), identity excluded:
@@ -267,6 +329,7 @@ __all__ = [
     "canonical_setting",
     "origin_candidates",
     "change_basis",
+    "primitive_cell",
     "lattice_rotations",
     "niggli_basis",
     "resettle",

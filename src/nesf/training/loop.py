@@ -31,25 +31,25 @@ from nesf.viz.curves import plot_learning_curve
 
 
 def prepare_crystals(
-    crystals: Sequence[Crystal], frame: str, setting: str = "as_given", origin: str = "rarest"
+    crystals: Sequence[Crystal], frame: str, setting: str = "as_given", origin: str = "rarest", primitive: bool = False
 ) -> list[Crystal]:
     """Crystals as the model sees them.
 
     Periodic frame: standard orientation with atoms in the cell; with ``setting="canonical"``
     also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`, origin
-    rule ``origin``).
+    rule ``origin``; with ``primitive`` of their primitive cells).
     Paper frame: as given.
     Crystals read from a prepared set in this setting (``nesf prepare``) are taken as they are.
     """
     from nesf.data.prepared import setting_key
 
-    key = setting_key(frame, setting, origin)
+    key = setting_key(frame, setting, origin, primitive)
     if all(c.info.get("prepared") == key for c in crystals):
         return list(crystals)
     if setting == "canonical":
         from nesf.data.setting import canonical_setting
 
-        return [canonical_setting(c, origin)[0] for c in crystals]
+        return [canonical_setting(c, origin, primitive)[0] for c in crystals]
     if get_frame(frame).periodic:
         return [c.standardized() for c in crystals]
     return list(crystals)
@@ -67,9 +67,10 @@ def lattice_normalization(crystals: Sequence[Crystal], normalize: bool) -> tuple
 
 ALL_ELEMENTS = tuple(range(1, 95))  # H..Pu
 
-#: Architecture options that may extend an initial model (``--init``): their new parameters start
-#: at zero, so the extended model computes exactly what the initial one did.
-EXTENSIONS = {"latent_every_layer"}
+#: Options that may extend an initial model (``--init``): the latent at every layer (its new
+#: parameters start at zero, so the extended model computes exactly what the initial one did)
+#: and the primitive-cell reduction of the canonical setting (a change of the crystals it sees).
+EXTENSIONS = {"latent_every_layer", "primitive_cell"}
 
 
 def make_vocab(crystals: Sequence[Crystal], kind: str = "data") -> SpeciesVocab:
@@ -202,8 +203,9 @@ class Trainer:
             raise ValueError("origin shifts need the periodic frame (the paper frame's box is not periodic)")
         if train_cfg.origin_shift and model_cfg.setting == "canonical":
             raise ValueError("origin shifts and the canonical setting exclude each other (it fixes the origin)")
-        train = prepare_crystals(train, model_cfg.frame, model_cfg.setting, model_cfg.canonical_origin)
-        val = prepare_crystals(val, model_cfg.frame, model_cfg.setting, model_cfg.canonical_origin)
+        how = (model_cfg.frame, model_cfg.setting, model_cfg.canonical_origin, model_cfg.primitive_cell)
+        train = prepare_crystals(train, *how)
+        val = prepare_crystals(val, *how)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
         val = self._drop_unseen_elements(train, val)
