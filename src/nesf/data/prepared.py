@@ -122,11 +122,6 @@ def save_prepared(path: str | Path, crystals: Sequence[Crystal]) -> Path:
     return atomic_write(Path(path), lambda p: torch.save(payload, p))
 
 
-def is_prepared_file(path: Path) -> bool:
-    """True when ``path`` looks like a prepared set (a ``.pt`` file); its content is checked on reading."""
-    return path.suffix.lower() == ".pt" and path.is_file()
-
-
 def read_prepared(path: str | Path) -> list[Crystal]:
     """Crystals of a prepared set written by :func:`save_prepared`.
 
@@ -161,4 +156,4 @@ def read_prepared(path: str | Path) -> list[Crystal]:
     return out
 
 
-__all__ = ["FORMAT", "is_prepared_file", "prepare_set", "read_prepared", "save_prepared", "setting_key"]
+__all__ = ["FORMAT", "prepare_set", "read_prepared", "save_prepared", "setting_key"]

@@ -145,7 +145,7 @@ class SettingTransform:
         info["setting"] = "input"
         lattice_p = inv @ crystal.lattice
         numbers = crystal.numbers.copy()
-        if self.cells != 1 or not np.array_equal(self.supercell, np.eye(3, dtype=np.int64)):
+        if not np.array_equal(self.supercell, np.eye(3, dtype=np.int64)):
             from pymatgen.core import Lattice, Structure
 
             if crystal.n_atoms:
@@ -187,8 +187,8 @@ def primitive_cell(crystal: Crystal, tolerance: float = PRIMITIVE_TOLERANCE) -> 
     cells = abs(round(np.linalg.det(m.astype(np.float64))))
     if not np.allclose(m_float, m, atol=1e-3) or cells * len(prim) != crystal.n_atoms:
         return crystal, eye
-    out = Crystal(prim.lattice.matrix.copy(), prim.cart_coords.copy(), np.array([s.specie.Z for s in prim]), crystal.id)
-    out.info = carried_info(crystal.info)
+    numbers = np.array([s.specie.Z for s in prim])
+    out = Crystal(prim.lattice.matrix.copy(), prim.cart_coords.copy(), numbers, crystal.id, carried_info(crystal.info))
     return out, m
 
 

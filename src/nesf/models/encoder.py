@@ -128,16 +128,10 @@ class PointNetEncoder(nn.Module):
         glob = torch.cat(parts, dim=-1)  # [B, G]
         if self.tokens:
             per_token = self._token_features(atoms, mask)  # [B, M, 2A]
-            glob = glob.unsqueeze(1).expand(-1, self.tokens, -1)
-            out = self.head(torch.cat([per_token, glob], dim=-1))  # [B, M, D / M] (x 2 for a VAE)
-            if self.cfg.vae:
-                mu, raw = out.chunk(2, dim=-1)
-                logvar = torch.log(nn.functional.softplus(raw) + 1e-6)
-                return mu.flatten(1), logvar.flatten(1)
-            return out.flatten(1), None
-        out = self.head(glob)
+            glob = torch.cat([per_token, glob.unsqueeze(1).expand(-1, self.tokens, -1)], dim=-1)
+        out = self.head(glob)  # [B, D], or [B, M, D / M] with tokens (x 2 for a VAE)
         if self.cfg.vae:
             mu, raw = out.chunk(2, dim=-1)
             logvar = torch.log(nn.functional.softplus(raw) + 1e-6)
-            return mu, logvar
-        return out, None
+            return mu.flatten(1), logvar.flatten(1)  # tokens -> one code [B, D]
+        return out.flatten(1), None
