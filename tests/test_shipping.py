@@ -209,7 +209,8 @@ def test_decoding_never_predicts_elements_absent_from_training(pretrained, tmp_p
     trainer.run(epochs=1)
     payload = load_checkpoint(tmp_path / "last.pt")
     seen = set(payload["trained_numbers"])
-    assert seen == {int(z) for c in small[:3] for z in c.numbers}
+    # this run's elements and those its initial model was trained on
+    assert seen == {int(z) for c in small[:8] for z in c.numbers}
     model = NeSF.load(tmp_path / "last.pt")
     model.model.species_decoder.out.bias.data[model.vocab.numbers.index(92)] = 1e6  # make uranium win everywhere
     crystals = model.prepare(small[3:4])
@@ -218,6 +219,30 @@ def test_decoding_never_predicts_elements_absent_from_training(pretrained, tmp_p
     q = torch.rand(1, 64, 3, generator=torch.Generator().manual_seed(0)) @ lat
     labels = model.model.bind(z, lat).species_labels(q)
     assert set(np.asarray(model.vocab.numbers)[labels.numpy().ravel()].tolist()) <= seen
+
+
+def test_fine_tuned_model_keeps_its_initial_models_elements_and_domain_through_resume(pretrained, tmp_path):
+    from nesf.data.domain import Domain
+
+    ckpt, small = pretrained
+    src = load_checkpoint(ckpt)
+    m, t = small_configs()
+    train = small[:2]
+    own = {int(z) for c in train for z in c.numbers}
+    inherited = set(src["trained_numbers"]) - own
+    assert inherited  # the initial model knows elements this training set lacks
+    val = [c for c in small[:8] if {int(z) for z in c.numbers} & inherited][:2]
+    trainer = Trainer(train, val, tmp_path, m, t, seed=1, progress=False, init=ckpt, vocab="all")
+    assert set(trainer.trained_numbers) == own | set(src["trained_numbers"])
+    assert len(trainer.val_data) == len(val)  # crystals of inherited elements still validate
+    trainer.run(epochs=1)
+    payload = load_checkpoint(tmp_path / "last.pt")
+    domain = Domain.from_dict(payload["domain"])
+    assert domain.n_crystals == len(train) + src["domain"]["n_crystals"]
+    assert set(domain.elements) == set(payload["trained_numbers"])
+    resumed = Trainer(train, val, tmp_path, m, t, seed=1, progress=False, vocab="all", resume=tmp_path / "last.pt")
+    assert resumed.trained_numbers == payload["trained_numbers"] and len(resumed.val_data) == len(val)
+    assert resumed.domain == domain and resumed.init_from == payload["init_from"]
 
 
 def test_supercells_are_the_same_crystal_in_a_larger_cell(classic):

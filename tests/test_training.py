@@ -69,6 +69,23 @@ def test_label_smoothing_is_applied_to_the_species_loss_and_checked(tmp_path, ti
         TrainConfig(label_smoothing=1.0)
 
 
+def test_huber_position_loss_weighs_large_residuals_less_and_is_checked(tmp_path, tiny):
+    from nesf.models.config import TrainConfig
+
+    train, val = tiny
+    m, t = small_configs()
+    plain = Trainer(train, val, tmp_path / "a", m, t, seed=3, progress=False).run(epochs=1).history[-1]
+    # a threshold far above every residual is the squared error itself
+    wide = replace(t, position_huber=100.0)
+    same = Trainer(train, val, tmp_path / "b", m, wide, seed=3, progress=False).run(epochs=1).history[-1]
+    assert same["train_position"] == pytest.approx(plain["train_position"], rel=1e-5)
+    narrow = replace(t, position_huber=0.05)
+    huber = Trainer(train, val, tmp_path / "c", m, narrow, seed=3, progress=False).run(epochs=1).history[-1]
+    assert huber["val_position"] < plain["val_position"]
+    with pytest.raises(ValueError, match="position_huber"):
+        TrainConfig(position_huber=-0.1)
+
+
 def test_moving_average_of_weights_is_validated_shipped_and_resumed_exactly(tmp_path, tiny):
     train, val = tiny
     m, t = small_configs()

@@ -172,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "origin_shift": args.shift_origins,
         "w_kl": args.kl_weight,
         "label_smoothing": args.label_smoothing,
+        "position_huber": args.position_huber,
         "ema_decay": args.ema,
     }
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
@@ -990,6 +991,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="smooth the species targets by this share (e.g. 0.1; default 0: plain cross-entropy)",
+    )
+    p.add_argument(
+        "--position-huber",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="position loss: Huber with this threshold in A (e.g. 0.1) instead of the squared error",
     )
     p.add_argument(
         "--primitive-cell",

@@ -98,6 +98,21 @@ class Domain:
             n_crystals=len(crystals),
         )
 
+    def merged(self, other: Domain) -> Domain:
+        """The domain of both training sets (a fine-tuned model covers its initial model's too)."""
+        elements = Counter(self.elements)
+        elements.update(other.elements)
+        systems = Counter(self.systems)
+        systems.update(other.systems)
+        return Domain(
+            elements=dict(sorted(elements.items())),
+            atoms=(min(self.atoms[0], other.atoms[0]), max(self.atoms[1], other.atoms[1])),
+            lengths=(min(self.lengths[0], other.lengths[0]), max(self.lengths[1], other.lengths[1])),
+            angles_deg=(min(self.angles_deg[0], other.angles_deg[0]), max(self.angles_deg[1], other.angles_deg[1])),
+            systems={s: systems[s] for s in (*CRYSTAL_SYSTEMS, "unknown") if systems.get(s)},
+            n_crystals=self.n_crystals + other.n_crystals,
+        )
+
     def check(self, crystal: Crystal) -> list[str]:
         """Reasons why ``crystal`` (in the model's setting) lies outside the domain; empty if inside."""
         from ase.data import chemical_symbols

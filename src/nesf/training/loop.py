@@ -173,10 +173,14 @@ class Trainer:
         vocab: str = "data",
         setting: str | None = None,
         extend: dict | None = None,
+        resume: str | Path | None = None,
     ) -> None:
         keep_freed_memory()
         self.out_dir = Path(out_dir)
+        if init is not None and resume is not None:
+            raise ValueError("init and resume exclude each other (resume continues its own run)")
         init_ck = load_checkpoint(init, map_location="cpu") if init is not None else None
+        resume_ck = load_checkpoint(resume, map_location="cpu") if resume is not None else None
         if init_ck is not None and init_ck.get("kind", "nesf") != "nesf":
             raise ValueError(f"{init}: a {init_ck['kind']} checkpoint cannot initialise a NeSF model")
         if init_ck is not None:  # fine-tuning: the architecture is the initial model's
@@ -208,7 +212,6 @@ class Trainer:
         val = prepare_crystals(val, *how)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
-        val = self._drop_unseen_elements(train, val)
         self.vocab = make_vocab(list(train), vocab)
         self.domain = Domain.from_crystals(train)
         self.trained_numbers = list(SpeciesVocab.from_crystals(train).numbers)
@@ -216,6 +219,15 @@ class Trainer:
             start = SpeciesVocab.from_dict(init_ck["vocab"])
             if vocab == "data" and set(self.vocab.numbers) <= set(start.numbers):
                 self.vocab = start  # keep the species layers of the initial model
+        # a fine-tuned model has also learned what its initial model was trained on, and a
+        # resumed run keeps what its first part inherited
+        lineage = init_ck if init_ck is not None else resume_ck
+        if lineage is not None:
+            inherited = set(lineage.get("trained_numbers") or ()) & set(self.vocab.numbers)
+            self.trained_numbers = sorted(set(self.trained_numbers) | inherited)
+            if init_ck is not None and init_ck.get("domain"):
+                self.domain = self.domain.merged(Domain.from_dict(init_ck["domain"]))
+        val = self._drop_unseen_elements(set(self.trained_numbers), val)
         self.bbox = None if self.frame.periodic else bounding_box(train, margin=train_cfg.global_spacing)
         mean, std = lattice_normalization(train, train_cfg.normalize_lattice)
         torch.manual_seed(seed)
@@ -247,14 +259,16 @@ class Trainer:
             )
         else:
             self.ddp = None
+        if resume is not None:
+            self.resume_from(resume)
 
-    def _drop_unseen_elements(self, train: Sequence[Crystal], val: Sequence[Crystal]) -> list[Crystal]:
+    def _drop_unseen_elements(self, seen: set[int], val: Sequence[Crystal]) -> list[Crystal]:
         """Validation crystals with elements absent from the training data are dropped, and said so.
 
-        The vocabulary comes from the training data alone: an element only in validation cannot
-        be learned, and its crystals would only measure that.
+        ``seen``: the atomic numbers of the training data (and, when fine-tuning, of the initial
+        model's). An element only in validation cannot be learned, and its crystals would only
+        measure that.
         """
-        seen = {int(z) for c in train for z in c.numbers}
         kept = [c for c in val if {int(z) for z in c.numbers} <= seen]
         if len(kept) < len(val) and self.dist.main:
             from ase.data import chemical_symbols
@@ -308,6 +322,10 @@ class Trainer:
         if SpeciesVocab.from_dict(ck["vocab"]) != self.vocab:
             raise ValueError(f"{path}: was trained with another species vocabulary; cannot resume")
         restore_training_state(self, ck)
+        # what the run's initial model contributed (elements, domain) stays with the run
+        if ck.get("domain"):
+            self.domain = Domain.from_dict(ck["domain"])
+        self.init_from = ck.get("init_from", self.init_from)
 
     # ------------------------------------------------------------------ steps
     def _epoch_batches(self, epoch: int) -> list[torch.Tensor]:
@@ -646,9 +664,8 @@ def train(
         vocab=vocab,
         setting=setting,
         extend=extend,
+        resume=Path(out_dir) / "last.pt" if resume else None,
     )
-    if resume:
-        trainer.resume_from(Path(out_dir) / "last.pt")
     return trainer.run(epochs=epochs, minutes=minutes)
 
 

@@ -13,7 +13,7 @@ from nesf.training.sampling import FieldSamples
 
 
 class NeSFObjective(nn.Module):
-    """Loss of one batch: weighted position MSE, species cross-entropy, lattice MSEs, KL.
+    """Loss of one batch: weighted position MSE (or Huber), species cross-entropy, lattice MSEs, KL.
 
     ``forward`` returns the total loss and a dict of the unweighted terms (floats).
     """
@@ -33,7 +33,10 @@ class NeSFObjective(nn.Module):
         inverse = lattice_inverse if model.frame.periodic else None
         pos_lat = model.position_decoder.latent_part(z)
         pos = model.position_field(pos_lat, samples.pos_points, samples.pos_index, inverse)
-        loss_pos = F.mse_loss(pos, samples.pos_target)
+        if cfg.position_huber > 0:
+            loss_pos = 2.0 * F.huber_loss(pos, samples.pos_target, delta=cfg.position_huber)
+        else:
+            loss_pos = F.mse_loss(pos, samples.pos_target)
         spec_lat = model.species_decoder.latent_part(z)
         logits = model.species_field(spec_lat, samples.spec_points, samples.spec_index, inverse)
         loss_spec = F.cross_entropy(logits, samples.spec_target, label_smoothing=cfg.label_smoothing)
