@@ -921,7 +921,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame", choices=("paper", "periodic"), default=None, help="override the preset's frame")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: the preset's)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this run")
-    p.add_argument("--batch-size", type=int, default=None, help="crystals per step and process (default 64)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="crystals per step and process (default: the preset's; default 32, paper 64)",
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
