@@ -7,6 +7,11 @@
 Writes ``src/nesf/weights/NAME.pt`` (``nesf export`` with the card), copies the evaluation JSON
 to ``benchmarks/results/shipped/NAME.json`` and regenerates ``docs/MODEL_CARDS.md`` from the
 cards of every shipped model. ``python benchmarks/ship_model.py --cards-only`` does the last step alone.
+
+``python benchmarks/ship_model.py NAME --update-eval --eval EVAL.json --eval-command "..."`` replaces
+the test figures of a shipped model's card (the weights, and so the SHA-256 its prior is tied to, stay
+as they are); the figures it replaces are kept as the encoder-only figures when they were measured
+without latent refinement.
 """
 
 from __future__ import annotations
@@ -119,9 +124,21 @@ def write_cards() -> None:
         ]
         lines += [f"- **{k}**: {v}" for k, v in facts if v is not None]
         lines += ["", "Commands:", "", "```", card.get("train_command", ""), card.get("eval_command", ""), "```", ""]
-        lines += ["| metric | value |", "|---|---|"]
         test = card.get("test_metrics", {})
-        lines += [f"| {label} | {fmt(test.get(key), spec)} |" for key, label, spec in METRICS]
+        plain = card.get("plain_encoder_metrics")
+        steps = (card.get("refinement") or {}).get("steps", 0)
+        if plain and steps:
+            lines += [
+                f"| metric | codes refined {steps} steps (default) | the encoder's codes (`--refine-steps 0`) |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {label} | {fmt(test.get(key), spec)} | {fmt(plain.get(key), spec)} |"
+                for key, label, spec in METRICS
+            ]
+        else:
+            lines += ["| metric | value |", "|---|---|"]
+            lines += [f"| {label} | {fmt(test.get(key), spec)} |" for key, label, spec in METRICS]
         resettled = card.get("resettled_metrics")
         if resettled:
             lines += ["", "The same test crystals in other settings (`nesf evaluate --resettle`):", ""]
@@ -145,6 +162,49 @@ def write_cards() -> None:
     print(f"wrote {CARDS}")
 
 
+def _kept(metrics: dict) -> dict:
+    return {k: metrics.get(k) for k, _, _ in METRICS}
+
+
+def update_eval(
+    name: str, eval_path: str, eval_command: str, plain_path: str | None, notes: list[str], drop: list[str]
+) -> None:
+    """New test figures on the card of shipped model ``name``; weights and SHA-256 unchanged."""
+    sys.path.insert(0, str(REPO / "src"))
+    from nesf.training.checkpoint import HASHED_KEYS, load_checkpoint, save_checkpoint
+
+    path = WEIGHTS / f"{name}.pt"
+    ck = load_checkpoint(path)
+    card = dict(ck.get("model_card") or {})
+    metrics = json.loads(Path(eval_path).read_text())
+    if plain_path:
+        card["plain_encoder_metrics"] = _kept(json.loads(Path(plain_path).read_text()))
+    elif not (card.get("refinement") or {}).get("steps") and "plain_encoder_metrics" not in card:
+        card["plain_encoder_metrics"] = card.get("test_metrics")  # measured before codes were refined
+    card["test_metrics"] = _kept(metrics)
+    card["summary"] = summary(name, card.get("data", "?"), metrics)
+    card["eval_command"] = eval_command
+    card["refinement"] = metrics.get("refinement")
+    if metrics.get("resettled"):
+        card["resettled_metrics"] = {
+            kind: {k: m.get(k) for k in ("atom_count_error_pct", "match_rate_pct", "rmse")}
+            for kind, m in metrics["resettled"].items()
+        }
+    card["notes"] = [n for n in card.get("notes", []) if not any(d in n for d in drop)] + list(notes)
+    before = ck["sha256"]
+    payload = {k: v for k, v in ck.items() if k not in ("format", "format_version", "sha256")}
+    payload["model_card"] = card
+    save_checkpoint(path, payload)
+    after = load_checkpoint(path)["sha256"]
+    if after != before:
+        raise SystemExit(f"{path}: the SHA-256 changed ({before[:12]} -> {after[:12]}); hashed: {HASHED_KEYS}")
+    for key in ("model", "data"):
+        if isinstance(metrics.get(key), str) and Path(metrics[key]).is_absolute():
+            metrics[key] = "/".join(Path(metrics[key]).parts[-3:])
+    (SHIPPED_RESULTS / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"updated the card of {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", nargs="?")
@@ -166,8 +226,17 @@ def main() -> None:
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--machine", help="where it was trained (default: this machine)")
     ap.add_argument("--cards-only", action="store_true")
+    ap.add_argument("--update-eval", action="store_true", help="replace the test figures of shipped model NAME")
+    ap.add_argument("--plain-eval", help="with --update-eval: evaluate --json of the encoder's own codes")
+    ap.add_argument(
+        "--drop-notes-with", action="append", default=[], help="with --update-eval: drop the notes holding this text"
+    )
     args = ap.parse_args()
-    if not args.cards_only:
+    if args.update_eval:
+        if not (args.name and args.eval and args.eval_command):
+            ap.error("--update-eval needs NAME, --eval and --eval-command")
+        update_eval(args.name, args.eval, args.eval_command, args.plain_eval, args.note, args.drop_notes_with)
+    elif not args.cards_only:
         if not (args.name and args.checkpoint and args.eval and args.data):
             ap.error("NAME, --checkpoint, --eval and --data are needed (or --cards-only)")
         sys.path.insert(0, str(REPO / "src"))

@@ -37,6 +37,24 @@ def test_evaluate_writes_full_json(trained, tmp_path):
         assert key in result
     assert result["n_structures"] == 3 and result["seconds"] > 0
     assert result["frame"] == "periodic"
+    assert result["refinement"]["steps"] == 30  # codes refined on their inputs' fields by default
+
+
+def test_refine_steps_zero_gives_the_encoders_own_codes(trained, tmp_path):
+    from nesf.api import NeSF
+
+    model, data = trained
+    out = tmp_path / "z.npz"
+    args = ["encode", "--model", str(model), str(data), "--out", str(out), "--quiet", "--refine-steps", "0"]
+    assert main(args) == 0
+    plain = NeSF.load(model).with_refinement(steps=0)
+    assert np.allclose(np.load(out)["latents"], plain.encode(str(data)), atol=1e-6)
+    assert main(args[:-1] + ["3"]) == 0
+    assert not np.allclose(np.load(out)["latents"], plain.encode(str(data)), atol=1e-5)
+    js = tmp_path / "eval.json"
+    ev = ["evaluate", "--model", str(model), str(data), "--json", str(js), "--quiet", "--jobs", "1"]
+    assert main([*ev, "--refine-steps", "0"]) == 0
+    assert json.loads(js.read_text())["refinement"]["steps"] == 0
 
 
 def test_evaluate_resettle_reports_every_copy(trained, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from nesf.models.autoencoder import NeSFModel
@@ -242,3 +244,63 @@ def test_a_tiny_token_model_fits_one_crystal():
     # (a tiny decoder cannot follow the field's jumps at the Voronoi faces: an MSE floor near 0.03 A^2)
     assert float(terms["position"]) < 0.15 * first["position"]
     assert float(terms["species"]) < 0.005
+
+
+def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
+    import torch.nn.functional as F
+
+    from nesf.api import NeSF
+    from nesf.data.batch import CrystalBatch
+    from nesf.data.vocab import SpeciesVocab
+    from nesf.models.autoencoder import NeSFModel
+    from nesf.models.config import ModelConfig, TrainConfig
+    from nesf.training.objective import NeSFObjective
+    from nesf.training.refine import NO_REFINEMENT, RefineSettings, refine_latents
+    from nesf.training.sampling import QuerySampler
+    from small_model import SMALL_MODEL, SMALL_TRAIN
+
+    torch.manual_seed(0)
+    crystals = [c for c in classic if c.n_atoms <= 8][:6]
+    vocab = SpeciesVocab.from_crystals(crystals)
+    net = NeSFModel(ModelConfig(**SMALL_MODEL), len(vocab))
+    cfg = TrainConfig(**SMALL_TRAIN)
+    batch = CrystalBatch.from_crystals(crystals, vocab)
+    objective, opt = NeSFObjective(net, cfg), torch.optim.Adam(net.parameters(), lr=3e-3)
+    sampler = QuerySampler(cfg, net.frame, None)
+    for step in range(150):  # a briefly trained network: its decoder responds to its codes
+        loss, _ = objective(batch, sampler.sample(batch, torch.Generator().manual_seed(step)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        z0, _, _ = net.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    z = refine_latents(net, batch, z0, cfg, RefineSettings(steps=40, lr=0.05))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # only the codes move
+    assert not torch.allclose(z, z0)
+
+    def field_loss(code: torch.Tensor) -> float:  # the refined objective, on fresh queries
+        s = QuerySampler(cfg, net.frame, None).sample(batch, torch.Generator().manual_seed(99))
+        inv = torch.linalg.inv(batch.lattice)
+        with torch.no_grad():
+            pos = net.position_field(net.position_decoder.latent_part(code), s.pos_points, s.pos_index, inv)
+            logits = net.species_field(net.species_decoder.latent_part(code), s.spec_points, s.spec_index, inv)
+            lattice = F.mse_loss(net.lattice_normalized(code), net.normalize_lattice(batch.lattice_params))
+        return float(10 * F.mse_loss(pos, s.pos_target) + 0.1 * F.cross_entropy(logits, s.spec_target) + 10 * lattice)
+
+    assert field_loss(z) < 0.9 * field_loss(z0)
+    assert torch.equal(refine_latents(net, batch, z0, cfg, RefineSettings(steps=40, lr=0.05)), z)  # seeded
+    assert refine_latents(net, batch, z0, cfg, NO_REFINEMENT) is z0
+    # the API refines by default; steps=0 gives the encoder's code
+    model = NeSF(net, vocab, train_cfg=cfg)
+    assert model.refinement.steps > 0
+    plain = model.with_refinement(steps=0)
+    assert torch.allclose(plain.encode_crystals(crystals), z0, atol=1e-6)
+    assert not torch.allclose(model.encode_crystals(crystals), z0, atol=1e-4)
+    with pytest.raises(ValueError, match="negative"):
+        RefineSettings(steps=-1)
+    # the queries form one set whatever order the atoms come in: the same refined codes
+    perm = [c.__class__(c.lattice, c.cart[::-1], c.numbers[::-1], c.id) for c in crystals]
+    assert not all(np.array_equal(p.numbers, c.numbers) for p, c in zip(perm, crystals))
+    assert torch.allclose(model.encode_crystals(perm), model.encode_crystals(crystals), atol=1e-5)

@@ -23,11 +23,12 @@ from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
 from nesf.metrics.verdicts import StructureVerdict, make_verdicts
 from nesf.models.autoencoder import NeSFModel
-from nesf.models.config import ModelConfig, config_from_dict
+from nesf.models.config import ModelConfig, TrainConfig, config_from_dict
 from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import prepare_crystals
+from nesf.training.refine import RefineSettings, refine_latents
 
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
 #: tolerances suited to a network's small residual wobble around an atom.
@@ -87,6 +88,9 @@ class NeSF:
         bbox: paper-frame particle domain ``[2, 3]`` (Angstrom), None in the periodic frame.
         settings: reconstruction settings used by :meth:`decode`.
         device: where to compute.
+        refinement: how encoded codes are refined on their input's field (default:
+            :class:`~nesf.training.refine.RefineSettings`; ``steps=0``: the plain encoder).
+        train_cfg: the training configuration (query sampling and loss weights of the refinement).
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class NeSF:
         bbox: np.ndarray | None = None,
         settings: ReconstructionSettings | None = None,
         device: str | torch.device = "cpu",
+        refinement: RefineSettings | None = None,
+        train_cfg: TrainConfig | None = None,
     ) -> None:
         keep_freed_memory()
         self.device = torch.device(device)
@@ -103,6 +109,8 @@ class NeSF:
         self.vocab = vocab
         self.bbox = None if bbox is None else np.asarray(bbox, dtype=np.float64)
         self.settings = settings or NEURAL_SETTINGS
+        self.refinement = refinement or RefineSettings()
+        self.train_cfg = train_cfg or TrainConfig()
         self.info: dict[str, Any] = {}
         #: What the training data covered (None for checkpoints that predate recording it).
         self.domain: Domain | None = None
@@ -152,7 +160,11 @@ class NeSF:
         if trained:
             model.unseen_species = torch.tensor([z not in set(trained) for z in vocab.numbers])
         bbox = ck.get("bbox")
-        out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device)
+        try:
+            train_cfg = config_from_dict(TrainConfig, ck["train_config"]) if ck.get("train_config") else None
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable training settings") from None
+        out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device, train_cfg=train_cfg)
         domain = ck.get("domain")
         if isinstance(domain, dict):
             try:
@@ -227,21 +239,29 @@ class NeSF:
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def encode_crystals(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:
-        """Latent codes ``[B, D]`` of crystals in the model's frame (see :meth:`prepare`)."""
+        """Latent codes ``[B, D]`` of crystals in the model's frame (see :meth:`prepare`).
+
+        Each code is the encoder's, refined on its crystal's own field as :attr:`refinement` says
+        (:meth:`with_refinement`; ``steps=0`` keeps the encoder's code). The refinement draws its
+        queries per batch, seeded: the same crystals in the same order give the same codes.
+        """
         return self._encode_in_setting(self.to_model_setting(crystals)[0], batch_size)
 
     @torch.no_grad()
     def _encode_in_setting(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:
         out = []
-        for start in range(0, len(crystals), batch_size):
-            chunk = crystals[start : start + batch_size]
+        step = min(batch_size, self.refinement.batch_size) if self.refinement.steps else batch_size
+        for start in range(0, len(crystals), step):
+            chunk = crystals[start : start + step]
             batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
             z, _, _ = self.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
-            out.append(z)
+            out.append(refine_latents(self.model, batch, z, self.train_cfg, self.refinement, self.bbox))
         return torch.cat(out)
 
     def encode(self, structures: Any) -> np.ndarray:
         """Latent codes ``[B, D]`` of pymatgen ``Structure`` / ASE ``Atoms`` objects.
+
+        The codes are refined on their crystals' fields as in :meth:`encode_crystals`.
 
         Raises:
             UnknownElementError: a structure holds an element outside the model's vocabulary.
@@ -372,7 +392,14 @@ class NeSF:
 
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""
-        other = NeSF(self.model, self.vocab, self.bbox, replace(self.settings, **changes), self.device)
+        return self._copy(replace(self.settings, **changes), self.refinement)
+
+    def with_refinement(self, **changes: Any) -> NeSF:
+        """A copy sharing the network, with other latent-refinement settings (``steps=0``: the plain encoder)."""
+        return self._copy(self.settings, replace(self.refinement, **changes))
+
+    def _copy(self, settings: ReconstructionSettings, refinement: RefineSettings) -> NeSF:
+        other = NeSF(self.model, self.vocab, self.bbox, settings, self.device, refinement, self.train_cfg)
         other.info = dict(self.info)
         other.domain = self.domain
         return other

@@ -16,6 +16,10 @@ from nesf import DEFAULT_MODEL, __version__
 from nesf.errors import NesfError
 
 THREADS_HELP = "torch threads (default: the cores not already busy, at least 1)"
+REFINE_HELP = (
+    "NeSF models: Adam steps that refine each encoded latent code on its input's own field before decoding "
+    "(default 30; 0: the encoder's code as it is, as published)"
+)
 
 
 def _set_threads(threads: int | None) -> int:
@@ -293,7 +297,15 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
         changes["batch_size"] = args.batch_size
     if getattr(args, "grid_spacing", None):
         changes["grid_spacing"] = args.grid_spacing
-    return model.with_settings(**changes) if changes else model
+    model = model.with_settings(**changes) if changes else model
+    steps = getattr(args, "refine_steps", None)
+    if steps is not None:
+        if not hasattr(model, "with_refinement"):
+            if steps:
+                raise ValueError(f"--refine-steps: {args.model} is a voxel model; only NeSF models refine codes")
+        else:
+            model = model.with_refinement(steps=steps)
+    return model
 
 
 def _read_inputs(paths: Sequence[str], conventional: bool, skip_invalid: bool) -> tuple[list, list[str]]:
@@ -414,7 +426,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         parts = breakdown(prepared, pred, verdicts, model.frame)
     setting = getattr(model, "setting", "as_given")
-    title = f"{args.model} on {args.data} ({model.frame} frame, {setting} setting)"
+    steps = model.refinement.steps if hasattr(model, "refinement") else 0
+    refined = f", codes refined {steps} steps" if steps else ""
+    title = f"{args.model} on {args.data} ({model.frame} frame, {setting} setting{refined})"
     resettled: dict[str, dict] = {}
     if args.resettle:
         for k, kind in enumerate(RESETTLE_KINDS):
@@ -447,6 +461,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             **metrics,
             "settings": model.settings.to_dict(),
         }
+        if hasattr(model, "refinement"):
+            payload["refinement"] = model.refinement.to_dict()
         if args.resettle:
             payload["resettled"] = resettled
             payload["resettle_seed"] = args.seed
@@ -606,7 +622,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _seed_everything(args.seed)
     _set_threads(args.threads)
-    run_demo(args.out, args.model, n_plot=args.plot, progress=not args.quiet)
+    run_demo(args.out, args.model, n_plot=args.plot, progress=not args.quiet, refine_steps=args.refine_steps)
     return 0
 
 
@@ -745,6 +761,8 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: is a folder; name the prior file, e.g. prior.pt")
     _seed_everything(args.seed)
     model = _load_model(args)
+    if hasattr(model, "with_refinement"):  # the prior models the encoder's own codes, which sampling decodes
+        model = model.with_refinement(steps=0)
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
     cfg = PriorConfig(latent_dim=z.shape[1], epochs=args.epochs, variance_kept=args.variance_kept)
@@ -1022,7 +1040,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    def model_args(p: argparse.ArgumentParser, decoding: bool = True, default: str | None = None) -> None:
+    def model_args(
+        p: argparse.ArgumentParser, decoding: bool = True, default: str | None = None, encoding: bool = True
+    ) -> None:
         if default:
             p.add_argument(
                 "--model",
@@ -1039,6 +1059,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)"
             )
+        if encoding:
+            p.add_argument("--refine-steps", type=_non_negative_int, default=None, help=REFINE_HELP)
         p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
         p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
 
@@ -1116,6 +1138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", type=int, default=3, help="field slices drawn in demo.png (default 3; every crystal is drawn)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--refine-steps", type=_non_negative_int, default=None, help=REFINE_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
@@ -1183,7 +1206,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode latent codes (an .npz written by 'nesf encode', or any .npz with a 'latents' array "
         "[B, D]) to crystals; write one CIF each and all.extxyz to OUT (canonical cells for canonical models).",
     )
-    model_args(p)
+    model_args(p, encoding=False)
     p.add_argument("latents", help=".npz with a 'latents' array [B, D] (and optional 'ids')")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
@@ -1208,7 +1231,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode DATA with MODEL and fit a small flow-matching model of the latent codes, so that "
         "'nesf sample' can draw new codes from it. Writes OUT (a checkpoint with a SHA-256 and a card).",
     )
-    model_args(p, decoding=False)
+    model_args(p, decoding=False, encoding=False)
     p.add_argument("data", help="the model's training crystals")
     p.add_argument("--out", required=True, help="the prior file to write (e.g. prior.pt)")
     p.add_argument("--epochs", type=int, default=400, help="passes over the codes (default 400)")
@@ -1230,7 +1253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for a VAE) and decode them; write OUT/*.cif, OUT/all.extxyz, OUT/summary.json (decodes that found no "
         "atom are counted there as failed) and a picture of the first ones, OUT/samples.png.",
     )
-    model_args(p)
+    model_args(p, encoding=False)
     p.add_argument("--prior", default=None, help="prior file from 'nesf fit-prior'")
     p.add_argument("--n", type=int, required=True, help="crystals to sample")
     p.add_argument("--out", required=True, help="output folder")

@@ -89,6 +89,7 @@ def run_demo(
     model_name: str = DEMO_MODEL,
     n_plot: int = 3,
     progress: bool = True,
+    refine_steps: int | None = None,
 ) -> dict:
     """Round-trip the demo crystals; print a table; write CIFs, an extxyz, metrics JSON and a PNG.
 
@@ -97,6 +98,7 @@ def run_demo(
         model_name: shipped model name or checkpoint path.
         n_plot: crystals whose learned field is drawn in ``demo.png`` (every crystal is drawn).
         progress: progress bar while decoding.
+        refine_steps: refinement steps of each encoded code (None: the model's default; 0: none).
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
@@ -110,6 +112,8 @@ def run_demo(
     t_start = time.perf_counter()
     out = Path(out_dir)
     model = NeSF.load(model_name)
+    if refine_steps is not None:
+        model = model.with_refinement(steps=refine_steps)
     crystals = [c for c in model.prepare(demo_crystals()) if all(z in model.vocab.numbers for z in c.numbers)]
     if not crystals:
         raise ValueError(f"model {model_name}: none of the demo crystals' elements are in its vocabulary")
@@ -163,7 +167,7 @@ def run_demo(
         n_fields=n_plot,
         title=f"NeSF autoencoder '{model_name}': every demo crystal, input vs reconstruction; learned fields below",
     )
-    result = {"model": str(model_name), **metrics, "crystals": per_crystal}
+    result = {"model": str(model_name), **metrics, "refinement": model.refinement.to_dict(), "crystals": per_crystal}
     write_json(out / "metrics.json", result)
     print(
         f"\nwrote {out}/inputs/*.cif, {out}/reconstructions/*.cif, reconstructions.extxyz, metrics.json and {png.name}"

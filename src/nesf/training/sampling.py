@@ -49,11 +49,16 @@ class QuerySampler:
         cfg: training configuration.
         frame: the field frame.
         bbox: ``[2, 3]`` data-set bounding box (paper frame), Angstrom.
+        shared_jitter: draw one jitter (and one choice of species points) per crystal, applied
+            around every atom alike, instead of one per atom: the queries then form the same set
+            whatever order a crystal's atoms come in (latent refinement needs that; training
+            prefers the independent draws).
     """
 
-    def __init__(self, cfg: TrainConfig, frame: Frame, bbox: np.ndarray | None) -> None:
+    def __init__(self, cfg: TrainConfig, frame: Frame, bbox: np.ndarray | None, shared_jitter: bool = False) -> None:
         self.cfg = cfg
         self.frame = frame
+        self.shared_jitter = shared_jitter
         if not frame.periodic:
             if bbox is None:
                 raise ValueError("the paper frame samples over a bounding box; none given")
@@ -82,7 +87,8 @@ class QuerySampler:
         # local points [B, N*L, 3]
         loc_off = self.local_offsets.to(device=dev, dtype=dtype)
         nl = loc_off.shape[0]
-        local = batch.cart.unsqueeze(2) + loc_off + noise((b, n, nl, 3), cfg.local_jitter)
+        per = 1 if self.shared_jitter else n  # jitters drawn per atom, or one per crystal for all its atoms
+        local = batch.cart.unsqueeze(2) + loc_off + noise((b, per, nl, 3), cfg.local_jitter)
         local_mask = batch.mask.unsqueeze(2).expand(b, n, nl)
         pos_pts = torch.cat([glob, local.reshape(b, n * nl, 3)], dim=1)
         pos_mask = torch.cat(
@@ -91,13 +97,13 @@ class QuerySampler:
         # species points [B, N*S, 3]
         sp_off = self.species_offsets.to(device=dev, dtype=dtype)
         if cfg.species_per_atom and cfg.species_per_atom < sp_off.shape[0]:
-            keys = torch.rand((b, n, sp_off.shape[0]), generator=generator).to(dev)
-            pick = keys.argsort(dim=-1)[..., : cfg.species_per_atom]  # [B, N, k]
+            keys = torch.rand((b, per, sp_off.shape[0]), generator=generator).to(dev)
+            pick = keys.argsort(dim=-1)[..., : cfg.species_per_atom].expand(b, n, -1)  # [B, N, k]
             sp = sp_off[pick]  # [B, N, k, 3]
         else:
             sp = sp_off.expand(b, n, -1, -1)
         ns = sp.shape[2]
-        spec = batch.cart.unsqueeze(2) + sp + noise((b, n, ns, 3), cfg.species_jitter)
+        spec = batch.cart.unsqueeze(2) + sp + noise((b, per, ns, 3), cfg.species_jitter)
         spec_mask = batch.mask.unsqueeze(2).expand(b, n, ns).reshape(b, n * ns)
         spec = spec.reshape(b, n * ns, 3)
 
