@@ -162,6 +162,15 @@ def write_cards() -> None:
     print(f"wrote {CARDS}")
 
 
+def write_shipped_json(name: str, metrics: dict) -> None:
+    """benchmarks/results/shipped/NAME.json; local paths keep only their last three parts (the JSON is committed)."""
+    for key in ("model", "data"):
+        if isinstance(metrics.get(key), str) and Path(metrics[key]).is_absolute():
+            metrics[key] = "/".join(Path(metrics[key]).parts[-3:])
+    SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)
+    (SHIPPED_RESULTS / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
 def _kept(metrics: dict) -> dict:
     return {k: metrics.get(k) for k, _, _ in METRICS}
 
@@ -198,10 +207,7 @@ def update_eval(
     after = load_checkpoint(path)["sha256"]
     if after != before:
         raise SystemExit(f"{path}: the SHA-256 changed ({before[:12]} -> {after[:12]}); hashed: {HASHED_KEYS}")
-    for key in ("model", "data"):
-        if isinstance(metrics.get(key), str) and Path(metrics[key]).is_absolute():
-            metrics[key] = "/".join(Path(metrics[key]).parts[-3:])
-    (SHIPPED_RESULTS / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_shipped_json(name, metrics)
     print(f"updated the card of {path}")
 
 
@@ -288,12 +294,7 @@ def main() -> None:
             )
             domain = Domain.from_crystals(seen).to_dict()
         out = export_model(args.checkpoint, WEIGHTS / f"{args.name}.pt", card, trained_numbers=trained, domain=domain)
-        SHIPPED_RESULTS.mkdir(parents=True, exist_ok=True)
-        # Keep only the last three parts of local paths: the JSON is committed, the machine is not.
-        for key in ("model", "data"):
-            if isinstance(metrics.get(key), str) and Path(metrics[key]).is_absolute():
-                metrics[key] = "/".join(Path(metrics[key]).parts[-3:])
-        (SHIPPED_RESULTS / f"{args.name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_shipped_json(args.name, metrics)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     write_cards()
 

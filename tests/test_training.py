@@ -56,14 +56,18 @@ def test_training_is_deterministic_and_learns(tmp_path, tiny, frame, norm, act):
     assert not torch.equal(params_of(r3.model)["encoder.head.0.weight"], params_of(r1.model)["encoder.head.0.weight"])
 
 
+def _one_epoch(tiny, out, train_cfg) -> dict:  # noqa: ANN001
+    """The history row of one epoch of the small model on ``tiny`` with ``train_cfg`` (seed 3)."""
+    train, val = tiny
+    return Trainer(train, val, out, small_configs()[0], train_cfg, seed=3, progress=False).run(epochs=1).history[-1]
+
+
 def test_label_smoothing_is_applied_to_the_species_loss_and_checked(tmp_path, tiny):
     from nesf.models.config import TrainConfig
 
-    train, val = tiny
-    m, t = small_configs()
-    plain = Trainer(train, val, tmp_path / "a", m, t, seed=3, progress=False).run(epochs=1).history[-1]
-    smooth_cfg = replace(t, label_smoothing=0.2)
-    smooth = Trainer(train, val, tmp_path / "b", m, smooth_cfg, seed=3, progress=False).run(epochs=1).history[-1]
+    t = small_configs()[1]
+    plain = _one_epoch(tiny, tmp_path / "a", t)
+    smooth = _one_epoch(tiny, tmp_path / "b", replace(t, label_smoothing=0.2))
     assert smooth["train_species"] != plain["train_species"]
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=1.0)
@@ -72,15 +76,12 @@ def test_label_smoothing_is_applied_to_the_species_loss_and_checked(tmp_path, ti
 def test_huber_position_loss_weighs_large_residuals_less_and_is_checked(tmp_path, tiny):
     from nesf.models.config import TrainConfig
 
-    train, val = tiny
-    m, t = small_configs()
-    plain = Trainer(train, val, tmp_path / "a", m, t, seed=3, progress=False).run(epochs=1).history[-1]
+    t = small_configs()[1]
+    plain = _one_epoch(tiny, tmp_path / "a", t)
     # a threshold far above every residual is the squared error itself
-    wide = replace(t, position_huber=100.0)
-    same = Trainer(train, val, tmp_path / "b", m, wide, seed=3, progress=False).run(epochs=1).history[-1]
+    same = _one_epoch(tiny, tmp_path / "b", replace(t, position_huber=100.0))
     assert same["train_position"] == pytest.approx(plain["train_position"], rel=1e-5)
-    narrow = replace(t, position_huber=0.05)
-    huber = Trainer(train, val, tmp_path / "c", m, narrow, seed=3, progress=False).run(epochs=1).history[-1]
+    huber = _one_epoch(tiny, tmp_path / "c", replace(t, position_huber=0.05))
     assert huber["val_position"] < plain["val_position"]
     with pytest.raises(ValueError, match="position_huber"):
         TrainConfig(position_huber=-0.1)
