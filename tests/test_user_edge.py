@@ -55,6 +55,22 @@ def test_domain_names_every_reason():
     assert "cubic" in domain.describe()
 
 
+def test_domain_merge_counts_each_training_set_once():
+    cubic = Domain.from_crystals(demo_crystals(CUBIC))
+    other = Domain.from_crystals(demo_crystals(("ZnO-wurtzite", "Si-diamond")))
+    both = other.merged(cubic)  # fine-tuned on other data: both sets counted
+    assert both.n_crystals == len(CUBIC) + 2 and both.systems["cubic"] == len(CUBIC) + 1
+    assert set(both.sources) == set(cubic.sources) | set(other.sources)
+    # continuing on the same data, from a model with its own or a merged record: nothing counted twice
+    assert cubic.merged(cubic) == cubic
+    assert cubic.merged(both) == both and other.merged(both) == both
+    # a record written before fingerprints: recognised by its identical counts
+    legacy = Domain.from_dict({k: v for k, v in cubic.to_dict().items() if k != "sources"})
+    assert cubic.merged(legacy).n_crystals == len(CUBIC)
+    assert Domain.from_crystals(demo_crystals(CUBIC[::-1])).sources == cubic.sources  # order-independent
+    assert other.merged(legacy).n_crystals == len(CUBIC) + 2
+
+
 def test_reconstruct_prints_verdicts_and_warns_outside_the_domain(cubic_model, tmp_path, capsys):
     inp = tmp_path / "in"
     inp.mkdir()

@@ -63,23 +63,24 @@ def plot_demo(
         draw_atoms_3d(ax_out, pred, f"{verdict}\noutput {label} ({pred.n_atoms})")
         species_key_below(ax_in, np.concatenate([true.numbers, pred.numbers]), anchor_x=1.0, y=0.0)
     if n_fields:
-        field_grid = grid[rows, :].subgridspec(1, n_fields, wspace=0.35)
+        field_grid = grid[rows, :].subgridspec(1, n_fields, wspace=0.5)
+        setting = " (canonical cell)" if getattr(model, "setting", "as_given") == "canonical" else ""
+        top = 0.0
         for k in range(n_fields):
             true = pairs[k][0]
             field, seen = model.field_of(true)
             plane = _field_plane(seen)
             ax = fig.add_subplot(field_grid[0, k])
-            setting = " (canonical cell)" if getattr(model, "setting", "as_given") == "canonical" else ""
-            draw_field_slice(
-                ax,
-                field,
-                seen,
-                model.vocab.symbols,
-                plane,
-                n=18,
-                arrow_scale=0.5,
-                title=f"{true.id}: learned field{setting}, c = {plane[1]:.2f}\narrows: position field, colour: species",
-            )
+            name = f"{true.id}, {'abc'[plane[0]]} = {plane[1]:.2f}"
+            draw_field_slice(ax, field, seen, model.vocab.symbols, plane, n=18, arrow_scale=0.5, title=name)
+            top = max(top, ax.get_position().y1)
+        fig.text(
+            0.5,
+            top + (30.0 / 72.0) / fig.get_figheight(),
+            f"learned fields{setting}: arrows point halfway to the nearest atom, colour = species field",
+            ha="center",
+            fontsize=11,
+        )
     fig.suptitle(title, y=0.995)
     return save_figure(fig, path)
 

@@ -9,10 +9,11 @@ without a warning.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -58,6 +59,23 @@ def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
     return "hexagonal" if number <= 194 else "cubic"
 
 
+def fingerprint(crystals: Sequence[Crystal]) -> str:
+    """A short order-independent fingerprint of a set of crystals (ids, species, cells to 1e-3 A).
+
+    Two training sets with the same fingerprint hold the same crystals.
+    """
+    keys = []
+    for c in crystals:
+        h = hashlib.sha256(str(c.id).encode())
+        h.update(np.asarray(c.numbers, dtype=np.int64).tobytes())
+        h.update(np.round(np.asarray(c.lattice, dtype=np.float64), 3).tobytes())
+        keys.append(h.digest())
+    total = hashlib.sha256()
+    for k in sorted(keys):
+        total.update(k)
+    return total.hexdigest()[:16]
+
+
 @dataclass
 class Domain:
     """What a model's training crystals covered.
@@ -69,6 +87,8 @@ class Domain:
         angles_deg: ``(min, max)`` cell angles in degrees.
         systems: crystal system -> number of training crystals.
         n_crystals: training crystals.
+        sources: fingerprints of the training sets counted (:func:`fingerprint`), so that a
+            continuation on the same data does not count its crystals twice.
     """
 
     elements: dict[int, int]
@@ -77,6 +97,7 @@ class Domain:
     angles_deg: tuple[float, float]
     systems: dict[str, int] = field(default_factory=dict)
     n_crystals: int = 0
+    sources: tuple[str, ...] = ()
 
     @classmethod
     def from_crystals(cls, crystals: Sequence[Crystal]) -> Domain:
@@ -96,10 +117,20 @@ class Domain:
             angles_deg=(float(np.degrees(params[:, 3:].min())), float(np.degrees(params[:, 3:].max()))),
             systems={s: systems[s] for s in (*CRYSTAL_SYSTEMS, "unknown") if systems.get(s)},
             n_crystals=len(crystals),
+            sources=(fingerprint(crystals),),
         )
 
     def merged(self, other: Domain) -> Domain:
-        """The domain of both training sets (a fine-tuned model covers its initial model's too)."""
+        """The domain of both training sets (a fine-tuned model covers its initial model's too).
+
+        Crystals are counted once: when ``other`` already counts this domain's training set (a
+        continuation on the same data) its counts are kept. Records written before fingerprints
+        were kept are recognised by identical crystal, element and crystal-system counts.
+        """
+        if self.sources and set(self.sources) <= set(other.sources):
+            return other
+        if not other.sources and self._same_counts(other):
+            return replace(other, sources=self.sources)
         elements = Counter(self.elements)
         elements.update(other.elements)
         systems = Counter(self.systems)
@@ -111,6 +142,15 @@ class Domain:
             angles_deg=(min(self.angles_deg[0], other.angles_deg[0]), max(self.angles_deg[1], other.angles_deg[1])),
             systems={s: systems[s] for s in (*CRYSTAL_SYSTEMS, "unknown") if systems.get(s)},
             n_crystals=self.n_crystals + other.n_crystals,
+            sources=tuple(dict.fromkeys((*other.sources, *self.sources))),
+        )
+
+    def _same_counts(self, other: Domain) -> bool:
+        return (
+            self.n_crystals == other.n_crystals
+            and self.elements == other.elements
+            and self.systems == other.systems
+            and self.atoms == other.atoms
         )
 
     def check(self, crystal: Crystal) -> list[str]:
@@ -160,6 +200,7 @@ class Domain:
             "angles_deg": list(self.angles_deg),
             "systems": dict(self.systems),
             "n_crystals": self.n_crystals,
+            "sources": list(self.sources),
         }
 
     @classmethod
@@ -172,6 +213,7 @@ class Domain:
             angles_deg=(float(d["angles_deg"][0]), float(d["angles_deg"][1])),
             systems={str(k): int(v) for k, v in d.get("systems", {}).items()},
             n_crystals=int(d.get("n_crystals", 0)),
+            sources=tuple(str(x) for x in d.get("sources", ())),
         )
 
     def describe(self) -> str:
@@ -191,4 +233,4 @@ class Domain:
         )
 
 
-__all__ = ["CRYSTAL_SYSTEMS", "Domain", "crystal_system"]
+__all__ = ["CRYSTAL_SYSTEMS", "Domain", "crystal_system", "fingerprint"]

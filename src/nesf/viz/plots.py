@@ -91,14 +91,23 @@ def species_key_below(
     extra: Sequence = (),
     anchor_x: float = 0.5,
     y: float = -0.02,
+    points_below: float = 0.0,
 ) -> None:
-    """A species colour key under ``ax`` (outside it, at ``y`` in axes units, so it covers nothing)."""
+    """A species colour key under ``ax`` (outside it, so it covers nothing).
+
+    Its top sits at ``y`` in axes units, moved down a further ``points_below`` points (a fixed
+    gap, e.g. to clear the axis labels whatever the axes' height).
+    """
+    from matplotlib.transforms import ScaledTranslation
+
     handles = [*species_handles(numbers), *extra]
     if handles:
+        shift = ScaledTranslation(0.0, -points_below / 72.0, ax.figure.dpi_scale_trans)
         ax.legend(
             handles=handles,
             loc="upper center",
             bbox_to_anchor=(anchor_x, y),
+            bbox_transform=ax.transAxes + shift,
             ncol=min(len(handles), 6),
             fontsize=8,
             frameon=False,
@@ -208,7 +217,7 @@ def draw_field_slice(
             )
         )
     shown = [atomic_numbers.get(symbols[k], 0) for k in np.unique(labels)]
-    species_key_below(ax, [z for z in shown if z > 0], extra, y=-0.12)
+    species_key_below(ax, [z for z in shown if z > 0], extra, y=0.0, points_below=32.0)
     corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
     cu = np.zeros((5, 3))
     cu[:, others[0]], cu[:, others[1]], cu[:, axis] = corners[:, 0], corners[:, 1], value
