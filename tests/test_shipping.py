@@ -191,6 +191,22 @@ def test_demo_crystals_are_conventional_and_small():
         demo_crystals(("Unobtainium",))
 
 
+def test_named_minerals_have_their_formula_and_no_overlapping_atoms():
+    """A wrong Wyckoff origin changes a crystal's stoichiometry or stacks atoms; both would show here."""
+    from pymatgen.core import Composition
+
+    from nesf.data.examples import MINERAL_NAMES
+
+    crystals = demo_crystals(MINERAL_NAMES)
+    assert len(crystals) == len(set(MINERAL_NAMES)) >= 50
+    for c in crystals:
+        s = c.to_pymatgen()
+        name = c.id.split("-")[0]
+        assert Composition(name).reduced_formula == s.composition.reduced_formula, c.id
+        shortest = min(s.lattice.abc) if len(s) == 1 else (s.distance_matrix + 99 * np.eye(len(s))).min()
+        assert shortest > 0.9, c.id  # the O-H bond of brucite is the shortest, 0.92 A
+
+
 def test_demo_writes_cifs_metrics_and_png(pretrained, tmp_path, capsys):
     ckpt, _ = pretrained
     out = tmp_path / "demo"

@@ -5,7 +5,9 @@ rhombohedral (hexagonal setting and primitive rhombohedral cells), monoclinic, t
 and long, skewed cells, from 1 to 60 atoms. Structures come from published space groups
 and Wyckoff positions (rounded), plus seeded random triclinic cells.
 
-Run ``python -m nesf.data.examples OUT.extxyz`` to write the set that ships with nesf.
+Run ``python -m nesf.data.examples OUT.extxyz`` to write the set that ships with nesf, and
+``python -m nesf.data.examples --minerals OUT.extxyz`` for the 51 named classic crystals and
+minerals (:data:`MINERAL_NAMES`, conventional standard cells).
 """
 
 from __future__ import annotations
@@ -110,6 +112,98 @@ _DEMO_EXTRA: dict[str, tuple] = {
     "GaAs-zincblende": ("F-43m", (5.653, 5.653, 5.653, 90, 90, 90), ["Ga", "As"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
 }
 
+#: Classic minerals and textbook crystals beyond the demo (rounded experimental structures; space
+#: groups in pymatgen's default setting, i.e. origin choice 1 where the International Tables give two).
+_MINERALS: dict[str, tuple] = {
+    "CaF2-fluorite": ("Fm-3m", (5.463, 5.463, 5.463, 90, 90, 90), ["Ca", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "CeO2-cerianite": ("Fm-3m", (5.411, 5.411, 5.411, 90, 90, 90), ["Ce", "O"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "FeS2-pyrite": ("Pa-3", (5.417, 5.417, 5.417, 90, 90, 90), ["Fe", "S"], [[0, 0, 0], [0.385, 0.385, 0.385]]),
+    "ZnS-sphalerite": ("F-43m", (5.41, 5.41, 5.41, 90, 90, 90), ["Zn", "S"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "ZnS-wurtzite": (
+        "P6_3mc",
+        (3.82, 3.82, 6.26, 90, 90, 120),
+        ["Zn", "S"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.375]],
+    ),
+    "PbS-galena": ("Fm-3m", (5.936, 5.936, 5.936, 90, 90, 90), ["Pb", "S"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "NiO-bunsenite": ("Fm-3m", (4.177, 4.177, 4.177, 90, 90, 90), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "KCl-sylvite": ("Fm-3m", (6.29, 6.29, 6.29, 90, 90, 90), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "LiF-griceite": ("Fm-3m", (4.03, 4.03, 4.03, 90, 90, 90), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "AgCl-chlorargyrite": ("Fm-3m", (5.55, 5.55, 5.55, 90, 90, 90), ["Ag", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    "CuCl-nantokite": ("F-43m", (5.42, 5.42, 5.42, 90, 90, 90), ["Cu", "Cl"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "Cu2O-cuprite": ("Pn-3m", (4.27, 4.27, 4.27, 90, 90, 90), ["O", "Cu"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "C-diamond": ("Fd-3m", (3.567, 3.567, 3.567, 90, 90, 90), ["C"], [[0, 0, 0]]),
+    "SiC-moissanite-3C": ("F-43m", (4.36, 4.36, 4.36, 90, 90, 90), ["Si", "C"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "MgAl2O4-spinel": (
+        "Fd-3m",
+        (8.083, 8.083, 8.083, 90, 90, 90),
+        ["Mg", "Al", "O"],
+        [[0, 0, 0], [0.625, 0.625, 0.625], [0.3874, 0.3874, 0.3874]],
+    ),
+    "SnO2-cassiterite": ("P4_2/mnm", (4.737, 4.737, 3.186, 90, 90, 90), ["Sn", "O"], [[0, 0, 0], [0.307, 0.307, 0]]),
+    "TiO2-anatase": ("I4_1/amd", (3.785, 3.785, 9.514, 90, 90, 90), ["Ti", "O"], [[0, 0, 0], [0, 0, 0.2083]]),
+    "ZrSiO4-zircon": (
+        "I4_1/amd",
+        (6.607, 6.607, 5.982, 90, 90, 90),
+        ["Zr", "Si", "O"],
+        [[0, 0.5, 0.25], [0, 0, 0.5], [0, 0.8161, 0.3203]],
+    ),
+    "CuFeS2-chalcopyrite": (
+        "I-42d",
+        (5.289, 5.289, 10.423, 90, 90, 90),
+        ["Cu", "Fe", "S"],
+        [[0, 0, 0], [0, 0, 0.5], [0.2574, 0.25, 0.125]],
+    ),
+    "BaTiO3-tetragonal": (
+        "P4mm",
+        (3.992, 3.992, 4.036, 90, 90, 90),
+        ["Ba", "Ti", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.518], [0.5, 0.5, 0.975], [0.5, 0, 0.49]],
+    ),
+    "Fe2O3-hematite": ("R-3c", (5.035, 5.035, 13.747, 90, 90, 120), ["Fe", "O"], [[0, 0, 0.3553], [0.3059, 0, 0.25]]),
+    "Cr2O3-eskolaite": ("R-3c", (4.959, 4.959, 13.594, 90, 90, 120), ["Cr", "O"], [[0, 0, 0.3475], [0.3058, 0, 0.25]]),
+    "FeTiO3-ilmenite": (
+        "R-3",
+        (5.088, 5.088, 14.085, 90, 90, 120),
+        ["Fe", "Ti", "O"],
+        [[0, 0, 0.3554], [0, 0, 0.1464], [0.317, 0.020, 0.2448]],
+    ),
+    "CaMg(CO3)2-dolomite": (
+        "R-3",
+        (4.807, 4.807, 16.003, 90, 90, 120),
+        ["Ca", "Mg", "C", "O"],
+        [[0, 0, 0], [0, 0, 0.5], [0, 0, 0.2429], [0.2479, -0.0352, 0.2440]],
+    ),
+    "Mg(OH)2-brucite": (
+        "P-3m1",
+        (3.142, 3.142, 4.766, 90, 90, 120),
+        ["Mg", "O", "H"],
+        [[0, 0, 0], [1 / 3, 2 / 3, 0.2203], [1 / 3, 2 / 3, 0.4130]],
+    ),
+    "CdI2": ("P-3m1", (4.24, 4.24, 6.84, 90, 90, 120), ["Cd", "I"], [[0, 0, 0], [1 / 3, 2 / 3, 0.25]]),
+    "MoS2-molybdenite": (
+        "P6_3/mmc",
+        (3.16, 3.16, 12.29, 90, 90, 120),
+        ["Mo", "S"],
+        [[1 / 3, 2 / 3, 0.25], [1 / 3, 2 / 3, 0.621]],
+    ),
+    "BN-hexagonal": (
+        "P6_3/mmc",
+        (2.504, 2.504, 6.66, 90, 90, 120),
+        ["B", "N"],
+        [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.25]],
+    ),
+    "GaN-wurtzite": (
+        "P6_3mc",
+        (3.189, 3.189, 5.185, 90, 90, 120),
+        ["Ga", "N"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.377]],
+    ),
+    "W-bcc": ("Im-3m", (3.165, 3.165, 3.165, 90, 90, 90), ["W"], [[0, 0, 0]]),
+    "Ti-hcp": ("P6_3/mmc", (2.951, 2.951, 4.686, 90, 90, 120), ["Ti"], [[1 / 3, 2 / 3, 0.25]]),
+    "ReO3": ("Pm-3m", (3.75, 3.75, 3.75, 90, 90, 90), ["Re", "O"], [[0, 0, 0], [0.5, 0, 0]]),
+}
+
 #: The demo's crystals, in the order they are shown.
 DEMO_NAMES = (
     "NaCl-rocksalt",
@@ -127,15 +221,21 @@ DEMO_NAMES = (
 )
 
 
-def demo_crystals(names: tuple[str, ...] = DEMO_NAMES) -> list[Crystal]:
-    """Well-known crystals as conventional standard cells (all lengths <= 6 A), for the demo.
+#: Every named crystal: the classic set, the demo's and the minerals (conventional standard cells).
+MINERAL_NAMES = tuple(dict.fromkeys((*DEMO_NAMES, *_CLASSIC, *_MINERALS)))
 
-    Lattice parameters and Wyckoff positions are the rounded experimental ones.
+
+def demo_crystals(names: tuple[str, ...] = DEMO_NAMES) -> list[Crystal]:
+    """Well-known crystals as conventional standard cells, for the demo (its crystals: all lengths <= 6 A).
+
+    ``names`` may be any of :data:`MINERAL_NAMES` (``demo_crystals(MINERAL_NAMES)``: the 51
+    classic crystals and minerals). Lattice parameters and Wyckoff positions are the rounded
+    experimental ones.
     """
     from pymatgen.core import Lattice, Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    table = {**_CLASSIC, **_DEMO_EXTRA}
+    table = {**_CLASSIC, **_DEMO_EXTRA, **_MINERALS}
     out = []
     for name in names:
         if name not in table:
@@ -182,16 +282,18 @@ def _random_triclinic(rng: np.random.Generator, skewed: bool, id: str) -> Crysta
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the example set to the given extxyz path."""
+    """Write the example set (or, with ``--minerals``, the named classic crystals and minerals) to an extxyz."""
     from nesf.io.writers import write_extxyz
 
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m nesf.data.examples OUT.extxyz", file=sys.stderr)
+    minerals = "--minerals" in argv
+    paths = [a for a in argv if a != "--minerals"]
+    if len(paths) != 1 or any(a.startswith("-") for a in paths):
+        print("usage: python -m nesf.data.examples [--minerals] OUT.extxyz", file=sys.stderr)
         return 2
-    crystals = classic_crystals()
-    write_extxyz(argv[0], crystals)
-    print(f"wrote {len(crystals)} crystals to {argv[0]}")
+    crystals = demo_crystals(MINERAL_NAMES) if minerals else classic_crystals()
+    write_extxyz(paths[0], crystals)
+    print(f"wrote {len(crystals)} crystals to {paths[0]}")
     return 0
 
 
