@@ -22,6 +22,16 @@ def data_dir() -> Path:
     return path
 
 
+def add_sweep_args(ap) -> None:  # noqa: ANN001 - an argparse.ArgumentParser
+    """The options every sweep of a model over a data file shares."""
+    ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
+    ap.add_argument("--data", required=True, help="crystals (validation data)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N crystals")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+
+
 def machine() -> str:
     """A short description of this machine."""
     import torch

@@ -15,19 +15,14 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import REPO, append_result, write_json
+from _common import REPO, add_sweep_args, append_result, write_json
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
-    ap.add_argument("--data", required=True, help="crystals (validation data)")
+    add_sweep_args(ap)
     ap.add_argument("--steps", type=int, nargs="+", default=[0, 15, 30, 60])
     ap.add_argument("--lr", type=float, nargs="+", default=[0.03], help="peak step sizes to try (each with each)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N crystals")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
 
     import torch
