@@ -304,3 +304,8 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
     perm = [c.__class__(c.lattice, c.cart[::-1], c.numbers[::-1], c.id) for c in crystals]
     assert not all(np.array_equal(p.numbers, c.numbers) for p, c in zip(perm, crystals))
     assert torch.allclose(model.encode_crystals(perm), model.encode_crystals(crystals), atol=1e-5)
+    # nor do a crystal's queries and objective depend on the other crystals of its batch
+    together = model.encode_crystals(crystals)
+    alone = torch.cat([model.encode_crystals([c]) for c in crystals])
+    reversed_batch = model.encode_crystals(crystals[::-1]).flip(0)
+    assert torch.allclose(alone, together, atol=1e-5) and torch.allclose(reversed_batch, together, atol=1e-5)

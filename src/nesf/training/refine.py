@@ -8,7 +8,10 @@ in auto-decoders (DeepSDF); the encoder's code is the starting point, so few ste
 
 The objective is the training objective without label smoothing, on freshly drawn queries at
 every step (the same query sampler as training), with the lattice terms weighted up: the
-lattice is decoded from the code too, and the field is read in the decoded cell.
+lattice is decoded from the code too, and the field is read in the decoded cell. Each crystal
+has its own objective (means over its own queries) and draws the same jitters around all its
+atoms and as every other crystal: a code depends neither on the order of its crystal's atoms
+nor on the other crystals it is refined with, so a crystal comes back the same alone or in a file.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def refine_latents(
         return z0
     frame = model.frame
     cfg = replace(train_cfg, species_per_atom=settings.species_per_atom)
-    sampler = QuerySampler(cfg, frame, bbox, shared_jitter=True)  # the same queries in any atom order
+    # the same queries in any atom order and whatever else is in the batch
+    sampler = QuerySampler(cfg, frame, bbox, shared_jitter=True)
     generator = torch.Generator().manual_seed(settings.seed)
     inverse = torch.linalg.inv(batch.lattice) if frame.periodic else None
     lattice_true = model.normalize_lattice(batch.lattice_params)
@@ -105,12 +109,23 @@ def refine_latents(
             pos = model.position_field(model.position_decoder.latent_part(z), s.pos_points, s.pos_index, inverse)
             logits = model.species_field(model.species_decoder.latent_part(z), s.spec_points, s.spec_index, inverse)
             lattice = model.lattice_normalized(z)
+            # each crystal's own objective (means over its own queries), summed: a code's
+            # gradient does not depend on the other crystals of the batch
+            pos_err = _per_crystal_mean((pos - s.pos_target).pow(2).mean(dim=1), s.pos_index, len(z))
+            spec_err = _per_crystal_mean(F.cross_entropy(logits, s.spec_target, reduction="none"), s.spec_index, len(z))
             loss = (
-                cfg.w_position * F.mse_loss(pos, s.pos_target)
-                + cfg.w_species * F.cross_entropy(logits, s.spec_target)
-                + w_length * F.mse_loss(lattice[:, :3], lattice_true[:, :3])
-                + w_angle * F.mse_loss(lattice[:, 3:], lattice_true[:, 3:])
-            )
+                cfg.w_position * pos_err
+                + cfg.w_species * spec_err
+                + w_length * (lattice[:, :3] - lattice_true[:, :3]).pow(2).mean(dim=1)
+                + w_angle * (lattice[:, 3:] - lattice_true[:, 3:]).pow(2).mean(dim=1)
+            ).sum()
             (z.grad,) = torch.autograd.grad(loss, [z])
             optimizer.step()
     return z.detach()
+
+
+def _per_crystal_mean(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B]`` means of ``values [Q]`` over the queries of each crystal (``index [Q]``)."""
+    total = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, index, values)
+    count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, index, torch.ones_like(values))
+    return total / count.clamp_min(1.0)

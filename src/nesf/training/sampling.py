@@ -49,10 +49,10 @@ class QuerySampler:
         cfg: training configuration.
         frame: the field frame.
         bbox: ``[2, 3]`` data-set bounding box (paper frame), Angstrom.
-        shared_jitter: draw one jitter (and one choice of species points) per crystal, applied
-            around every atom alike, instead of one per atom: the queries then form the same set
-            whatever order a crystal's atoms come in (latent refinement needs that; training
-            prefers the independent draws).
+        shared_jitter: draw one jitter (and one choice of species points), applied around every
+            atom of every crystal of the batch alike, instead of one per atom: a crystal's queries
+            then form the same set whatever order its atoms come in and whatever other crystals
+            share its batch (latent refinement needs both; training prefers independent draws).
     """
 
     def __init__(self, cfg: TrainConfig, frame: Frame, bbox: np.ndarray | None, shared_jitter: bool = False) -> None:
@@ -74,13 +74,16 @@ class QuerySampler:
         dev, dtype = batch.cart.device, batch.cart.dtype
         b, n = batch.mask.shape
 
+        lead = 1 if self.shared_jitter else b  # one draw for all crystals, or one per crystal
+
         def noise(shape: tuple[int, ...], sigma: float) -> torch.Tensor:
-            return torch.randn(shape, generator=generator, dtype=dtype).to(dev) * sigma
+            draw = torch.randn((lead, *shape[1:]), generator=generator, dtype=dtype)
+            return draw.to(dev).expand(shape) * sigma
 
         # global points [B, G, 3]
         if self.frame.periodic:
-            u = torch.rand((b, cfg.uniform_per_crystal, 3), generator=generator, dtype=dtype).to(dev)
-            glob = torch.bmm(u, batch.lattice)
+            u = torch.rand((lead, cfg.uniform_per_crystal, 3), generator=generator, dtype=dtype)
+            glob = torch.bmm(u.to(dev).expand(b, -1, -1), batch.lattice)
         else:
             grid = self.global_grid.to(device=dev, dtype=dtype)
             glob = grid.unsqueeze(0) + noise((b, grid.shape[0], 3), cfg.global_jitter)
@@ -97,7 +100,7 @@ class QuerySampler:
         # species points [B, N*S, 3]
         sp_off = self.species_offsets.to(device=dev, dtype=dtype)
         if cfg.species_per_atom and cfg.species_per_atom < sp_off.shape[0]:
-            keys = torch.rand((b, per, sp_off.shape[0]), generator=generator).to(dev)
+            keys = torch.rand((lead, per, sp_off.shape[0]), generator=generator).to(dev).expand(b, per, -1)
             pick = keys.argsort(dim=-1)[..., : cfg.species_per_atom].expand(b, n, -1)  # [B, N, k]
             sp = sp_off[pick]  # [B, N, k, 3]
         else:
