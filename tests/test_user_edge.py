@@ -69,6 +69,12 @@ def test_domain_merge_counts_each_training_set_once():
     assert cubic.merged(legacy).n_crystals == len(CUBIC)
     assert Domain.from_crystals(demo_crystals(CUBIC[::-1])).sources == cubic.sources  # order-independent
     assert other.merged(legacy).n_crystals == len(CUBIC) + 2
+    # the same set seen in another setting (a continuation on primitive cells): counts kept once,
+    # ranges widened to what the continued model sees
+    conventional = Domain.from_dict({**legacy.to_dict(), "lengths": [2 * x for x in cubic.lengths], "atoms": [4, 8]})
+    widened = cubic.merged(conventional)
+    assert widened.n_crystals == len(CUBIC) and widened.systems == cubic.systems
+    assert widened.lengths == (cubic.lengths[0], 2 * cubic.lengths[1]) and widened.atoms == (cubic.atoms[0], 8)
 
 
 def test_reconstruct_prints_verdicts_and_warns_outside_the_domain(cubic_model, tmp_path, capsys):

@@ -56,6 +56,28 @@ def test_training_takes_prepared_crystals_as_they_are_and_prepares_the_others(cl
     assert prepared[0].standardized().info.get("prepared") is None
 
 
+def test_training_on_a_set_prepared_for_another_setting_says_so_and_prepares_it(classic, tmp_path, capsys):
+    from dataclasses import replace
+
+    from nesf.training.loop import Trainer
+    from small_model import small_configs
+
+    small = [c for c in classic if c.n_atoms <= 12][:4]
+    path = save_prepared(tmp_path / "set.pt", prepare_set(small, "periodic", "canonical", "roomiest"))
+    prepared = read_crystals(path)
+    m, t = small_configs(setting="canonical")
+    m = replace(m, primitive_cell=True, canonical_origin="roomiest")
+    trainer = Trainer(prepared, prepared, tmp_path / "run", m, t, progress=False)
+    out = capsys.readouterr().out
+    assert "training: bringing 4 crystals (prepared in setting canonical/roomiest)" in out
+    assert "canonical/roomiest/primitive" in out and "--primitive" in out
+    assert trainer.domain.n_crystals == 4
+    # a set prepared in the model's own setting is taken silently
+    again = prepare_set(small, "periodic", "canonical", "roomiest", primitive=True)
+    Trainer(again, again, tmp_path / "run2", m, t, progress=False)
+    assert "bringing" not in capsys.readouterr().out
+
+
 def test_setting_keys_name_the_frame_and_origin_rule():
     assert setting_key("periodic", "canonical", "rarest") == "canonical/rarest"
     assert setting_key("periodic", "as_given", "rarest") == "standard"

@@ -124,34 +124,45 @@ class Domain:
         """The domain of both training sets (a fine-tuned model covers its initial model's too).
 
         Crystals are counted once: when ``other`` already counts this domain's training set (a
-        continuation on the same data) its counts are kept. Records written before fingerprints
-        were kept are recognised by identical crystal, element and crystal-system counts.
+        continuation on the same data) its counts are kept, and only its ranges of atoms per
+        cell, lengths and angles are widened to this record's, which may see the same crystals
+        in another setting (a continuation that switches to primitive cells, say). Records
+        written before fingerprints were kept are recognised by identical crystal and element
+        counts (setting-independent, unlike crystal systems found at a tolerance).
         """
-        if self.sources and set(self.sources) <= set(other.sources):
-            return other
-        if not other.sources and self._same_counts(other):
-            return replace(other, sources=self.sources)
+        if (self.sources and set(self.sources) <= set(other.sources)) or (
+            not other.sources and self._same_counts(other)
+        ):
+            return replace(
+                self._widened(other),
+                elements=dict(other.elements),
+                systems=dict(other.systems),
+                n_crystals=other.n_crystals,
+                sources=tuple(dict.fromkeys((*other.sources, *self.sources))),
+            )
         elements = Counter(self.elements)
         elements.update(other.elements)
         systems = Counter(self.systems)
         systems.update(other.systems)
-        return Domain(
+        return replace(
+            self._widened(other),
             elements=dict(sorted(elements.items())),
-            atoms=(min(self.atoms[0], other.atoms[0]), max(self.atoms[1], other.atoms[1])),
-            lengths=(min(self.lengths[0], other.lengths[0]), max(self.lengths[1], other.lengths[1])),
-            angles_deg=(min(self.angles_deg[0], other.angles_deg[0]), max(self.angles_deg[1], other.angles_deg[1])),
             systems={s: systems[s] for s in (*CRYSTAL_SYSTEMS, "unknown") if systems.get(s)},
             n_crystals=self.n_crystals + other.n_crystals,
             sources=tuple(dict.fromkeys((*other.sources, *self.sources))),
         )
 
-    def _same_counts(self, other: Domain) -> bool:
-        return (
-            self.n_crystals == other.n_crystals
-            and self.elements == other.elements
-            and self.systems == other.systems
-            and self.atoms == other.atoms
+    def _widened(self, other: Domain) -> Domain:
+        """This record with the ranges (atoms, lengths, angles) spanning both records."""
+        return replace(
+            self,
+            atoms=(min(self.atoms[0], other.atoms[0]), max(self.atoms[1], other.atoms[1])),
+            lengths=(min(self.lengths[0], other.lengths[0]), max(self.lengths[1], other.lengths[1])),
+            angles_deg=(min(self.angles_deg[0], other.angles_deg[0]), max(self.angles_deg[1], other.angles_deg[1])),
         )
+
+    def _same_counts(self, other: Domain) -> bool:
+        return self.n_crystals == other.n_crystals and self.elements == other.elements
 
     def check(self, crystal: Crystal) -> list[str]:
         """Reasons why ``crystal`` (in the model's setting) lies outside the domain; empty if inside."""

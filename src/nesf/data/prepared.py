@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def _prepare_one(args: tuple[Crystal, str, str, str, bool]) -> Crystal:
     elif frame == "periodic":
         out = crystal.standardized()
     else:
-        out = crystal
+        out = replace(crystal)  # a new object: the caller's crystal keeps its info
     out.info = {**out.info, "prepared": setting_key(frame, setting, origin, primitive)}
     out.info.setdefault("crystal_system", crystal_system(out))
     return out

@@ -208,8 +208,8 @@ class Trainer:
         if train_cfg.origin_shift and model_cfg.setting == "canonical":
             raise ValueError("origin shifts and the canonical setting exclude each other (it fixes the origin)")
         how = (model_cfg.frame, model_cfg.setting, model_cfg.canonical_origin, model_cfg.primitive_cell)
-        train = prepare_crystals(train, *how)
-        val = prepare_crystals(val, *how)
+        train = self._prepared(train, "training", how)
+        val = self._prepared(val, "validation", how)
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
         self.vocab = make_vocab(list(train), vocab)
@@ -261,6 +261,26 @@ class Trainer:
             self.ddp = None
         if resume is not None:
             self.resume_from(resume)
+
+    def _prepared(self, crystals: Sequence[Crystal], role: str, how: tuple[str, str, str, bool]) -> list[Crystal]:
+        """The crystals in the model's setting; says so when it has to bring them there.
+
+        Bringing tens of thousands of crystals to the canonical (primitive) setting takes many
+        minutes; ``nesf prepare`` does it once, in parallel, for every later run.
+        """
+        from nesf.data.prepared import prepare_set, setting_key
+
+        key = setting_key(*how)
+        if all(c.info.get("prepared") == key for c in crystals):
+            return list(crystals)
+        given = {str(c.info.get("prepared")) for c in crystals if c.info.get("prepared")}
+        if self.dist.main and (given or len(crystals) >= 1000):  # a set prepared for another setting, or a large one
+            was = f" (prepared in setting {', '.join(sorted(given))})" if given else ""
+            print(
+                f"{role}: bringing {len(crystals)} crystals{was} to the model's setting {key}; "
+                f"'nesf prepare --origin {how[2]}{' --primitive' if how[3] else ''}' does this once for every run"
+            )
+        return prepare_set(crystals, *how, progress=self.progress and len(crystals) >= 1000)
 
     def _drop_unseen_elements(self, seen: set[int], val: Sequence[Crystal]) -> list[Crystal]:
         """Validation crystals with elements absent from the training data are dropped, and said so.
