@@ -10,10 +10,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from nesf import DEFAULT_MODEL, __version__
 from nesf.errors import NesfError
+
+if TYPE_CHECKING:
+    from nesf.models.config import ModelConfig
 
 THREADS_HELP = "torch threads (default: the cores not already busy, at least 1)"
 REFINE_HELP = (
@@ -557,16 +560,25 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     if not args.out.endswith(".pt"):
         raise ValueError(f"--out must end in .pt, got {args.out!r}")
-    model_cfg, _ = get_preset(args.preset)
-    setting = args.setting or model_cfg.setting
+    if args.model is not None:
+        given = [f"--{k}" for k in ("preset", "setting", "origin") if getattr(args, k) is not None]
+        if given or args.primitive:
+            given += ["--primitive"] if args.primitive else []
+            raise ValueError(f"--model takes the setting from the model; leave out {', '.join(given)}")
+        model_cfg = _model_setting(args.model)
+        setting, origin, primitive = model_cfg.setting, model_cfg.canonical_origin, model_cfg.primitive_cell
+    else:
+        model_cfg, _ = get_preset(args.preset or "default")
+        setting = args.setting or model_cfg.setting
+        origin, primitive = args.origin or model_cfg.canonical_origin, args.primitive
     frame = "periodic" if setting == "canonical" else model_cfg.frame
     crystals = read_crystals(args.data, conventional=args.conventional)
     prepared = prepare_set(
         crystals,
         frame,
         setting,
-        args.origin or model_cfg.canonical_origin,
-        primitive=args.primitive,
+        origin,
+        primitive=primitive,
         jobs=args.jobs,
         progress=not args.quiet,
     )
@@ -574,6 +586,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     key = prepared[0].info["prepared"]
     print(f"{args.data}: {len(prepared)} crystals in setting {key} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _model_setting(model: str) -> ModelConfig:
+    """The :class:`~nesf.models.config.ModelConfig` of a NeSF model (shipped name or checkpoint), for its setting."""
+    from nesf.api import resolve_model_path
+    from nesf.models.config import ModelConfig, config_from_dict
+    from nesf.training.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(resolve_model_path(model))
+    kind = ck.get("kind", "nesf")
+    if kind != "nesf":
+        raise ValueError(f"{model}: a {kind} model reads crystals as they are given; there is no setting to prepare")
+    return config_from_dict(ModelConfig, ck["model_config"])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -1176,7 +1201,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data", help="crystals (extxyz, CIF(s), CSV, ...)")
     p.add_argument("--out", required=True, help="output file (.pt)")
-    p.add_argument("--preset", choices=("default", "paper"), default="default", help="the preset whose setting to use")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="take the setting of this model (shipped name or checkpoint), e.g. to fine-tune it with --init",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("default", "paper"),
+        default=None,
+        help="the preset whose setting to use (default: 'default')",
+    )
     p.add_argument("--setting", choices=("as_given", "canonical"), default=None, help="override the preset's setting")
     p.add_argument(
         "--origin", choices=("rarest", "roomiest"), default=None, help="canonical origin rule (default: the preset's)"

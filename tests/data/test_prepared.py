@@ -96,6 +96,12 @@ def test_prepare_cli_writes_a_set_that_training_reads(classic, tmp_path, capsys)
     assert len(read_crystals(out)) == len(classic)
     assert main(["prepare", str(src), "--out", str(tmp_path / "x.extxyz"), "--quiet"]) == 2
     assert "--out must end in .pt" in capsys.readouterr().err
+    # the setting of a model to fine-tune, taken from the model itself
+    assert main(["prepare", str(src), "--out", str(tmp_path / "mp.pt"), "--model", "mp", "--quiet"]) == 0
+    assert "in setting canonical/roomiest/primitive" in capsys.readouterr().out
+    assert all(c.info["prepared"] == "canonical/roomiest/primitive" for c in read_crystals(tmp_path / "mp.pt"))
+    assert main(["prepare", str(src), "--out", str(tmp_path / "y.pt"), "--model", "mp", "--origin", "rarest"]) == 2
+    assert "leave out --origin" in capsys.readouterr().err
 
 
 def test_a_model_checkpoint_or_junk_is_refused_with_a_clear_message(tmp_path):
