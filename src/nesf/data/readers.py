@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -194,15 +195,23 @@ def _crystals_from_frames(frames: list, path: Path) -> list[Crystal]:
     return crystals
 
 
-def _prescan_extxyz(text: str, source: str) -> None:
+_MATERIAL_ID = re.compile(r'(?:^|\s)material_id\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+def _prescan_extxyz(text: str, source: str) -> list[str | None]:
     """Check every frame's count line against the lines that follow and the atom limit, before parsing.
 
     A count line claiming a billion atoms would otherwise make the parser run for hours, and a
     frame whose ``Properties`` lack positions would put every atom at the origin.
+
+    Returns:
+        Each frame's ``material_id`` exactly as written (None where it has none): ASE turns ids
+        that look like numbers or booleans into them (``007`` -> 7, ``T`` -> True).
     """
     from nesf.data.crystal import LIMITS
 
     lines = text.splitlines()
+    ids: list[str | None] = []
     i, frame = 0, 0
     while i < len(lines):
         if not lines[i].strip():
@@ -231,8 +240,11 @@ def _prescan_extxyz(text: str, source: str) -> None:
         comment = lines[i + 1]
         if "properties=" in comment.lower() and "pos:" not in comment.lower():
             raise CrystalInputError(source, "its Properties list no positions (pos:R:3)", where)
+        found = _MATERIAL_ID.search(comment)
+        ids.append(None if found is None else (found.group(1) if found.group(1) is not None else found.group(2)))
         i += n + 2
         frame += 1
+    return ids
 
 
 def read_extxyz(path: str | Path) -> list[Crystal]:
@@ -244,11 +256,15 @@ def read_extxyz(path: str | Path) -> list[Crystal]:
         text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the count line
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really an extxyz file?)") from None
-    _prescan_extxyz(text, str(path))
+    ids = _prescan_extxyz(text, str(path))
     try:
         frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
         raise CrystalInputError(str(path), f"could not parse extxyz: {_short(exc)}") from None
+    if len(ids) == len(frames):
+        for atoms, raw in zip(frames, ids):
+            if raw is not None and "material_id" in atoms.info:
+                atoms.info["material_id"] = raw.replace('\\"', '"')
     return _crystals_from_frames(frames, path)
 
 
