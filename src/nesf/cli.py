@@ -562,8 +562,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must end in .pt, got {args.out!r}")
     if args.model is not None:
         given = [f"--{k}" for k in ("preset", "setting", "origin") if getattr(args, k) is not None]
-        if given or args.primitive:
-            given += ["--primitive"] if args.primitive else []
+        given += ["--primitive"] if args.primitive else []
+        if given:
             raise ValueError(f"--model takes the setting from the model; leave out {', '.join(given)}")
         model_cfg = _model_setting(args.model)
         setting, origin, primitive = model_cfg.setting, model_cfg.canonical_origin, model_cfg.primitive_cell
