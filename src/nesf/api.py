@@ -222,20 +222,38 @@ class NeSF:
 
         Periodic frame: pymatgen's standard orientation of each cell, atoms wrapped into it. The
         cell and origin stay the input's; :meth:`encode_crystals` and
-        :meth:`reconstruct_crystals` take care of the canonical setting.
+        :meth:`reconstruct_crystals` take care of the canonical setting. Crystals read from a set
+        prepared in the model's own setting (``nesf prepare --model``) are taken as they are.
         """
-        return prepare_crystals(_as_crystals(structures), self.frame)
+        crystals = _as_crystals(structures)
+        if crystals and all(c.info.get("prepared") == self.setting_key for c in crystals):
+            return list(crystals)
+        return prepare_crystals(crystals, self.frame)
+
+    @property
+    def setting_key(self) -> str:
+        """The name of the setting the network sees crystals in (as ``nesf prepare`` records it)."""
+        from nesf.data.prepared import setting_key
+
+        cfg = self.model.cfg
+        return setting_key(self.frame, cfg.setting, cfg.canonical_origin, cfg.primitive_cell)
 
     def to_model_setting(self, crystals: Sequence[Crystal]) -> tuple[list[Crystal], list[SettingTransform | None]]:
         """Crystals in the setting the network was trained in, and how to map results back.
 
         With the canonical setting each crystal is brought to its canonical cell and origin and
-        its :class:`SettingTransform` is returned; otherwise crystals pass unchanged (transforms None).
+        its :class:`SettingTransform` is returned (the identity for crystals of a set prepared in
+        that setting); otherwise crystals pass unchanged (transforms None).
         """
         if self.setting != "canonical":
             return list(crystals), [None] * len(crystals)
-        cfg = self.model.cfg
-        pairs = [canonical_setting(c, cfg.canonical_origin, cfg.primitive_cell) for c in crystals]
+        cfg, key = self.model.cfg, self.setting_key
+        pairs = [
+            (c, SettingTransform(np.eye(3, dtype=np.int64), np.zeros(3)))
+            if c.info.get("prepared") == key  # already there (a prepared set)
+            else canonical_setting(c, cfg.canonical_origin, cfg.primitive_cell)
+            for c in crystals
+        ]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def encode_crystals(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:

@@ -121,3 +121,24 @@ def test_unprepared_or_mixed_crystals_cannot_be_saved_as_a_prepared_set(classic,
     mixed = prepare_set(classic[:1], setting="canonical") + prepare_set(classic[1:2], setting="as_given")
     with pytest.raises(ValueError, match="prepared in one setting"):
         save_prepared(tmp_path / "b.pt", mixed)
+
+
+def test_a_model_takes_a_set_prepared_in_its_setting_as_it_is(classic, monkeypatch):
+    import nesf.api as api
+
+    model = api.NeSF.load("mp").with_refinement(steps=0)
+    small = [c for c in classic if c.n_atoms <= 8][:4]
+    prepared = prepare_set(small, "periodic", "canonical", "roomiest", primitive=True)
+    assert model.setting_key == "canonical/roomiest/primitive"
+    expected = model.encode_crystals(model.prepare(small))
+    calls = []
+    original = api.canonical_setting
+    monkeypatch.setattr(api, "canonical_setting", lambda c, *a: calls.append(c.id) or original(c, *a))
+    assert model.prepare(prepared) == prepared
+    inner, transforms = model.to_model_setting(prepared)
+    assert inner == prepared and all(t.is_identity for t in transforms) and calls == []
+    assert torch.allclose(model.encode_crystals(prepared), expected, atol=1e-5)
+    # a set prepared in another setting is brought to the model's
+    other = prepare_set(small, "periodic", "canonical", "rarest")
+    model.to_model_setting(model.prepare(other))
+    assert len(calls) == len(small)
