@@ -58,7 +58,7 @@ def main() -> None:
     crystals = base.prepare(read_crystals(args.data)[: args.limit])
     inner, transforms = base.to_model_setting(crystals)
     t0 = time.perf_counter()
-    z = base._encode_in_setting(inner)
+    z = base._encode_in_setting(inner)[0]
     print(f"encoded {len(crystals)} crystals in {time.perf_counter() - t0:.0f} s")
     rows = []
     for name, value in [("(model default)", None), *parse_vary(args.vary)]:

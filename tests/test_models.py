@@ -300,6 +300,10 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
     assert not torch.allclose(model.encode_crystals(crystals), z0, atol=1e-4)
     with pytest.raises(ValueError, match="negative"):
         RefineSettings(steps=-1)
+    with pytest.raises(ValueError, match="restarts must not be negative"):
+        RefineSettings(restarts=-1)
+    second = RefineSettings(seed=3).restart(2)  # a restart: its own queries, its own steps, no restarts of its own
+    assert (second.seed, second.steps, second.lr, second.restarts) == (5, 60, 0.1, 0)
     # the queries form one set whatever order the atoms come in: the same refined codes
     perm = [c.__class__(c.lattice, c.cart[::-1], c.numbers[::-1], c.id) for c in crystals]
     assert not all(np.array_equal(p.numbers, c.numbers) for p, c in zip(perm, crystals))

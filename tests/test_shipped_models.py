@@ -100,3 +100,46 @@ def test_shipped_models_carry_their_latent_prior(name, tmp_path):
     assert main(["sample", "--model", name, "--n", "3", "--out", str(out), "--quiet", "--grid", "0"]) == 0
     summary = (out / "summary.json").read_text()
     assert f"weights/priors/{name}.pt" in summary and '"n_requested": 3' in summary
+
+
+def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(monkeypatch):
+    """A code whose crystal comes back with the wrong composition is refined again from the encoder's."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    model = NeSF.load("mp")
+    crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond", "Cu-fcc")))
+    unchecked = model.with_refinement(restarts=0)
+    first = unchecked.encode_crystals(crystals)
+    # these come back right at once: nothing is refined again, the codes are the unchecked ones
+    assert torch.equal(model.encode_crystals(crystals), first)
+    assert model.restart_counts == {"crystals": 3, "restarted": 0, "recovered": 0}
+    # make the first decode of every crystal lose an atom: each is refined again and recovers
+    checked = model.with_refinement(restarts=2)
+    decode, calls = checked.decode_crystals, []
+
+    def lossy(z, ids=None, progress=False):
+        out = decode(z, ids=ids, progress=progress)
+        calls.append(len(z))
+        if len(calls) == 1:
+            out = [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+        return out
+
+    monkeypatch.setattr(checked, "decode_crystals", lossy)
+    codes = checked.encode_crystals(crystals)
+    assert checked.restart_counts == {"crystals": 3, "restarted": 3, "recovered": 3}
+    assert calls == [3, 3]  # one restart sufficed for all
+    assert not torch.allclose(codes, first)  # the restart's codes (other queries, more steps)
+    restart = checked.with_refinement(
+        steps=checked.refinement.restart_steps, lr=checked.refinement.restart_lr, seed=1, restarts=0
+    )
+    assert torch.allclose(codes, restart.encode_crystals(crystals), atol=1e-6)
+    # a reconstruction is the decoded checked code: decoding the code again gives the same crystals
+    monkeypatch.undo()
+    codes, decoded = model._encode_in_setting(model.to_model_setting(crystals)[0])
+    again = model.decode_crystals(codes)
+    assert [d.n_atoms for d in decoded] == [a.n_atoms for a in again] == [2, 2, 1]  # primitive cells
+    assert all(np.allclose(a.lattice, d.lattice) and np.allclose(a.cart, d.cart) for a, d in zip(again, decoded))
+    assert [b.n_atoms for b in model.reconstruct_crystals(crystals)] == [c.n_atoms for c in crystals]

@@ -112,6 +112,9 @@ class NeSF:
         self.refinement = refinement or RefineSettings()
         self.train_cfg = train_cfg or TrainConfig()
         self.info: dict[str, Any] = {}
+        #: Of the crystals last encoded: how many, how many were refined again, and how many of
+        #: those came back with their input's composition (see ``RefineSettings.restarts``).
+        self.restart_counts: dict[str, int] = {"crystals": 0, "restarted": 0, "recovered": 0}
         #: What the training data covered (None for checkpoints that predate recording it).
         self.domain: Domain | None = None
 
@@ -187,7 +190,7 @@ class NeSF:
         cell and origin for canonical models): draw it over the returned crystal.
         """
         inner, _ = self.to_model_setting([crystal])
-        z = self._encode_in_setting(inner)
+        z = self._encode_in_setting(inner)[0]
         lattice = torch.as_tensor(inner[0].lattice, dtype=torch.float32, device=self.device).unsqueeze(0)
         return self.model.bind(z, lattice), inner[0]
 
@@ -260,21 +263,81 @@ class NeSF:
         """Latent codes ``[B, D]`` of crystals in the model's frame (see :meth:`prepare`).
 
         Each code is the encoder's, refined on its crystal's own field as :attr:`refinement` says
-        (:meth:`with_refinement`; ``steps=0`` keeps the encoder's code). The refinement draws its
-        queries per batch, seeded: the same crystals in the same order give the same codes.
+        (:meth:`with_refinement`; ``steps=0`` keeps the encoder's code), and with restarts checked
+        by decoding (:class:`~nesf.training.refine.RefineSettings`). The refinement draws its
+        queries per crystal, seeded: the same crystal gives the same code, alone or in a file.
         """
-        return self._encode_in_setting(self.to_model_setting(crystals)[0], batch_size)
+        return self._encode_in_setting(self.to_model_setting(crystals)[0], batch_size)[0]
 
     @torch.no_grad()
-    def _encode_in_setting(self, crystals: Sequence[Crystal], batch_size: int = 256) -> torch.Tensor:
-        out = []
-        step = min(batch_size, self.refinement.batch_size) if self.refinement.steps else batch_size
-        for start in range(0, len(crystals), step):
-            chunk = crystals[start : start + step]
-            batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
-            z, _, _ = self.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
-            out.append(refine_latents(self.model, batch, z, self.train_cfg, self.refinement, self.bbox))
-        return torch.cat(out)
+    def _encode_in_setting(
+        self, crystals: Sequence[Crystal], batch_size: int = 256, progress: bool = False
+    ) -> tuple[torch.Tensor, list[Crystal] | None]:
+        """Codes ``[B, D]`` of crystals in the network's setting, and their decoded crystals when checked.
+
+        The decoded crystals (in the network's setting) come back only when the refinement
+        restarts, which decodes every code; otherwise None.
+        """
+        r = self.refinement
+        checked = bool(r.steps and r.restarts)
+        codes: list[torch.Tensor] = []
+        decoded: list[Crystal] = []
+        self.restart_counts = {"crystals": len(crystals), "restarted": 0, "recovered": 0}
+        step = min(batch_size, r.batch_size) if r.steps else batch_size
+        desc = "encode + check" if checked else "encode"
+        with tqdm(total=len(crystals), desc=desc, unit="crystal", disable=not progress) as bar:
+            for start in range(0, len(crystals), step):
+                chunk = crystals[start : start + step]
+                batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
+                z0, _, _ = self.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
+                z = refine_latents(self.model, batch, z0, self.train_cfg, r, self.bbox)
+                if checked:
+                    z, chunk_decoded = self._restart(chunk, z0, z)
+                    decoded.extend(chunk_decoded)
+                codes.append(z)
+                bar.update(len(chunk))
+        return torch.cat(codes), (decoded if checked else None)
+
+    def _restart(
+        self, crystals: Sequence[Crystal], z0: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, list[Crystal]]:
+        """Refined codes ``z [B, D]`` checked by decoding, refined again from ``z0`` where they fail.
+
+        A code passes when its decoded crystal has its input's composition (atoms of each
+        element in the cell). Crystals holding an element the model never learned to predict
+        cannot pass and are not restarted.
+
+        Returns:
+            The checked codes ``[B, D]`` and their decoded crystals.
+        """
+        r = self.refinement
+        ids = [c.id for c in crystals]
+        decoded = self.decode_crystals(z, ids=ids)
+        want = [_composition(c) for c in crystals]
+        unseen = getattr(self.model, "unseen_species", None)
+        never = set() if unseen is None else {z for z, u in zip(self.vocab.numbers, unseen.tolist()) if u}
+        todo = [
+            i
+            for i, d in enumerate(decoded)
+            if _composition(d) != want[i] and not never.intersection(map(int, crystals[i].numbers))
+        ]
+        self.restart_counts["restarted"] += len(todo)
+        z = z.clone()
+        for k in range(1, r.restarts + 1):
+            if not todo:
+                break
+            batch = CrystalBatch.from_crystals([crystals[i] for i in todo], self.vocab).to(self.device)
+            zk = refine_latents(self.model, batch, z0[todo], self.train_cfg, r.restart(k), self.bbox)
+            dk = self.decode_crystals(zk, ids=[ids[i] for i in todo])
+            still = []
+            for j, i in enumerate(todo):
+                if _composition(dk[j]) == want[i]:
+                    z[i], decoded[i] = zk[j], dk[j]
+                    self.restart_counts["recovered"] += 1
+                else:
+                    still.append(i)
+            todo = still
+        return z, decoded
 
     def encode(self, structures: Any) -> np.ndarray:
         """Latent codes ``[B, D]`` of pymatgen ``Structure`` / ASE ``Atoms`` objects.
@@ -326,8 +389,11 @@ class NeSF:
         setting it is decoded in the canonical one and mapped back), so input and output overlay.
         """
         inner, transforms = self.to_model_setting(crystals)
-        z = self._encode_in_setting(inner)
-        decoded = self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
+        z, decoded = self._encode_in_setting(inner, progress=progress)
+        if decoded is None:
+            decoded = self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
+        else:  # decoded while checking the codes
+            decoded = [d if d.id == c.id else replace(d, id=c.id) for c, d in zip(crystals, decoded)]
         return [d if t is None else t.to_input(d) for t, d in zip(transforms, decoded)]
 
     def reconstruct(self, structures: Any, verdicts: bool = False, match: bool = True) -> Any:
@@ -421,3 +487,9 @@ class NeSF:
         other.info = dict(self.info)
         other.domain = self.domain
         return other
+
+
+def _composition(crystal: Crystal) -> dict[int, int]:
+    """Atoms of each element (atomic number) in a crystal's cell."""
+    numbers, counts = np.unique(np.asarray(crystal.numbers, dtype=np.int64), return_counts=True)
+    return dict(zip(numbers.tolist(), counts.tolist()))

@@ -23,6 +23,11 @@ REFINE_HELP = (
     "NeSF models: Adam steps that refine each encoded latent code on its input's own field before decoding "
     "(default 30; 0: the encoder's code as it is, as published)"
 )
+RESTARTS_HELP = (
+    "NeSF models: decode each refined code and, while its crystal's composition differs from the input's, "
+    "refine it again from the encoder's code with other query draws, up to this many times (default 6; "
+    "0: no check)"
+)
 
 
 def _set_threads(threads: int | None) -> int:
@@ -301,13 +306,16 @@ def _load_model(args: argparse.Namespace):  # noqa: ANN202
     if getattr(args, "grid_spacing", None):
         changes["grid_spacing"] = args.grid_spacing
     model = model.with_settings(**changes) if changes else model
-    steps = getattr(args, "refine_steps", None)
-    if steps is not None:
+    given = {"steps": getattr(args, "refine_steps", None), "restarts": getattr(args, "restarts", None)}
+    refine = {key: value for key, value in given.items() if value is not None}
+    if refine:
         if not hasattr(model, "with_refinement"):
-            if steps:
-                raise ValueError(f"--refine-steps: {args.model} is a voxel model; only NeSF models refine codes")
+            if any(refine.values()):
+                raise ValueError(
+                    f"--refine-steps/--restarts: {args.model} is a voxel model; only NeSF models refine codes"
+                )
         else:
-            model = model.with_refinement(steps=steps)
+            model = model.with_refinement(**refine)
     return model
 
 
@@ -396,6 +404,10 @@ def _round_trip(model, crystals: list, args: argparse.Namespace, strict: bool = 
     pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
     seconds = time.perf_counter() - t0
     metrics = evaluate_reconstruction(crystals, pred, model.frame, match=False)
+    refinement = getattr(model, "refinement", None)
+    if refinement is not None and refinement.steps and refinement.restarts:
+        metrics["codes_restarted"] = model.restart_counts["restarted"]
+        metrics["codes_recovered"] = model.restart_counts["recovered"]
     rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.jobs)
     if rmse is not None:
         found = [r for r in rmse if r is not None]
@@ -1086,6 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if encoding:
             p.add_argument("--refine-steps", type=_non_negative_int, default=None, help=REFINE_HELP)
+            p.add_argument("--restarts", type=_non_negative_int, default=None, help=RESTARTS_HELP)
         p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
         p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
 

@@ -21,6 +21,8 @@ TABLE_ROWS = (
     ("lattice_angle_mae_deg", "lattice angle MAE [deg]", "{:.3f}"),
     ("match_rate_pct", "StructureMatcher match rate [%]", "{:.2f}"),
     ("rmse", "StructureMatcher RMSE", "{:.4f}"),
+    ("codes_restarted", "codes refined again (composition off)", "{:d}"),
+    ("codes_recovered", "  of which now with the composition", "{:d}"),
     ("seconds", "reconstruction time [s]", "{:.2f}"),
     ("seconds_per_structure", "time per structure [s]", "{:.4f}"),
 )

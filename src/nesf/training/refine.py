@@ -41,6 +41,13 @@ class RefineSettings:
             the code changes little, and the position field dominates the cost).
         batch_size: crystals refined together.
         seed: seed of the query sampling (the same input gives the same code).
+        restarts: checked refinement: each refined code is decoded, and while its crystal's
+            composition (atoms of each element in the cell) differs from its input's, the code
+            is refined again from the encoder's, up to this many times, with other query draws
+            (:meth:`restart`); the first code that gives the input's composition is kept, else
+            the first code. 0: no check (the code of one refinement).
+        restart_steps: Adam steps of each restart.
+        restart_lr: peak step size of each restart.
     """
 
     steps: int = 30
@@ -49,6 +56,9 @@ class RefineSettings:
     species_per_atom: int = 27
     batch_size: int = 64
     seed: int = 0
+    restarts: int = 6
+    restart_steps: int = 60
+    restart_lr: float = 0.1
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -57,6 +67,12 @@ class RefineSettings:
             raise ValueError("the refinement step size must be positive and the lattice weight not negative")
         if self.species_per_atom < 1 or self.batch_size < 1:
             raise ValueError("species_per_atom and batch_size of the refinement must be at least 1")
+        if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
+            raise ValueError("restarts must not be negative, and each restart needs at least one step of positive size")
+
+    def restart(self, k: int) -> RefineSettings:
+        """The settings of restart ``k`` (1, 2, ...): its own query draws, the restart steps and step size."""
+        return replace(self, steps=self.restart_steps, lr=self.restart_lr, seed=self.seed + k, restarts=0)
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON)."""
@@ -64,7 +80,7 @@ class RefineSettings:
 
 
 #: The plain encoder (no refinement): what the paper does, and what latent priors are fitted to.
-NO_REFINEMENT = RefineSettings(steps=0)
+NO_REFINEMENT = RefineSettings(steps=0, restarts=0)
 
 
 def refine_latents(
