@@ -315,7 +315,7 @@ class NeSF:
         decoded = self.decode_crystals(z, ids=ids)
         want = [_composition(c) for c in crystals]
         unseen = getattr(self.model, "unseen_species", None)
-        never = set() if unseen is None else {z for z, u in zip(self.vocab.numbers, unseen.tolist()) if u}
+        never = set() if unseen is None else {n for n, u in zip(self.vocab.numbers, unseen.tolist()) if u}
         todo = [
             i
             for i, d in enumerate(decoded)
