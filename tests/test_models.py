@@ -304,6 +304,9 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
         RefineSettings(restarts=-1)
     second = RefineSettings(seed=3).restart(2)  # a restart: its own queries, its own steps, no restarts of its own
     assert (second.seed, second.steps, second.lr, second.restarts) == (5, 60, 0.1, 0)
+    assert (RefineSettings().position_weight, second.position_weight) == (1.0, 4.0)  # restarts weigh positions up
+    with pytest.raises(ValueError, match="position weights must be positive"):
+        RefineSettings(restart_position_weight=0.0)
     # the queries form one set whatever order the atoms come in: the same refined codes
     perm = [c.__class__(c.lattice, c.cart[::-1], c.numbers[::-1], c.id) for c in crystals]
     assert not all(np.array_equal(p.numbers, c.numbers) for p, c in zip(perm, crystals))

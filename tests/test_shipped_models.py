@@ -132,9 +132,7 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
     assert checked.restart_counts == {"crystals": 3, "restarted": 3, "recovered": 3}
     assert calls == [3, 3]  # one restart sufficed for all
     assert not torch.allclose(codes, first)  # the restart's codes (other queries, more steps)
-    restart = checked.with_refinement(
-        steps=checked.refinement.restart_steps, lr=checked.refinement.restart_lr, seed=1, restarts=0
-    )
+    restart = checked.with_refinement(**_first_restart(checked.refinement))
     assert torch.allclose(codes, restart.encode_crystals(crystals), atol=1e-6)
     # a reconstruction is the decoded checked code: decoding the code again gives the same crystals
     monkeypatch.undo()
@@ -143,3 +141,42 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
     assert [d.n_atoms for d in decoded] == [a.n_atoms for a in again] == [2, 2, 1]  # primitive cells
     assert all(np.allclose(a.lattice, d.lattice) and np.allclose(a.cart, d.cart) for a, d in zip(again, decoded))
     assert [b.n_atoms for b in model.reconstruct_crystals(crystals)] == [c.n_atoms for c in crystals]
+
+
+def test_checked_refinement_keeps_the_closest_code_when_no_restart_passes(monkeypatch):
+    """Where no code gives the input's composition, the one nearest in atom count is kept."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    model = NeSF.load("mp").with_refinement(restarts=2)
+    crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond")))
+    decode, calls = model.decode_crystals, []
+
+    def scripted(z, ids=None, progress=False):
+        """First code and second restart lose an atom; the first restart has every atom, of wrong elements."""
+        out = decode(z, ids=ids, progress=progress)
+        calls.append(len(z))
+        if len(calls) == 2:
+            return [replace(c, numbers=np.asarray(c.numbers) + 1) for c in out]
+        return [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+
+    monkeypatch.setattr(model, "decode_crystals", scripted)
+    codes, decoded = model._encode_in_setting(model.to_model_setting(crystals)[0])
+    assert calls == [2, 2, 2] and model.restart_counts == {"crystals": 2, "restarted": 2, "recovered": 0}
+    assert [d.n_atoms for d in decoded] == [2, 2]  # the first restart's crystals: the right count
+    monkeypatch.undo()
+    first_restart = model.with_refinement(**_first_restart(model.refinement))
+    assert torch.allclose(codes, first_restart.encode_crystals(crystals), atol=1e-6)
+
+
+def _first_restart(r) -> dict:
+    """The refinement of a first restart, as plain settings (no check of its own)."""
+    return {
+        "steps": r.restart_steps,
+        "lr": r.restart_lr,
+        "seed": r.seed + 1,
+        "restarts": 0,
+        "position_weight": r.restart_position_weight,
+    }

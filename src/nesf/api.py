@@ -304,8 +304,10 @@ class NeSF:
         """Refined codes ``z [B, D]`` checked by decoding, refined again from ``z0`` where they fail.
 
         A code passes when its decoded crystal has its input's composition (atoms of each
-        element in the cell). Crystals holding an element the model never learned to predict
-        cannot pass and are not restarted.
+        element in the cell). Where no restart passes, the code whose crystal comes closest is
+        kept: the nearest atom count first, then the fewest atoms of the wrong element (the
+        earliest of equally close ones). Crystals holding an element the model never learned to
+        predict cannot pass and are not restarted.
 
         Returns:
             The checked codes ``[B, D]`` and their decoded crystals.
@@ -323,6 +325,8 @@ class NeSF:
         ]
         self.restart_counts["restarted"] += len(todo)
         z = z.clone()
+        # how far each kept crystal is from its input's composition
+        off = {i: _composition_distance(_composition(decoded[i]), want[i]) for i in todo}
         for k in range(1, r.restarts + 1):
             if not todo:
                 break
@@ -331,8 +335,10 @@ class NeSF:
             dk = self.decode_crystals(zk, ids=[ids[i] for i in todo])
             still = []
             for j, i in enumerate(todo):
-                if _composition(dk[j]) == want[i]:
-                    z[i], decoded[i] = zk[j], dk[j]
+                distance = _composition_distance(_composition(dk[j]), want[i])
+                if distance < off[i]:  # the closest so far (the first of equally close ones stays)
+                    z[i], decoded[i], off[i] = zk[j], dk[j], distance
+                if distance == (0, 0):
                     self.restart_counts["recovered"] += 1
                 else:
                     still.append(i)
@@ -487,6 +493,16 @@ class NeSF:
         other.info = dict(self.info)
         other.domain = self.domain
         return other
+
+
+def _composition_distance(a: dict[int, int], b: dict[int, int]) -> tuple[int, int]:
+    """How far composition ``a`` is from ``b``, as ``(count, atoms)``; ``(0, 0)`` when they agree.
+
+    ``count`` is the difference of their atom counts, ``atoms`` the atoms by which they differ
+    summed over the elements of either.
+    """
+    count = abs(sum(a.values()) - sum(b.values()))
+    return count, sum(abs(a.get(e, 0) - b.get(e, 0)) for e in a.keys() | b.keys())
 
 
 def _composition(crystal: Crystal) -> dict[int, int]:

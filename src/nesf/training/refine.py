@@ -8,7 +8,8 @@ in auto-decoders (DeepSDF); the encoder's code is the starting point, so few ste
 
 The objective is the training objective without label smoothing, on freshly drawn queries at
 every step (the same query sampler as training), with the lattice terms weighted up: the
-lattice is decoded from the code too, and the field is read in the decoded cell. Each crystal
+lattice is decoded from the code too, and the field is read in the decoded cell (restarts of
+checked codes also weigh the position field up). Each crystal
 has its own objective (means over its own queries) and draws the same jitters around all its
 atoms and as every other crystal: a code depends neither on the order of its crystal's atoms
 nor on the other crystals it is refined with, so a crystal comes back the same alone or in a file.
@@ -45,9 +46,13 @@ class RefineSettings:
             composition (atoms of each element in the cell) differs from its input's, the code
             is refined again from the encoder's, up to this many times, with other query draws
             (:meth:`restart`); the first code that gives the input's composition is kept, else
-            the first code. 0: no check (the code of one refinement).
+            the one that comes closest (atom count first, then atoms of each element). 0: no
+            check (the code of one refinement).
         restart_steps: Adam steps of each restart.
         restart_lr: peak step size of each restart.
+        position_weight: multiplies the position-field loss weight of training.
+        restart_position_weight: the position weight of each restart (codes that fail the check
+            mostly lose atoms, which the position field places).
     """
 
     steps: int = 30
@@ -59,20 +64,31 @@ class RefineSettings:
     restarts: int = 6
     restart_steps: int = 60
     restart_lr: float = 0.1
+    position_weight: float = 1.0
+    restart_position_weight: float = 4.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"refinement steps must not be negative, got {self.steps}")
         if self.lr <= 0 or self.lattice_weight < 0:
             raise ValueError("the refinement step size must be positive and the lattice weight not negative")
+        if self.position_weight <= 0 or self.restart_position_weight <= 0:
+            raise ValueError("the refinement's position weights must be positive")
         if self.species_per_atom < 1 or self.batch_size < 1:
             raise ValueError("species_per_atom and batch_size of the refinement must be at least 1")
         if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
             raise ValueError("restarts must not be negative, and each restart needs at least one step of positive size")
 
     def restart(self, k: int) -> RefineSettings:
-        """The settings of restart ``k`` (1, 2, ...): its own query draws, the restart steps and step size."""
-        return replace(self, steps=self.restart_steps, lr=self.restart_lr, seed=self.seed + k, restarts=0)
+        """The settings of restart ``k`` (1, 2, ...): its own query draws, steps, step size and position weight."""
+        return replace(
+            self,
+            steps=self.restart_steps,
+            lr=self.restart_lr,
+            seed=self.seed + k,
+            restarts=0,
+            position_weight=self.restart_position_weight,
+        )
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON)."""
@@ -130,7 +146,7 @@ def refine_latents(
             pos_err = _per_crystal_mean((pos - s.pos_target).pow(2).mean(dim=1), s.pos_index, len(z))
             spec_err = _per_crystal_mean(F.cross_entropy(logits, s.spec_target, reduction="none"), s.spec_index, len(z))
             loss = (
-                cfg.w_position * pos_err
+                cfg.w_position * settings.position_weight * pos_err
                 + cfg.w_species * spec_err
                 + w_length * (lattice[:, :3] - lattice_true[:, :3]).pow(2).mean(dim=1)
                 + w_angle * (lattice[:, 3:] - lattice_true[:, 3:]).pow(2).mean(dim=1)

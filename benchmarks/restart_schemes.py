@@ -1,0 +1,103 @@
+"""Restarts of checked codes: how many crystals some restart brings back, for several restart schemes.
+
+    python benchmarks/restart_schemes.py --model mp --data valbig.extxyz --restarts 6 \
+        --scheme default --scheme posw1:position_weight=1 [--limit N] [--threads 1] [--json OUT.json]
+
+Each crystal of DATA (its first N) is encoded and refined once as the model's refinement says
+(the first code); then, for each scheme, ``--restarts`` codes are refined from the encoder's code
+with the settings of restart 1, 2, ... (``RefineSettings.restart``) changed as the scheme says
+(``name:field=value,...``: fields of :class:`~nesf.training.refine.RefineSettings` set on each
+restart's settings; ``position_weight=1`` gives the restarts before their position weight was
+raised), and every code is decoded. A code passes when its crystal has its input's composition (the check of
+checked codes). Printed and written: for each scheme, how many crystals pass with the first code
+or one of the first k restarts, k = 1 .. ``--restarts``, and how many pass with each restart
+alone. Every restart is run for every crystal, so the curves compare schemes on the same crystals;
+choose on validation data, keep test splits for the figures. Nothing is appended to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+from _common import write_json
+
+
+def parse_scheme(text: str, defaults: dict[str, float]) -> tuple[str, dict[str, float]]:
+    """``name:field=value,...`` as a name and the changed :class:`RefineSettings` fields."""
+    name, _, rest = text.partition(":")
+    changes: dict[str, float] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in defaults:
+            raise SystemExit(f"scheme {text!r}: expected field=value with a field of RefineSettings, got {item!r}")
+        changes[key] = type(defaults[key])(float(value))
+    return name, changes
+
+
+def main() -> None:
+    from nesf.training.refine import RefineSettings
+
+    defaults = RefineSettings().to_dict()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
+    ap.add_argument("--data", required=True, help="crystals (validation data)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N crystals")
+    ap.add_argument("--restarts", type=int, default=6, help="restarts per scheme")
+    ap.add_argument(
+        "--scheme",
+        action="append",
+        default=None,
+        help="name:field=value,... (repeatable; default: the default restarts)",
+    )
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    from nesf.api import NeSF, _composition
+    from nesf.data.batch import CrystalBatch
+    from nesf.data.readers import read_crystals
+    from nesf.training.refine import refine_latents
+
+    torch.set_num_threads(args.threads)
+    schemes = [parse_scheme(s, defaults) for s in (args.scheme or ["default"])]
+    model = NeSF.load(args.model)
+    inner, _ = model.to_model_setting(model.prepare(read_crystals(args.data)[: args.limit]))
+    want = [_composition(c) for c in inner]
+    r = model.refinement
+    t0 = time.perf_counter()
+
+    def passes(z: torch.Tensor) -> list[bool]:
+        return [_composition(d) == w for d, w in zip(model.decode_crystals(z), want)]
+
+    batch = CrystalBatch.from_crystals(inner, model.vocab).to(model.device)
+    with torch.no_grad():
+        z0, _, _ = model.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
+    first = passes(refine_latents(model.model, batch, z0, model.train_cfg, r, model.bbox))
+    print(f"first code: {sum(first)} of {len(inner)} pass", flush=True)
+    out = {"model": args.model, "data": args.data, "n": len(inner), "first": sum(first), "schemes": []}
+    for name, changes in schemes:
+        ok = list(first)
+        cumulative, alone = [], []
+        for k in range(1, args.restarts + 1):
+            settings = replace(r.restart(k), **changes)
+            z = refine_latents(model.model, batch, z0, model.train_cfg, settings, model.bbox)
+            this = passes(z)
+            ok = [a or b for a, b in zip(ok, this)]
+            cumulative.append(sum(ok))
+            alone.append(sum(this))
+            print(
+                f"{name} restart {k}: {alone[-1]} pass alone, {cumulative[-1]} with the first code or an earlier "
+                f"restart ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+        out["schemes"].append({"name": name, "changes": changes, "cumulative": cumulative, "alone": alone})
+    out["seconds"] = time.perf_counter() - t0
+    write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
