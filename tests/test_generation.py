@@ -132,6 +132,9 @@ def test_validity_on_hand_made_cases():
     assert composition_valid(demo_crystals(("Cu-fcc",))[0])  # a single element
     alloy = Crystal(np.eye(3) * 3.0, [[0, 0, 0], [1.5, 1.5, 1.5]], [29, 30], "CuZn")
     assert composition_valid(alloy)  # all metals
+    # an element without oxidation states in SMACT (helium) cannot be balanced: invalid, not an error
+    helium_oxide = Crystal(np.eye(3) * 4.0, [[0, 0, 0], [2, 2, 2]], [2, 8], "HeO")
+    assert not composition_valid(helium_oxide)
 
 
 def test_generation_metrics_keys_and_a_set_against_itself():

@@ -58,7 +58,11 @@ def structure_valid(crystal: Crystal, cutoff: float = 0.5) -> bool:
 
 
 def composition_valid(crystal: Crystal) -> bool:
-    """SMACT charge neutrality with the Pauling test; single elements and all-metal compositions pass."""
+    """SMACT charge neutrality with the Pauling test; single elements and all-metal compositions pass.
+
+    An element SMACT knows no oxidation state of (He, Ne, Ar, Rn, At, Pm) cannot be balanced, so
+    a compound holding one fails unless it is all metal.
+    """
     import smact
     from smact.screening import pauling_test
 
@@ -73,7 +77,7 @@ def composition_valid(crystal: Crystal) -> bool:
     if all(s in smact.metals for s in symbols):
         return True
     electronegs = [e.pauling_eneg for e in elements]
-    for ox_states in itertools.product(*[e.oxidation_states for e in elements]):
+    for ox_states in itertools.product(*[e.oxidation_states or [] for e in elements]):
         if sum(o * c for o, c in zip(ox_states, counts)) != 0:
             continue  # not charge neutral with this crystal's stoichiometry
         try:
