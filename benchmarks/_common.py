@@ -22,14 +22,32 @@ def data_dir() -> Path:
     return path
 
 
-def add_sweep_args(ap) -> None:  # noqa: ANN001 - an argparse.ArgumentParser
-    """The options every sweep of a model over a data file shares."""
+def add_model_data_args(ap) -> None:  # noqa: ANN001 - an argparse.ArgumentParser
+    """The options of every study of a model on a data file: --model, --data, --limit, --threads, --json."""
     ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
     ap.add_argument("--data", required=True, help="crystals (validation data)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N crystals")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+
+
+def add_sweep_args(ap) -> None:  # noqa: ANN001 - an argparse.ArgumentParser
+    """The options every sweep of a model over a data file shares (those above and --no-results)."""
+    add_model_data_args(ap)
     ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+
+
+def parse_changes(text: str, defaults: dict) -> tuple[str, dict]:
+    """``name:field=value,...`` as a name and changed fields, typed as in ``defaults``."""
+    name, _, rest = text.partition(":")
+    changes: dict = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in defaults:
+            raise SystemExit(f"{text!r}: expected field=value with a field of {sorted(defaults)}, got {item!r}")
+        kind = type(defaults[key])
+        changes[key] = value if kind is str else kind(float(value))
+    return name, changes
 
 
 def machine() -> str:

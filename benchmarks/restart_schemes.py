@@ -13,6 +13,9 @@ checked codes). Printed and written: for each scheme, how many crystals pass wit
 or one of the first k restarts, k = 1 .. ``--restarts``, and how many pass with each restart
 alone. Every restart is run for every crystal, so the curves compare schemes on the same crystals;
 choose on validation data, keep test splits for the figures. Nothing is appended to RESULTS.md.
+These restarts are independent and start from the encoder's code, so they carry no weights on
+atoms an earlier decode missed (``missed_atom_weight``); ``checked_codes.py`` follows the check's
+chain as users get it.
 """
 
 from __future__ import annotations
@@ -21,19 +24,7 @@ import argparse
 import time
 from dataclasses import replace
 
-from _common import write_json
-
-
-def parse_scheme(text: str, defaults: dict[str, float]) -> tuple[str, dict[str, float]]:
-    """``name:field=value,...`` as a name and the changed :class:`RefineSettings` fields."""
-    name, _, rest = text.partition(":")
-    changes: dict[str, float] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in defaults:
-            raise SystemExit(f"scheme {text!r}: expected field=value with a field of RefineSettings, got {item!r}")
-        changes[key] = type(defaults[key])(float(value))
-    return name, changes
+from _common import add_model_data_args, parse_changes, write_json
 
 
 def main() -> None:
@@ -41,9 +32,7 @@ def main() -> None:
 
     defaults = RefineSettings().to_dict()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
-    ap.add_argument("--data", required=True, help="crystals (validation data)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N crystals")
+    add_model_data_args(ap)
     ap.add_argument("--restarts", type=int, default=6, help="restarts per scheme")
     ap.add_argument(
         "--scheme",
@@ -51,8 +40,6 @@ def main() -> None:
         default=None,
         help="name:field=value,... (repeatable; default: the default restarts)",
     )
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
     import torch
@@ -63,7 +50,7 @@ def main() -> None:
     from nesf.training.refine import refine_latents
 
     torch.set_num_threads(args.threads)
-    schemes = [parse_scheme(s, defaults) for s in (args.scheme or ["default"])]
+    schemes = [parse_changes(s, defaults) for s in (args.scheme or ["default"])]
     model = NeSF.load(args.model)
     inner, _ = model.to_model_setting(model.prepare(read_crystals(args.data)[: args.limit]))
     want = [_composition(c) for c in inner]

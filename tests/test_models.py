@@ -307,6 +307,19 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
     assert (RefineSettings().position_weight, second.position_weight) == (1.0, 4.0)  # restarts weigh positions up
     with pytest.raises(ValueError, match="position weights must be positive"):
         RefineSettings(restart_position_weight=0.0)
+    with pytest.raises(ValueError, match="missed_atom_weight must be at least 1"):
+        RefineSettings(missed_atom_weight=0.5)
+    with pytest.raises(ValueError, match="restart_from must be"):
+        RefineSettings(restart_from="random")
+    # weights on the queries around atoms: all 1 is the plain objective, others change the code
+    ones, short = torch.ones(batch.mask.shape), RefineSettings(steps=10, lr=0.05)
+    plain_code = refine_latents(net, batch, z0, cfg, short)
+    assert torch.allclose(refine_latents(net, batch, z0, cfg, short, None, ones), plain_code)
+    heavy = ones.clone()
+    heavy[0, 0] = 20.0
+    weighted = refine_latents(net, batch, z0, cfg, short, None, heavy)
+    assert not torch.allclose(weighted[0], plain_code[0], atol=1e-5)
+    assert torch.allclose(weighted[1:], plain_code[1:], atol=1e-6)  # each crystal's own objective
     # the queries form one set whatever order the atoms come in: the same refined codes
     perm = [c.__class__(c.lattice, c.cart[::-1], c.numbers[::-1], c.id) for c in crystals]
     assert not all(np.array_equal(p.numbers, c.numbers) for p, c in zip(perm, crystals))
@@ -316,3 +329,59 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
     alone = torch.cat([model.encode_crystals([c]) for c in crystals])
     reversed_batch = model.encode_crystals(crystals[::-1]).flip(0)
     assert torch.allclose(alone, together, atol=1e-5) and torch.allclose(reversed_batch, together, atol=1e-5)
+
+
+def test_missed_atoms_pairs_atoms_one_to_one_across_cell_edges(classic):
+    from dataclasses import replace
+
+    from nesf.data.crystal import Crystal
+    from nesf.training.refine import missed_atoms
+
+    lattice = np.diag([4.0, 5.0, 6.0])
+    frac = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.25, 0.5, 0.0], [0.99, 0.2, 0.7]])
+    crystal = Crystal(lattice, frac @ lattice, np.array([11, 17, 17, 8]), "x")
+    # the same atoms, moved by 0.1 A, across a cell edge and in another order: nothing missed
+    moved = (frac[::-1] + [[0.02, 0.0, 0.0]]) % 1.0
+    same = Crystal(lattice, moved @ lattice, crystal.numbers[::-1], "y")
+    assert not missed_atoms(crystal, same).any()
+    # one Cl lost: that one is missed; the other Cl keeps its partner (pairs are one to one)
+    lost = replace(same, cart=np.delete(same.cart, 1, axis=0), numbers=np.delete(same.numbers, 1))
+    assert missed_atoms(crystal, lost).tolist() == [False, False, True, False]
+    # two Cl decoded on one site: only one of them is paired
+    one_site = replace(same, cart=np.where(np.arange(4)[:, None] == 1, same.cart[2], same.cart))
+    assert missed_atoms(crystal, one_site).sum() == 1
+    # an atom of another element at the right place does not count; one too far away neither
+    wrong = replace(same, numbers=np.array([8, 17, 17, 12]))  # the Na (last of `same`) became Mg
+    assert missed_atoms(crystal, wrong).tolist() == [True, False, False, False]
+    far = replace(same, cart=same.cart + [0.0, 0.0, 0.6])
+    assert missed_atoms(crystal, far).all() and not missed_atoms(crystal, far, tol=0.7).any()
+    empty = Crystal(lattice, np.zeros((0, 3)), np.zeros(0, dtype=int), "empty")
+    assert missed_atoms(crystal, empty).all()
+    # a decoded crystal in a slightly other cell is compared in fractional coordinates
+    stretched = Crystal(lattice * 1.05, moved @ (lattice * 1.05), crystal.numbers[::-1], "z")
+    assert not missed_atoms(crystal, stretched).any()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_query_sampler_names_the_atom_each_local_query_was_drawn_around(classic, shared):
+    from nesf.data.batch import CrystalBatch
+    from nesf.data.vocab import SpeciesVocab
+    from nesf.fields.frame import get_frame
+    from nesf.models.config import TrainConfig
+    from nesf.training.sampling import QuerySampler
+    from small_model import SMALL_TRAIN
+
+    crystals = [c for c in classic if c.n_atoms <= 8][:4]
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals))
+    cfg = TrainConfig(**SMALL_TRAIN)
+    s = QuerySampler(cfg, get_frame("periodic"), None, shared).sample(batch, torch.Generator().manual_seed(0))
+    glob = s.pos_atom < 0
+    assert torch.equal(torch.bincount(s.pos_index[glob]), torch.full((4,), cfg.uniform_per_crystal))
+    assert torch.equal(torch.bincount(s.pos_index[~glob]), batch.mask.sum(1) * cfg.local_grid**3)
+    for points, index, atom in (
+        (s.pos_points[~glob], s.pos_index[~glob], s.pos_atom[~glob]),
+        (s.spec_points, s.spec_index, s.spec_atom),
+    ):
+        assert bool(batch.mask[index, atom].all())
+        distance = (points - batch.cart[index, atom]).norm(dim=1)
+        assert float(distance.max()) < 1.0  # drawn around that atom, not another

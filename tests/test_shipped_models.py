@@ -120,11 +120,14 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
     checked = model.with_refinement(restarts=2)
     decode, calls = checked.decode_crystals, []
 
+    lost = []
+
     def lossy(z, ids=None, progress=False):
         out = decode(z, ids=ids, progress=progress)
         calls.append(len(z))
         if len(calls) == 1:
             out = [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+            lost.extend(out)
         return out
 
     monkeypatch.setattr(checked, "decode_crystals", lossy)
@@ -132,10 +135,10 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
     assert checked.restart_counts == {"crystals": 3, "restarted": 3, "recovered": 3}
     assert calls == [3, 3]  # one restart sufficed for all
     assert not torch.allclose(codes, first)  # the restart's codes (other queries, more steps)
-    restart = checked.with_refinement(**_first_restart(checked.refinement))
-    assert torch.allclose(codes, restart.encode_crystals(crystals), atol=1e-6)
-    # a reconstruction is the decoded checked code: decoding the code again gives the same crystals
+    # the restart went on from the first code, with the lost atom's queries weighted up
     monkeypatch.undo()
+    assert torch.allclose(codes, _first_restart(checked, crystals, first, lost), atol=1e-6)
+    # a reconstruction is the decoded checked code: decoding the code again gives the same crystals
     codes, decoded = model._encode_in_setting(model.to_model_setting(crystals)[0])
     again = model.decode_crystals(codes)
     assert [d.n_atoms for d in decoded] == [a.n_atoms for a in again] == [2, 2, 1]  # primitive cells
@@ -152,7 +155,8 @@ def test_checked_refinement_keeps_the_closest_code_when_no_restart_passes(monkey
 
     model = NeSF.load("mp").with_refinement(restarts=2)
     crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond")))
-    decode, calls = model.decode_crystals, []
+    first = model.with_refinement(restarts=0).encode_crystals(crystals)
+    decode, calls, lost = model.decode_crystals, [], []
 
     def scripted(z, ids=None, progress=False):
         """First code and second restart lose an atom; the first restart has every atom, of wrong elements."""
@@ -160,23 +164,32 @@ def test_checked_refinement_keeps_the_closest_code_when_no_restart_passes(monkey
         calls.append(len(z))
         if len(calls) == 2:
             return [replace(c, numbers=np.asarray(c.numbers) + 1) for c in out]
-        return [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+        out = [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+        lost.extend(out if len(calls) == 1 else [])
+        return out
 
     monkeypatch.setattr(model, "decode_crystals", scripted)
     codes, decoded = model._encode_in_setting(model.to_model_setting(crystals)[0])
     assert calls == [2, 2, 2] and model.restart_counts == {"crystals": 2, "restarted": 2, "recovered": 0}
     assert [d.n_atoms for d in decoded] == [2, 2]  # the first restart's crystals: the right count
     monkeypatch.undo()
-    first_restart = model.with_refinement(**_first_restart(model.refinement))
-    assert torch.allclose(codes, first_restart.encode_crystals(crystals), atol=1e-6)
+    assert torch.allclose(codes, _first_restart(model, crystals, first, lost), atol=1e-6)
 
 
-def _first_restart(r) -> dict:
-    """The refinement of a first restart, as plain settings (no check of its own)."""
-    return {
-        "steps": r.restart_steps,
-        "lr": r.restart_lr,
-        "seed": r.seed + 1,
-        "restarts": 0,
-        "position_weight": r.restart_position_weight,
-    }
+def _first_restart(model, crystals, start, decoded):
+    """Codes of a first restart from codes ``start`` whose crystals came back as ``decoded``."""
+    import torch
+
+    from nesf.data.batch import CrystalBatch
+    from nesf.training.refine import missed_atoms, refine_latents
+
+    inner = model.to_model_setting(crystals)[0]
+    batch = CrystalBatch.from_crystals(inner, model.vocab)
+    weights = torch.ones(batch.mask.shape)
+    for j, (c, d) in enumerate(zip(inner, decoded)):
+        missed = missed_atoms(c, d)
+        assert missed.sum() == 1  # the atom the decode lost
+        weights[j, : c.n_atoms] += (model.refinement.missed_atom_weight - 1) * torch.as_tensor(missed)
+    settings = model.refinement.restart(1)
+    assert settings.position_weight == model.refinement.restart_position_weight
+    return refine_latents(model.model, batch, start, model.train_cfg, settings, model.bbox, weights)

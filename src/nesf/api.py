@@ -28,7 +28,7 @@ from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import prepare_crystals
-from nesf.training.refine import RefineSettings, refine_latents
+from nesf.training.refine import RefineSettings, missed_atoms, refine_latents
 
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
 #: tolerances suited to a network's small residual wobble around an atom.
@@ -301,13 +301,15 @@ class NeSF:
     def _restart(
         self, crystals: Sequence[Crystal], z0: torch.Tensor, z: torch.Tensor
     ) -> tuple[torch.Tensor, list[Crystal]]:
-        """Refined codes ``z [B, D]`` checked by decoding, refined again from ``z0`` where they fail.
+        """Refined codes ``z [B, D]`` checked by decoding, refined again where they fail.
 
         A code passes when its decoded crystal has its input's composition (atoms of each
-        element in the cell). Where no restart passes, the code whose crystal comes closest is
-        kept: the nearest atom count first, then the fewest atoms of the wrong element (the
-        earliest of equally close ones). Crystals holding an element the model never learned to
-        predict cannot pass and are not restarted.
+        element in the cell). Each restart starts from the code kept so far (or the encoder's
+        code ``z0``, as :attr:`refinement` says) and weighs up the queries around the input
+        atoms that an earlier decode of that crystal missed. Where no restart passes, the code
+        whose crystal comes closest is kept: the nearest atom count first, then the fewest atoms
+        of the wrong element (the earliest of equally close ones). Crystals holding an element
+        the model never learned to predict cannot pass and are not restarted.
 
         Returns:
             The checked codes ``[B, D]`` and their decoded crystals.
@@ -327,17 +329,27 @@ class NeSF:
         z = z.clone()
         # how far each kept crystal is from its input's composition
         off = {i: _composition_distance(_composition(decoded[i]), want[i]) for i in todo}
+        # the input atoms each crystal's decodes have missed so far (their queries weigh more)
+        weigh = r.missed_atom_weight != 1
+        missed = {i: missed_atoms(crystals[i], decoded[i]) for i in todo} if weigh else {}
         for k in range(1, r.restarts + 1):
             if not todo:
                 break
             batch = CrystalBatch.from_crystals([crystals[i] for i in todo], self.vocab).to(self.device)
-            zk = refine_latents(self.model, batch, z0[todo], self.train_cfg, r.restart(k), self.bbox)
+            weights = torch.ones(batch.mask.shape, device=self.device) if weigh else None
+            for j, i in enumerate(todo if weigh else ()):
+                extra = torch.as_tensor(missed[i], dtype=weights.dtype, device=self.device)
+                weights[j, : len(extra)] += (r.missed_atom_weight - 1) * extra
+            start = z0[todo] if r.restart_from == "encoder" else z[todo]
+            zk = refine_latents(self.model, batch, start, self.train_cfg, r.restart(k), self.bbox, weights)
             dk = self.decode_crystals(zk, ids=[ids[i] for i in todo])
             still = []
             for j, i in enumerate(todo):
                 distance = _composition_distance(_composition(dk[j]), want[i])
                 if distance < off[i]:  # the closest so far (the first of equally close ones stays)
                     z[i], decoded[i], off[i] = zk[j], dk[j], distance
+                if weigh:
+                    missed[i] |= missed_atoms(crystals[i], dk[j])
                 if distance == (0, 0):
                     self.restart_counts["recovered"] += 1
                 else:

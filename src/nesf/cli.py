@@ -25,8 +25,8 @@ REFINE_HELP = (
 )
 RESTARTS_HELP = (
     "NeSF models: decode each refined code and, while its crystal's composition differs from the input's, "
-    "refine it again from the encoder's code with other query draws, up to this many times (default 6; "
-    "0: no check)"
+    "refine it again with other query draws, weighting up the input atoms its decodes missed, up to this "
+    "many times (default 6; 0: no check)"
 )
 
 

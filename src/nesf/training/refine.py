@@ -7,12 +7,14 @@ network stays frozen) bring the decoded field closer to it. This is test-time op
 in auto-decoders (DeepSDF); the encoder's code is the starting point, so few steps suffice.
 
 The objective is the training objective without label smoothing, on freshly drawn queries at
-every step (the same query sampler as training), with the lattice terms weighted up: the
-lattice is decoded from the code too, and the field is read in the decoded cell (restarts of
-checked codes also weigh the position field up). Each crystal
-has its own objective (means over its own queries) and draws the same jitters around all its
-atoms and as every other crystal: a code depends neither on the order of its crystal's atoms
-nor on the other crystals it is refined with, so a crystal comes back the same alone or in a file.
+every step (the same query sampler as training), with the lattice terms weighted up: the lattice
+is decoded from the code too, and the field is read in the decoded cell. Restarts of checked
+codes weigh the position field up, and the queries around the atoms their crystal's earlier
+decodes missed far more: the check knows the input, so it tells each restart where the last code
+went wrong. Each crystal has its own objective (means over its own queries) and draws the same
+jitters around all its atoms and as every other crystal: a code depends neither on the order of
+its crystal's atoms nor on the other crystals it is refined with, so a crystal comes back the
+same alone or in a file.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 from nesf.data.batch import CrystalBatch
+from nesf.data.crystal import Crystal
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
-from nesf.training.sampling import QuerySampler
+from nesf.training.sampling import FieldSamples, QuerySampler
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,21 @@ class RefineSettings:
         seed: seed of the query sampling (the same input gives the same code).
         restarts: checked refinement: each refined code is decoded, and while its crystal's
             composition (atoms of each element in the cell) differs from its input's, the code
-            is refined again from the encoder's, up to this many times, with other query draws
-            (:meth:`restart`); the first code that gives the input's composition is kept, else
-            the one that comes closest (atom count first, then atoms of each element). 0: no
-            check (the code of one refinement).
+            is refined again (from ``restart_from``), up to this many times, with other query
+            draws and the missed atoms weighted up (:meth:`restart`); the first code that gives
+            the input's composition is kept, else the one that comes closest (atom count first,
+            then atoms of each element). 0: no check (the code of one refinement).
         restart_steps: Adam steps of each restart.
         restart_lr: peak step size of each restart.
         position_weight: multiplies the position-field loss weight of training.
         restart_position_weight: the position weight of each restart (codes that fail the check
             mostly lose atoms, which the position field places).
+        missed_atom_weight: restarts weigh the queries around every input atom that a decoded
+            crystal of that input has missed so far (no decoded atom of its element within 0.5 A,
+            :func:`missed_atoms`) this many times more (1: all atoms alike).
+        restart_from: where each restart starts: ``"closest"``, the code kept so far (the one
+            whose crystal comes closest to the input's composition), or ``"encoder"``, the
+            encoder's code.
     """
 
     steps: int = 30
@@ -66,6 +76,8 @@ class RefineSettings:
     restart_lr: float = 0.1
     position_weight: float = 1.0
     restart_position_weight: float = 4.0
+    missed_atom_weight: float = 20.0
+    restart_from: str = "closest"
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -76,6 +88,10 @@ class RefineSettings:
             raise ValueError("the refinement's position weights must be positive")
         if self.species_per_atom < 1 or self.batch_size < 1:
             raise ValueError("species_per_atom and batch_size of the refinement must be at least 1")
+        if self.missed_atom_weight < 1:
+            raise ValueError(f"missed_atom_weight must be at least 1, got {self.missed_atom_weight}")
+        if self.restart_from not in ("closest", "encoder"):
+            raise ValueError(f"restart_from must be 'closest' or 'encoder', got {self.restart_from!r}")
         if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
             raise ValueError("restarts must not be negative, and each restart needs at least one step of positive size")
 
@@ -106,6 +122,7 @@ def refine_latents(
     train_cfg: TrainConfig,
     settings: RefineSettings,
     bbox: np.ndarray | None = None,
+    atom_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Latent codes ``[B, D]`` refined on the exact fields of the crystals of ``batch``.
 
@@ -116,6 +133,9 @@ def refine_latents(
         train_cfg: the model's training configuration (query sampling and loss weights).
         settings: steps, step size and lattice weight.
         bbox: paper frame: the ``[2, 3]`` particle domain (Angstrom); None in the periodic frame.
+        atom_weights: ``[B, N]`` weights of the queries drawn around each atom of ``batch``
+            (position and species; global queries weigh 1), or None for all 1: each crystal's
+            terms are then weighted means over its queries.
 
     Returns:
         ``[B, D]`` refined codes (detached); ``z0`` itself when ``settings.steps`` is 0.
@@ -143,8 +163,11 @@ def refine_latents(
             lattice = model.lattice_normalized(z)
             # each crystal's own objective (means over its own queries), summed: a code's
             # gradient does not depend on the other crystals of the batch
-            pos_err = _per_crystal_mean((pos - s.pos_target).pow(2).mean(dim=1), s.pos_index, len(z))
-            spec_err = _per_crystal_mean(F.cross_entropy(logits, s.spec_target, reduction="none"), s.spec_index, len(z))
+            pos_w, spec_w = _query_weights(atom_weights, s)
+            pos_err = _per_crystal_mean((pos - s.pos_target).pow(2).mean(dim=1), s.pos_index, len(z), pos_w)
+            spec_err = _per_crystal_mean(
+                F.cross_entropy(logits, s.spec_target, reduction="none"), s.spec_index, len(z), spec_w
+            )
             loss = (
                 cfg.w_position * settings.position_weight * pos_err
                 + cfg.w_species * spec_err
@@ -156,8 +179,46 @@ def refine_latents(
     return z.detach()
 
 
-def _per_crystal_mean(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """``[B]`` means of ``values [Q]`` over the queries of each crystal (``index [Q]``)."""
-    total = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, index, values)
-    count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, index, torch.ones_like(values))
-    return total / count.clamp_min(1.0)
+def missed_atoms(crystal: Crystal, decoded: Crystal, tol: float = 0.5) -> np.ndarray:
+    """``[N]`` True for the atoms of ``crystal`` that ``decoded`` does not have.
+
+    The atoms of the two crystals are paired one to one (fractional coordinates, nearest periodic
+    image, distances in ``crystal``'s cell, atoms of another element never paired); an atom is
+    missed when it has no partner within ``tol`` Angstrom.
+    """
+    n = crystal.n_atoms
+    if decoded.n_atoms == 0:
+        return np.ones(n, dtype=bool)
+    shifts = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), -1).reshape(-1, 3)
+    diff = crystal.frac[:, None, :] - decoded.frac[None, :, :]
+    diff -= np.round(diff)
+    cart = (diff[:, :, None, :] + shifts) @ crystal.lattice  # [N, M, 27, 3]
+    dist = np.linalg.norm(cart, axis=-1).min(axis=-1)
+    other = np.asarray(crystal.numbers)[:, None] != np.asarray(decoded.numbers)[None, :]
+    cost = np.where(other, 1e6, dist)
+    rows, cols = linear_sum_assignment(cost)
+    missed = np.ones(n, dtype=bool)
+    missed[rows[cost[rows, cols] <= tol]] = False
+    return missed
+
+
+def _query_weights(
+    atom_weights: torch.Tensor | None, s: FieldSamples
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Weights ``[Tp]`` and ``[Ts]`` of the position and species queries (None: all 1)."""
+    if atom_weights is None:
+        return None, None
+    local = s.pos_atom >= 0
+    pos_w = torch.ones(len(s.pos_index), dtype=atom_weights.dtype, device=atom_weights.device)
+    pos_w[local] = atom_weights[s.pos_index[local], s.pos_atom[local]]
+    return pos_w, atom_weights[s.spec_index, s.spec_atom]
+
+
+def _per_crystal_mean(
+    values: torch.Tensor, index: torch.Tensor, n: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[B]`` (weighted) means of ``values [Q]`` over the queries of each crystal (``index [Q]``)."""
+    w = torch.ones_like(values) if weights is None else weights.to(values.dtype)
+    total = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, index, values * w)
+    count = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, index, w)
+    return total / count.clamp_min(1e-12)

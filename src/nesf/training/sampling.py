@@ -25,6 +25,9 @@ class FieldSamples:
         spec_points: ``[Ts, 3]`` species-field queries.
         spec_index: ``[Ts]`` crystal of each.
         spec_target: ``[Ts]`` species class of the nearest atom.
+        pos_atom: ``[Tp]`` the atom (index within its crystal) a local query was drawn around,
+            -1 for global queries.
+        spec_atom: ``[Ts]`` the atom a species query was drawn around.
     """
 
     pos_points: torch.Tensor
@@ -33,6 +36,8 @@ class FieldSamples:
     spec_points: torch.Tensor
     spec_index: torch.Tensor
     spec_target: torch.Tensor
+    pos_atom: torch.Tensor | None = None
+    spec_atom: torch.Tensor | None = None
 
 
 class QuerySampler:
@@ -116,6 +121,9 @@ class QuerySampler:
             _, atom = field.nearest(spec)
             spec_label = torch.gather(batch.species, 1, atom)
         index = torch.arange(b, device=dev).unsqueeze(1)
+        atom_ids = torch.arange(n, device=dev)  # the atom each local / species query was drawn around
+        pos_atom = torch.cat([torch.full((glob.shape[1],), -1, device=dev), atom_ids.repeat_interleave(nl)])
+        spec_atom = atom_ids.repeat_interleave(ns)
         return FieldSamples(
             pos_points=pos_pts[pos_mask],
             pos_index=index.expand_as(pos_mask)[pos_mask],
@@ -123,4 +131,6 @@ class QuerySampler:
             spec_points=spec[spec_mask],
             spec_index=index.expand_as(spec_mask)[spec_mask],
             spec_target=spec_label[spec_mask],
+            pos_atom=pos_atom.expand_as(pos_mask)[pos_mask],
+            spec_atom=spec_atom.expand_as(spec_mask)[spec_mask],
         )
