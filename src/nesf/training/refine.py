@@ -185,6 +185,14 @@ def missed_atoms(crystal: Crystal, decoded: Crystal, tol: float = 0.5) -> np.nda
     The atoms of the two crystals are paired one to one (fractional coordinates, nearest periodic
     image, distances in ``crystal``'s cell, atoms of another element never paired); an atom is
     missed when it has no partner within ``tol`` Angstrom.
+
+    Args:
+        crystal: the input crystal (``N`` atoms).
+        decoded: a crystal decoded from its code, in the same setting (its own, slightly other cell).
+        tol: the largest distance of a partner, Angstrom.
+
+    Returns:
+        ``[N]`` bool, in the order of ``crystal``'s atoms.
     """
     n = crystal.n_atoms
     if decoded.n_atoms == 0:
