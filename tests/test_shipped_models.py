@@ -181,13 +181,13 @@ def _first_restart(model, crystals, start, decoded):
     import torch
 
     from nesf.data.batch import CrystalBatch
-    from nesf.training.refine import missed_atoms, refine_latents
+    from nesf.metrics.paper import missed_atoms
+    from nesf.training.refine import refine_latents
 
     inner = model.to_model_setting(crystals)[0]
     batch = CrystalBatch.from_crystals(inner, model.vocab)
     weights = torch.ones(batch.mask.shape)
-    for j, (c, d) in enumerate(zip(inner, decoded)):
-        missed = missed_atoms(c, d)
+    for j, (c, missed) in enumerate(zip(inner, missed_atoms(inner, decoded, model.frame))):
         assert missed.sum() == 1  # the atom the decode lost
         weights[j, : c.n_atoms] += (model.refinement.missed_atom_weight - 1) * torch.as_tensor(missed)
     settings = model.refinement.restart(1)

@@ -21,6 +21,7 @@ from nesf.data.readers import from_objects
 from nesf.data.setting import SettingTransform, canonical_setting
 from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
+from nesf.metrics.paper import missed_atoms
 from nesf.metrics.verdicts import StructureVerdict, make_verdicts
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict
@@ -28,7 +29,7 @@ from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import prepare_crystals
-from nesf.training.refine import RefineSettings, missed_atoms, refine_latents
+from nesf.training.refine import RefineSettings, refine_latents
 
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
 #: tolerances suited to a network's small residual wobble around an atom.
@@ -331,7 +332,10 @@ class NeSF:
         off = {i: _composition_distance(_composition(decoded[i]), want[i]) for i in todo}
         # the input atoms each crystal's decodes have missed so far (their queries weigh more)
         weigh = r.missed_atom_weight != 1
-        missed = {i: missed_atoms(crystals[i], decoded[i]) for i in todo} if weigh else {}
+        missed = {}
+        if weigh:
+            first = missed_atoms([crystals[i] for i in todo], [decoded[i] for i in todo], self.frame)
+            missed = dict(zip(todo, first))
         for k in range(1, r.restarts + 1):
             if not todo:
                 break
@@ -343,13 +347,14 @@ class NeSF:
             start = z0[todo] if r.restart_from == "encoder" else z[todo]
             zk = refine_latents(self.model, batch, start, self.train_cfg, r.restart(k), self.bbox, weights)
             dk = self.decode_crystals(zk, ids=[ids[i] for i in todo])
+            missed_now = missed_atoms([crystals[i] for i in todo], dk, self.frame) if weigh else []
             still = []
             for j, i in enumerate(todo):
                 distance = _composition_distance(_composition(dk[j]), want[i])
                 if distance < off[i]:  # the closest so far (the first of equally close ones stays)
                     z[i], decoded[i], off[i] = zk[j], dk[j], distance
                 if weigh:
-                    missed[i] |= missed_atoms(crystals[i], dk[j])
+                    missed[i] |= missed_now[j]
                 if distance == (0, 0):
                     self.restart_counts["recovered"] += 1
                 else:

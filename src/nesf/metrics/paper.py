@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from nesf.data.crystal import Crystal
 from nesf.fields.frame import Frame, get_frame
@@ -53,6 +54,36 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
         dist = torch.linalg.norm(delta, dim=-1).numpy()
         for i, (t, p) in enumerate(zip(t_chunk, p_chunk)):
             out.append(dist[i, : t.n_atoms, : p.n_atoms])
+    return out
+
+
+def missed_atoms(
+    true: Sequence[Crystal], decoded: Sequence[Crystal], frame: str | Frame, tol: float = 0.5
+) -> list[np.ndarray]:
+    """For each crystal, ``[n_true]`` True for its atoms that its decoded crystal does not have.
+
+    The atoms of a crystal and of its decoded crystal are paired one to one (distances as in
+    :func:`pairwise_distances`; atoms of another element are never paired); an atom is missed
+    when it has no partner within ``tol`` Angstrom.
+
+    Args:
+        true: the input crystals.
+        decoded: the crystals decoded from their codes, in the same order and setting.
+        frame: the field frame (how distances are measured).
+        tol: the largest distance of a partner, Angstrom.
+
+    Returns:
+        One bool array per crystal, in the order of its atoms.
+    """
+    out = []
+    for t, p, dist in zip(true, decoded, pairwise_distances(true, decoded, frame)):
+        other = np.asarray(t.numbers)[:, None] != np.asarray(p.numbers)[None, :]
+        cost = np.where(other, np.inf, dist)
+        missed = np.ones(t.n_atoms, dtype=bool)
+        if p.n_atoms:
+            rows, cols = linear_sum_assignment(np.where(np.isinf(cost), 1e6, cost))
+            missed[rows[cost[rows, cols] <= tol]] = False
+        out.append(missed)
     return out
 
 

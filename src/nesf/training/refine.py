@@ -25,10 +25,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 
 from nesf.data.batch import CrystalBatch
-from nesf.data.crystal import Crystal
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
 from nesf.training.sampling import FieldSamples, QuerySampler
@@ -59,7 +57,7 @@ class RefineSettings:
             mostly lose atoms, which the position field places).
         missed_atom_weight: restarts weigh the queries around every input atom that a decoded
             crystal of that input has missed so far (no decoded atom of its element within 0.5 A,
-            :func:`missed_atoms`) this many times more (1: all atoms alike).
+            :func:`nesf.metrics.paper.missed_atoms`) this many times more (1: all atoms alike).
         restart_from: where each restart starts: ``"closest"``, the code kept so far (the one
             whose crystal comes closest to the input's composition), or ``"encoder"``, the
             encoder's code.
@@ -177,37 +175,6 @@ def refine_latents(
             (z.grad,) = torch.autograd.grad(loss, [z])
             optimizer.step()
     return z.detach()
-
-
-def missed_atoms(crystal: Crystal, decoded: Crystal, tol: float = 0.5) -> np.ndarray:
-    """``[N]`` True for the atoms of ``crystal`` that ``decoded`` does not have.
-
-    The atoms of the two crystals are paired one to one (fractional coordinates, nearest periodic
-    image, distances in ``crystal``'s cell, atoms of another element never paired); an atom is
-    missed when it has no partner within ``tol`` Angstrom.
-
-    Args:
-        crystal: the input crystal (``N`` atoms).
-        decoded: a crystal decoded from its code, in the same setting (its own, slightly other cell).
-        tol: the largest distance of a partner, Angstrom.
-
-    Returns:
-        ``[N]`` bool, in the order of ``crystal``'s atoms.
-    """
-    n = crystal.n_atoms
-    if decoded.n_atoms == 0:
-        return np.ones(n, dtype=bool)
-    shifts = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), -1).reshape(-1, 3)
-    diff = crystal.frac[:, None, :] - decoded.frac[None, :, :]
-    diff -= np.round(diff)
-    cart = (diff[:, :, None, :] + shifts) @ crystal.lattice  # [N, M, 27, 3]
-    dist = np.linalg.norm(cart, axis=-1).min(axis=-1)
-    other = np.asarray(crystal.numbers)[:, None] != np.asarray(decoded.numbers)[None, :]
-    cost = np.where(other, 1e6, dist)
-    rows, cols = linear_sum_assignment(cost)
-    missed = np.ones(n, dtype=bool)
-    missed[rows[cost[rows, cols] <= tol]] = False
-    return missed
 
 
 def _query_weights(
