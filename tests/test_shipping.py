@@ -264,7 +264,7 @@ def test_fine_tuned_model_keeps_its_initial_models_elements_and_domain_through_r
 
 
 def test_supercells_are_the_same_crystal_in_a_larger_cell(classic):
-    from nesf.cli import supercells
+    from nesf.cli.train import supercells
 
     small = [c for c in classic if c.n_atoms <= 4]
     out = supercells(small + [c for c in classic if c.n_atoms > 5], max_atoms=32)

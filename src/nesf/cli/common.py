@@ -1,0 +1,226 @@
+"""What the commands share: option types, threads and seeds, reading inputs, checking outputs, loading models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+THREADS_HELP = "torch threads (default: the cores not already busy, at least 1)"
+REFINE_HELP = (
+    "NeSF models: Adam steps that refine each encoded latent code on its input's own field before decoding "
+    "(default 30; 0: the encoder's code as it is, as published)"
+)
+RESTARTS_HELP = (
+    "NeSF models: decode each refined code and, while its crystal's composition differs from the input's, "
+    "refine it again with other query draws, weighting up the input atoms its decodes missed, up to this "
+    "many times (default 6; 0: no check)"
+)
+MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's thread count: ``threads``, or the cores not already busy (1-minute load average)."""
+    import torch
+
+    if not threads:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            busy = int(os.getloadavg()[0] + 0.5)
+        except OSError:  # pragma: no cover - no load average on this platform
+            busy = 0
+        threads = max(1, cores - busy)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a float above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random number generators."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> str:
+    """The torch device of a ``--device`` value (``auto``: CUDA when present, else the CPU)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def add_model_options(
+    p: argparse.ArgumentParser, decoding: bool = True, default: str | None = None, encoding: bool = True
+) -> None:
+    """The options of commands that load a trained model (``--model``, ``--device``, ...).
+
+    Args:
+        p: the command's parser.
+        decoding: also the reconstruction options (``--batch-size``, ``--grid-spacing``).
+        default: the model used when ``--model`` is not given (None: ``--model`` is required).
+        encoding: also the refinement options (``--refine-steps``, ``--restarts``).
+    """
+    if default:
+        p.add_argument(
+            "--model",
+            default=default,
+            help=f"checkpoint path or name of a shipped model (any case; default {default}, the general model)",
+        )
+    else:
+        p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model (any case)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    if decoding:
+        p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
+        p.add_argument("--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)")
+    if encoding:
+        p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
+        p.add_argument("--restarts", type=non_negative_int, default=None, help=RESTARTS_HELP)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
+
+
+def load_model(args: argparse.Namespace):  # noqa: ANN202
+    """The model of ``--model``, with the command line's threads, device, decoding and refinement settings."""
+    from nesf.voxel import load_any
+
+    set_threads(getattr(args, "threads", None))
+    model = load_any(args.model, device=pick_device(args.device))
+    changes = {}
+    if getattr(args, "batch_size", None):
+        changes["batch_size"] = args.batch_size
+    if getattr(args, "grid_spacing", None):
+        changes["grid_spacing"] = args.grid_spacing
+    model = model.with_settings(**changes) if changes else model
+    given = {"steps": getattr(args, "refine_steps", None), "restarts": getattr(args, "restarts", None)}
+    refine = {key: value for key, value in given.items() if value is not None}
+    if refine:
+        if not hasattr(model, "with_refinement"):
+            if any(refine.values()):
+                raise ValueError(
+                    f"--refine-steps/--restarts: {args.model} is a voxel model; only NeSF models refine codes"
+                )
+        else:
+            model = model.with_refinement(**refine)
+    return model
+
+
+def read_inputs(paths: Sequence[str], conventional: bool, skip_invalid: bool) -> tuple[list, list[str]]:
+    """Crystals of every path (files or folders); with ``skip_invalid`` unreadable files are listed, not fatal."""
+    from nesf.data.readers import read_crystals
+    from nesf.errors import CrystalInputError
+
+    crystals: list = []
+    skipped: list[str] = []
+    for path in paths:
+        p = Path(path)
+        files = (
+            sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            if (skip_invalid and p.is_dir())
+            else [p]
+        )
+        for f in files:
+            try:
+                crystals.extend(read_crystals(f, conventional=conventional))
+            except CrystalInputError as exc:
+                if not skip_invalid:
+                    raise
+                skipped.append(str(exc))
+    if not crystals:
+        raise CrystalInputError(", ".join(paths), "no readable crystal" + (" (all skipped)" if skipped else ""))
+    return crystals, skipped
+
+
+def encodable(model, crystals: list, skip_invalid: bool) -> tuple[list, list[str]]:  # noqa: ANN001
+    """Crystals the model can encode; with ``skip_invalid`` the others are listed instead of refused."""
+    from ase.data import chemical_symbols
+
+    if not skip_invalid:
+        return crystals, []
+    known = set(model.vocab.numbers)
+    kept, skipped = [], []
+    for c in crystals:
+        unknown = sorted({int(z) for z in c.numbers} - known)
+        if unknown:
+            names = ", ".join(chemical_symbols[z] for z in unknown)
+            skipped.append(f"crystal {c.id!r}: element(s) {names} not in the model's vocabulary")
+        else:
+            kept.append(c)
+    if not kept:
+        raise ValueError("no crystal left to reconstruct: " + "; ".join(skipped[:5]))
+    return kept, skipped
+
+
+def check_outputs(args: argparse.Namespace, folder: bool = True) -> None:
+    """Refuse output paths that cannot be written, before any work (exit 2, one line)."""
+    from nesf.errors import OutputError
+    from nesf.io.writers import check_output_folder
+
+    for name in ("json", "csv"):
+        value = getattr(args, name, None)
+        if not value:
+            continue
+        p = Path(value)
+        if p.is_dir():
+            raise OutputError(f"--{name} {value}: is a folder, not a file")
+        parent = next(q for q in p.absolute().parents if q.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise OutputError(f"--{name} {value}: cannot write there ({parent} is not a writable folder)")
+    out = getattr(args, "out", None)
+    if folder and out:
+        check_output_folder(out, overwrite=getattr(args, "overwrite", False))
+
+
+def write_structures(out: Path, crystals) -> None:  # noqa: ANN001
+    """One CIF per crystal and all.extxyz into ``out`` (a fresh folder: see ``staged_folder``)."""
+    from nesf.io.writers import safe_filename, write_cif, write_extxyz
+
+    out.mkdir(parents=True, exist_ok=True)
+    seen: dict[str, int] = {}
+    for c in crystals:
+        name = safe_filename(c.id)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name}-{seen[name]}"
+        write_cif(out / f"{name}.cif", c)
+    write_extxyz(out / "all.extxyz", crystals)
