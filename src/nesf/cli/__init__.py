@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from nesf import __version__
-from nesf.cli import data, demo, encode, evaluate, generate, train
+from nesf.cli import data, demo, design, encode, evaluate, generate, train
 from nesf.errors import NesfError
 
 #: The commands, in the order ``nesf --help`` lists them.
@@ -33,6 +33,9 @@ COMMANDS = (
     generate.add_sample,
     generate.add_generation_metrics,
     encode.add_interpolate,
+    design.add_fit_property,
+    design.add_predict,
+    design.add_optimize,
 )
 
 

@@ -72,6 +72,9 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         help="scale of the prior's starting noise (default 1: the fitted distribution; below 1: more typical, "
         "less diverse crystals)",
     )
+    from nesf.cli.design import add_conditional_options
+
+    add_conditional_options(p)
     p.set_defaults(func=cmd_sample)
 
 
@@ -153,6 +156,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     check_outputs(args)
     model = load_model(args)
+    if args.head is not None:  # conditional sampling: codes kept near a target by a property head
+        from nesf.cli.design import sample_conditional
+
+        return sample_conditional(args, model)
     crystals = model.sample_crystals(
         args.n, seed=args.seed, prior=args.prior, progress=not args.quiet, temperature=args.temperature
     )
