@@ -168,7 +168,7 @@ def _empty_folder(tmp: Path):
     p = tmp / "no_cifs"
     p.mkdir()
     (p / "readme.txt").write_text("nothing here")
-    return p, ["no .cif files"]
+    return p, ["no crystal files"]
 
 
 def _folder_with_empty_cif(tmp: Path):

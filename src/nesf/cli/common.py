@@ -147,24 +147,21 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
 
 def read_inputs(paths: Sequence[str], conventional: bool, skip_invalid: bool) -> tuple[list, list[str]]:
     """Crystals of every path (files or folders); with ``skip_invalid`` unreadable files are listed, not fatal."""
-    from nesf.data.readers import read_crystals
+    from nesf.data.readers import folder_files, read_crystals
     from nesf.errors import CrystalInputError
 
     crystals: list = []
     skipped: list[str] = []
     for path in paths:
         p = Path(path)
-        files = (
-            sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            if (skip_invalid and p.is_dir())
-            else [p]
-        )
+        files = folder_files(p) if (skip_invalid and p.is_dir()) else [p]
         for f in files:
             try:
                 crystals.extend(read_crystals(f, conventional=conventional))
             except CrystalInputError as exc:
                 if not skip_invalid:
-                    raise
+                    hint = " (--skip-invalid goes on past what cannot be read)"
+                    raise CrystalInputError(exc.source, exc.reason + hint, exc.location) from None
                 skipped.append(str(exc))
     if not crystals:
         raise CrystalInputError(", ".join(paths), "no readable crystal" + (" (all skipped)" if skipped else ""))

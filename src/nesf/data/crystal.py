@@ -124,13 +124,25 @@ class Crystal:
             raise CrystalInputError(source, "the lattice has NaN or infinite entries", where)
         if not np.all(np.isfinite(self.cart)):
             raise CrystalInputError(source, "atomic coordinates contain NaN or infinite values", where)
+        lim = LIMITS
+        biggest = float(np.abs(self.lattice).max())
+        if biggest > lim.max_cell_length:  # before any product of such numbers can overflow
+            raise CrystalInputError(
+                source,
+                f"a cell vector component of {biggest:.4g} A exceeds the limit of {lim.max_cell_length:g} A",
+                where,
+            )
+        biggest = float(np.abs(self.cart).max())
+        if biggest > lim.max_coordinate:
+            raise CrystalInputError(
+                source, f"a coordinate of {biggest:.4g} A exceeds the limit of {lim.max_coordinate:g} A", where
+            )
         if self.volume < MIN_CELL_VOLUME:
             raise CrystalInputError(
                 source, f"the lattice has zero volume ({self.volume:.3g} A^3): its vectors are not independent", where
             )
         if np.any(self.numbers < 1) or np.any(self.numbers > 118):
             raise CrystalInputError(source, "atomic numbers must lie between 1 and 118", where)
-        lim = LIMITS
         if self.n_atoms > lim.max_atoms:
             raise CrystalInputError(
                 source, f"{self.n_atoms} atoms in the cell, more than the limit of {lim.max_atoms} (--max-atoms)", where
@@ -139,11 +151,6 @@ class Crystal:
         if lengths.max() > lim.max_cell_length:
             raise CrystalInputError(
                 source, f"a cell length of {lengths.max():.4g} A exceeds the limit of {lim.max_cell_length:g} A", where
-            )
-        biggest = float(np.abs(self.cart).max())
-        if biggest > lim.max_coordinate:
-            raise CrystalInputError(
-                source, f"a coordinate of {biggest:.4g} A exceeds the limit of {lim.max_coordinate:g} A", where
             )
         close = closest_pair(self)
         if close is not None and close[2] < lim.min_distance:
@@ -189,7 +196,7 @@ class Crystal:
         )
 
     def to_ase(self) -> Atoms:
-        """Return ASE ``Atoms`` with periodic boundaries, ``material_id`` (and ``setting``, if known) in ``info``."""
+        """ASE ``Atoms`` with periodic boundaries; ``info`` holds ``material_id``, ``setting`` and the properties."""
         from ase import Atoms
 
         atoms = Atoms(numbers=self.numbers, positions=self.cart, cell=self.lattice, pbc=True)
@@ -197,6 +204,9 @@ class Crystal:
             atoms.info["material_id"] = self.id
         if isinstance(self.info.get("setting"), str):
             atoms.info["setting"] = self.info["setting"]
+        for key, value in (self.info.get("properties") or {}).items():
+            if key not in atoms.info and isinstance(value, (bool, int, float, str)):
+                atoms.info[key] = value
         return atoms
 
     def to_conventional(self, symprec: float = 0.01) -> Crystal:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from nesf.data.cif_check import quote
 from nesf.data.crystal import Crystal
 from nesf.errors import CrystalInputError
 
@@ -73,7 +74,7 @@ def _read_path_untagged(path: Path) -> list[Crystal]:
     if not path.exists():
         raise CrystalInputError(str(path), "no such file or folder")
     if path.is_dir():
-        return read_cif_folder(path)
+        return read_folder(path)
     if path.stat().st_size == 0:
         raise CrystalInputError(str(path), "the file is empty")
     suffix = path.suffix.lower()
@@ -131,13 +132,56 @@ def read_vasp(path: str | Path) -> list[Crystal]:
     from pymatgen.io.vasp import Poscar
 
     path = Path(path)
+    _check_size(path, 50_000_000)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise CrystalInputError(str(path), "the file is not text (is it really a POSCAR?)") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    _check_complete(text, str(path))
+    _check_poscar_numbers(text, str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structure = Poscar.from_file(str(path), check_for_potcar=False).structure
+            structure = Poscar.from_str(text).structure
     except Exception as exc:  # pymatgen raises ValueError, IndexError... on bad files
         raise CrystalInputError(str(path), f"could not parse POSCAR: {_short(exc)}") from None
     return [Crystal.from_pymatgen(structure, id=path.stem if path.suffix else path.name).validate(str(path))]
+
+
+def _check_poscar_numbers(text: str, source: str) -> None:
+    """Every number that places an atom in a POSCAR must be one by its grammar (not ``1_000``, ``inf`` or ``nan``)."""
+    from nesf.data.cif_check import MAX_FRACTION
+
+    lines = [ln.split() for ln in text.split("\n")]
+    if len(lines) < 8:
+        raise CrystalInputError(source, "could not parse POSCAR: fewer than 8 lines")
+
+    def numbers(k: int, count: int, what: str) -> list[float]:
+        row = lines[k] if k < len(lines) else []
+        if len(row) < count or not all(re.fullmatch(_FLOAT, v) for v in row[:count]):
+            found = quote(" ".join(row))
+            raise CrystalInputError(source, f"line {k + 1}: {what} must be {count} numbers, found {found}")
+        return [float(v) for v in row[:count]]
+
+    numbers(1, 1, "the scale factor")
+    for k in (2, 3, 4):
+        numbers(k, 3, "a lattice vector")
+    k = 5 if not lines[5] or not lines[5][0].lstrip("+-").isdigit() else 4
+    counts_row = lines[k + 1] if k == 5 else lines[5]
+    if not counts_row or not all(v.isdigit() for v in counts_row):
+        raise CrystalInputError(source, f"line {k + 2}: the atom counts {quote(' '.join(counts_row))} are not numbers")
+    n = sum(int(v) for v in counts_row)
+    k = k + 2
+    if lines[k] and lines[k][0][:1].lower() == "s":  # selective dynamics
+        k += 1
+    direct = not (lines[k] and lines[k][0][:1].lower() in "ck")
+    for j in range(k + 1, k + 1 + n):
+        coords = numbers(j, 3, "an atom's coordinates")
+        if direct and max(abs(x) for x in coords) > MAX_FRACTION:
+            raise CrystalInputError(
+                source, f"line {j + 1}: a fractional coordinate lies more than {MAX_FRACTION:g} cells away"
+            )
 
 
 def read_pymatgen_json(path: str | Path) -> list[Crystal]:
@@ -163,7 +207,11 @@ def read_pymatgen_json(path: str | Path) -> list[Crystal]:
             raise CrystalInputError(str(path), f"could not read the pymatgen Structure: {_short(exc)}", where) from None
         cid = path.stem if not isinstance(data, list) else f"{path.stem}-{i}"
         cid = str(structure.properties.get("material_id", cid)) if structure.properties else cid
-        crystals.append(Crystal.from_pymatgen(structure, id=cid).validate(str(path), where))
+        crystal = Crystal.from_pymatgen(structure, id=cid).validate(str(path), where)
+        properties = scalar_properties(structure.properties or {}, skip=("material_id",))
+        if properties:
+            crystal.info["properties"] = properties
+        crystals.append(crystal)
     if not crystals:
         raise CrystalInputError(str(path), "the JSON list holds no structures")
     return crystals
@@ -191,8 +239,30 @@ def _crystals_from_frames(frames: list, path: Path) -> list[Crystal]:
         if not np.all(atoms.pbc) or atoms.cell.rank < 3:
             raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
         crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
+        properties = scalar_properties(atoms.info, skip=("material_id", "setting"))
+        if properties:
+            crystal.info["properties"] = properties
         crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
     return crystals
+
+
+def scalar_properties(values: dict, skip: Sequence[str] = ()) -> dict[str, float | int | str | bool]:
+    """The scalar entries of a mapping (numbers, strings, booleans), as plain Python values.
+
+    Crystals carry these as ``info["properties"]`` (a CSV's columns, an extxyz frame's keys),
+    and writers put them back.
+    """
+    out: dict[str, float | int | str | bool] = {}
+    for key, value in values.items():
+        if key in skip or not isinstance(key, str):
+            continue
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (bool, int, float, str)):
+            out[key] = value
+    return out
 
 
 _MATERIAL_ID = re.compile(r'(?:^|\s)material_id\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))')
@@ -212,6 +282,7 @@ def _prescan_extxyz(text: str, source: str) -> list[str | None]:
 
     lines = text.splitlines()
     ids: list[str | None] = []
+    row_patterns: dict[str, re.Pattern] = {}
     i, frame = 0, 0
     while i < len(lines):
         if not lines[i].strip():
@@ -242,9 +313,65 @@ def _prescan_extxyz(text: str, source: str) -> list[str | None]:
             raise CrystalInputError(source, "its Properties list no positions (pos:R:3)", where)
         found = _MATERIAL_ID.search(comment)
         ids.append(None if found is None else (found.group(1) if found.group(1) is not None else found.group(2)))
+        if ids[-1] is not None:
+            where = f"{where} ({quote(ids[-1])[1:-1]})"
+        _check_lattice(comment, source, where)
+        spec = _properties_spec(comment)
+        pattern = row_patterns.get(spec)
+        if pattern is None:
+            pattern = row_patterns[spec] = _row_pattern(spec, source, where)
+        for k in range(i + 2, i + 2 + n):
+            if not pattern.fullmatch(lines[k]):
+                if any(t.lower().lstrip("+-") in ("nan", "inf", "infinity") for t in lines[k].split()):
+                    raise CrystalInputError(
+                        source, f"line {k + 1}: atomic coordinates contain NaN or infinite values", where
+                    )
+                raise CrystalInputError(
+                    source,
+                    f"line {k + 1}: {quote(lines[k].strip())} is not an atom row of {spec} (a number that is "
+                    "not one, a missing or extra column?)",
+                    where,
+                )
         i += n + 2
         frame += 1
     return ids
+
+
+_FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_COLUMN = {"R": _FLOAT, "I": r"[+-]?\d+", "L": r"(?:[TF]|True|False|true|false)", "S": r"\S+"}
+_PROPERTIES = re.compile(r'(?i)(?:^|\s)properties\s*=\s*"?([^"\s]+)"?')
+_LATTICE = re.compile(r'(?i)(?:^|\s)lattice\s*=\s*"([^"]*)"')
+
+
+def _properties_spec(comment: str) -> str:
+    found = _PROPERTIES.search(comment)
+    return found.group(1) if found else "species:S:1:pos:R:3"
+
+
+def _row_pattern(spec: str, source: str, where: str) -> re.Pattern:
+    """A regular expression an atom row of the ``Properties`` ``spec`` must match whole (numbers by their grammar)."""
+    parts = spec.split(":")
+    if len(parts) % 3:
+        raise CrystalInputError(source, f"Properties={quote(spec)} is not a list of name:type:count", where)
+    columns: list[str] = []
+    for k in range(0, len(parts), 3):
+        kind, count = parts[k + 1].upper(), parts[k + 2]
+        if kind not in _COLUMN or not count.isdigit() or not 0 < int(count) <= 64:
+            raise CrystalInputError(
+                source, f"Properties={quote(spec)} has a column {quote(parts[k])} of no known type", where
+            )
+        columns += [_COLUMN[kind]] * int(count)
+    return re.compile(r"\s*" + r"\s+".join(columns) + r"\s*")
+
+
+def _check_lattice(comment: str, source: str, where: str) -> None:
+    """A frame's ``Lattice`` must be nine numbers by their grammar (``1_000``, ``inf`` or ``0x10`` are not)."""
+    found = _LATTICE.search(comment)
+    if found is None:
+        return
+    values = found.group(1).split()
+    if len(values) != 9 or not all(re.fullmatch(_FLOAT, v) for v in values):
+        raise CrystalInputError(source, f'Lattice="{quote(found.group(1), 60)[1:-1]}" is not nine numbers', where)
 
 
 def read_extxyz(path: str | Path) -> list[Crystal]:
@@ -256,6 +383,7 @@ def read_extxyz(path: str | Path) -> list[Crystal]:
         text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the count line
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really an extxyz file?)") from None
+    _check_complete(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
     ids = _prescan_extxyz(text, str(path))
     try:
         frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
@@ -270,41 +398,87 @@ def read_extxyz(path: str | Path) -> list[Crystal]:
 
 def read_cif(path: str | Path) -> list[Crystal]:
     """Read every data block of a CIF file; ids are ``<stem>`` or ``<stem>-<block>``."""
+    from nesf.data.cif_check import MAX_CIF_CHARS
+
     path = Path(path)
+    _check_size(path, MAX_CIF_CHARS)
     try:
         text = path.read_text()
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not text (is it really a CIF?)") from None
-    return _crystals_from_cif_text(text, source=str(path), stem=path.stem)
+    return _crystals_from_cif_text(text, source=str(path), stem=path.stem, whole_file=True)
+
+
+def _check_size(path: Path, limit: int) -> None:
+    """Refuse a file larger than ``limit`` bytes before reading it."""
+    size = path.stat().st_size
+    if size > limit:
+        raise CrystalInputError(str(path), f"the file holds {size:,} bytes, more than the limit of {limit:,}")
+
+
+def folder_files(folder: str | Path) -> list[Path]:
+    """The crystal files of a folder, in its subfolders too, in sorted path order.
+
+    A crystal file has a known suffix or name (CIF, POSCAR/CONTCAR/``.vasp``, extxyz, pymatgen
+    JSON, ASE, CSV) or content recognised as one; hidden files and others (notes, pictures) are
+    not crystal files.
+    """
+    folder = Path(folder)
+    known = EXTXYZ_SUFFIXES + CIF_SUFFIXES + CSV_SUFFIXES + VASP_SUFFIXES + JSON_SUFFIXES + ASE_SUFFIXES
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and (
+            p.suffix.lower() in known
+            or any(p.name.upper().startswith(n) for n in VASP_NAMES)
+            or (p.stat().st_size > 0 and _sniff(p) is not None)
+        )
+    )
+    if not files:
+        raise CrystalInputError(
+            str(folder), "the folder holds no crystal files (CIF, POSCAR/CONTCAR/.vasp, extxyz, JSON, ASE, CSV)"
+        )
+    return files
+
+
+def read_folder(folder: str | Path) -> list[Crystal]:
+    """Read every crystal file of a folder (see :func:`folder_files`), in sorted path order.
+
+    A crystal file that cannot be read is refused, naming it (the CLI's ``--skip-invalid``
+    lists such files and goes on).
+    """
+    crystals: list[Crystal] = []
+    for f in folder_files(folder):
+        crystals.extend(_read_path(f))
+    return crystals
 
 
 def read_cif_folder(folder: str | Path) -> list[Crystal]:
-    """Read every ``*.cif`` file of a folder, in sorted name order."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CIF_SUFFIXES and p.is_file())
-    if not files:
-        raise CrystalInputError(str(folder), "the folder holds no .cif files")
-    crystals: list[Crystal] = []
-    for f in files:
-        if f.stat().st_size == 0:
-            raise CrystalInputError(str(f), "the file is empty")
-        crystals.extend(read_cif(f))
-    return crystals
+    """Read every file of a folder of CIFs (an alias of :func:`read_folder`, which reads any crystal file)."""
+    return read_folder(folder)
 
 
 def read_csv(path: str | Path) -> list[Crystal]:
     """Read a CDVAE-style CSV: one CIF per row in a ``cif`` column, ids from ``material_id``."""
     path = Path(path)
     csv.field_size_limit(1 << 28)
+    with open(path, "rb") as fh:
+        fh.seek(-1, 2)
+        if fh.read(1) not in (b"\n", b"\r"):
+            _check_complete(path.read_text(errors="replace")[-200:], str(path))
     try:
         return _read_csv_rows(path)
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really a CSV?)") from None
+    except csv.Error as exc:
+        raise CrystalInputError(str(path), f"not a well-formed CSV: {_short(exc)}") from None
 
 
 def _read_csv_rows(path: Path) -> list[Crystal]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(fh, strict=True)
         columns = reader.fieldnames or []
         if "cif" not in columns:
             shown = ", ".join(repr(c.strip().splitlines()[0][:30]) if c.strip() else "''" for c in columns[:6])
@@ -320,228 +494,140 @@ def _read_csv_rows(path: Path) -> list[Crystal]:
             if len(found) != 1:
                 raise CrystalInputError(str(path), f"expected one structure, found {len(found)}", where)
             found[0].id = cid
+            properties = {k: _csv_value(v) for k, v in row.items() if k and k not in ("cif", "material_id")}
+            if properties:
+                found[0].info["properties"] = properties
             crystals.append(found[0])
     if not crystals:
         raise CrystalInputError(str(path), "the CSV has no rows")
     return crystals
 
 
-#: CIF keys of symmetry operations (old and new dictionaries).
-_SYMOP_KEYS = (
-    "_symmetry_equiv_pos_as_xyz",
-    "_space_group_symop_operation_xyz",
-    "_space_group_symop.operation_xyz",
-    "_symmetry_equiv_pos_as_xyz_",
-)
-#: Longest symmetry operation accepted (characters); real ones are a few dozen.
-_MAX_SYMOP_CHARS = 200
+def _csv_value(text: str | None) -> float | int | str:
+    """A CSV cell as a number where it is one (by the grammar of numbers, not Python's), else as text."""
+    text = (text or "").strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if re.fullmatch(_FLOAT, text):
+        return float(text)
+    return text
+
 
 #: pymatgen warnings that mean the structure it returns is not the one in the file.
 _DATA_CHANGING_WARNINGS = {
     "Defaulting to P1": "the space group is not recognised and the file lists no symmetry operations "
     "(it would be read as P1, losing the symmetry-equivalent atoms)",
-    "Missing elements": "some sites were dropped while reading (zero, negative or unreadable occupancy?)",
     "exceeded tolerance": "occupancies above 1",
     "rescaled": "occupancies were rescaled",
 }
 
 
-def _cif_number(value: str) -> float:
-    """A CIF number (``'5.64(2)'`` -> 5.64); ``ValueError`` if it is none."""
-    text = str(value).strip().split("(")[0]
-    if text in ("", ".", "?"):
-        raise ValueError("missing")
-    return float(text)
+def _crystals_from_cif_text(
+    text: str, source: str, stem: str, location: str | None = None, whole_file: bool = False
+) -> list[Crystal]:
+    """Every block of a CIF text as a validated crystal, each exactly as the file describes it.
 
-
-def _cell_number(data: dict, key: str, label: str, source: str, where: str | None) -> tuple[str | None, float]:
-    """A cell parameter of a CIF block: (raw text, value), ``(None, nan)`` when absent; refused if not a number."""
-    raw = data.get(key)
-    if raw is None:
-        return None, float("nan")
-    try:
-        return raw, _cif_number(raw)
-    except ValueError:
-        raise CrystalInputError(source, f"{label} = {raw!r} is not a number", where) from None
-
-
-def _check_cif_blocks(text: str, source: str, location: str | None) -> None:
-    """Refuse what pymatgen would silently change: duplicate blocks, bad occupancies, cells, symmetry."""
-    import re
-
-    from pymatgen.io.cif import CifFile
-
-    names = [m.group(1).lower() for m in re.finditer(r"(?im)^[ \t]*data_(\S*)", text)]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise CrystalInputError(
-                source, f"two data blocks are named 'data_{name}' (one would hide the other)", location
-            )
-        seen.add(name)
-    try:
-        blocks = CifFile.from_str(text).data
-    except Exception as exc:  # malformed loops, quotes...
-        raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", location) from None
-    for name, block in blocks.items():
-        where = location or (f"block '{name}'" if len(blocks) > 1 else None)
-        data = block.data
-        occ = data.get("_atom_site_occupancy")
-        if occ is not None:
-            for v in occ if isinstance(occ, list) else [occ]:
-                try:
-                    x = _cif_number(v)
-                except ValueError:
-                    if str(v).strip() in (".", "?"):
-                        continue  # unknown occupancy: CIF's convention is full occupancy
-                    raise CrystalInputError(source, f"occupancy {v!r} is not a number", where) from None
-                if not (0.0 < x <= 1.0 + 1e-3) or not np.isfinite(x):
-                    raise CrystalInputError(source, f"occupancy {v} lies outside (0, 1]", where)
-        for axis in "abc":
-            raw, x = _cell_number(data, f"_cell_length_{axis}", f"cell length {axis}", source, where)
-            if raw is None:
-                continue
-            if not np.isfinite(x) or x <= 0:
-                flat = " (a cell of zero volume)" if x == 0 else ""
-                raise CrystalInputError(
-                    source, f"cell length {axis} = {raw} is not a positive finite length{flat}", where
-                )
-        angles = []
-        for angle in ("alpha", "beta", "gamma"):
-            raw, x = _cell_number(data, f"_cell_angle_{angle}", f"cell angle {angle}", source, where)
-            if raw is None:
-                continue
-            if not np.isfinite(x) or not 0.0 < x < 180.0:
-                flat = " (a flat cell of zero volume)" if x in (0.0, 180.0) else ""
-                raise CrystalInputError(
-                    source, f"cell angle {angle} = {raw} lies outside (0, 180) degrees{flat}", where
-                )
-            angles.append(x)
-        if len(angles) == 3:
-            from nesf.data.crystal import angles_form_cell
-
-            if not angles_form_cell(np.radians(np.array(angles))):
-                shown = ", ".join(f"{a:g}" for a in angles)
-                raise CrystalInputError(source, f"cell angles {shown} degrees form no real cell", where)
-        op_strings: list[str] = []
-        for key in _SYMOP_KEYS:
-            ops = data.get(key)
-            if ops is None:
-                continue
-            for op in ops if isinstance(ops, list) else [ops]:
-                op = str(op).strip()
-                if not op or op in ("?", "."):
-                    raise CrystalInputError(source, "an empty symmetry operation", where)
-                if len(op) > _MAX_SYMOP_CHARS:
-                    raise CrystalInputError(source, f"a symmetry operation of {len(op)} characters", where)
-                op_strings.append(op)
-        n_atoms = _expanded_atom_count(data, op_strings)
-        from nesf.data.crystal import LIMITS
-
-        if n_atoms is not None and n_atoms > LIMITS.max_atoms:
-            raise CrystalInputError(
-                source,
-                f"{n_atoms} atoms after symmetry expansion, more than the limit of {LIMITS.max_atoms} (--max-atoms)",
-                where,
-            )
-
-
-def _expanded_atom_count(data: dict, op_strings: list[str]) -> int | None:
-    """Atoms of a CIF block after symmetry expansion, counted before pymatgen expands it (None: unknown).
-
-    Cheap bound first (sites x operations); only when that exceeds the atom limit are the
-    orbits counted exactly (every operation applied to every site with NumPy, duplicates merged
-    on a 1e-3 grid), so a file that would expand to tens of thousands of atoms is refused in
-    well under a second instead of minutes.
+    The text is read strictly first (:mod:`nesf.data.cif_check`), then each block on its own by
+    pymatgen, and pymatgen's atoms are compared with what the block's sites and symmetry give.
     """
-    from nesf.data.crystal import LIMITS
-
-    xs, ys, zs = (data.get(f"_atom_site_fract_{a}") for a in "xyz")
-    if xs is None or ys is None or zs is None:
-        return None
-    xs, ys, zs = ([v] if not isinstance(v, list) else v for v in (xs, ys, zs))
-    try:
-        sites = np.array([[_cif_number(a), _cif_number(b), _cif_number(c)] for a, b, c in zip(xs, ys, zs)])
-    except ValueError:
-        return None
-    ops = _symmetry_operations(data, op_strings)
-    if ops is None or len(sites) * len(ops) <= LIMITS.max_atoms:
-        return None if ops is None else len(sites) * len(ops)  # an upper bound within the limit
-    rot = np.stack([op.rotation_matrix for op in ops])  # [O, 3, 3]
-    trans = np.stack([op.translation_vector for op in ops])  # [O, 3]
-    images = np.einsum("oij,sj->soi", rot, sites) + trans[None]  # [S, O, 3]
-    q = np.rint((images - np.floor(images)) * 1000).astype(np.int64) % 1000
-    return int(sum(len(np.unique(q[i], axis=0)) for i in range(len(sites))))
-
-
-def _symmetry_operations(data: dict, op_strings: list[str]) -> list | None:
-    """The block's symmetry operations (pymatgen ``SymmOp``), from its list or its space group; None if unknown."""
-    from pymatgen.core.operations import SymmOp
-
-    if op_strings:
-        try:
-            return [SymmOp.from_xyz_str(op.replace(" ", "")) for op in op_strings]
-        except Exception:  # pymatgen decides about odd operations itself
-            return None
-    from pymatgen.symmetry.groups import SpaceGroup
-
-    for key in ("_symmetry_space_group_name_H-M", "_space_group_name_H-M_alt", "_space_group_name_h-m_alt"):
-        symbol = data.get(key)
-        if isinstance(symbol, str) and symbol.strip() not in ("", "?", "."):
-            try:
-                return list(SpaceGroup(symbol.replace(" ", "").strip("'\"")).symmetry_ops)
-            except Exception:  # an unknown symbol: pymatgen's own fallback is refused later
-                return None
-    return None
-
-
-def _crystals_from_cif_text(text: str, source: str, stem: str, location: str | None = None) -> list[Crystal]:
-    from pymatgen.io.cif import CifParser
+    from nesf.data.cif_check import block_texts, check_block, check_text_limits, parse_blocks
 
     text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark would hide the first block
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line endings
     if not text.strip():
         raise CrystalInputError(source, "the CIF is empty", location)
-    _check_cif_blocks(text, source, location)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            parser = CifParser.from_str(text, occupancy_tolerance=1.0)
-            structures = parser.parse_structures(primitive=False, on_error="raise")
-    except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
-        if "thickness" in str(exc) or "Singular matrix" in str(exc):  # flat or zero-length cell
+    check_text_limits(text, source, location)
+    if whole_file:
+        _check_complete(text, source)
+    blocks = parse_blocks(text, source, location)
+    names = [b.name.lower() for b in blocks]
+    for k, name in enumerate(names):
+        if name in names[:k]:
             raise CrystalInputError(
-                source, "the lattice has zero volume: its vectors are not independent (flat cell)", location
-            ) from None
-        raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", location) from None
-    for w in caught:
-        message = str(w.message)
-        for marker, meaning in _DATA_CHANGING_WARNINGS.items():
-            if marker in message:
-                raise CrystalInputError(source, f"{meaning} (pymatgen: {_short(Exception(message))})", location)
-    if not structures:
-        raise CrystalInputError(source, "the CIF holds no structure", location)
+                source, f"two data blocks are named 'data_{blocks[k].name}' (one would hide the other)", location
+            )
     crystals = []
-    for j, structure in enumerate(structures):
-        where = location or (f"block {j}" if len(structures) > 1 else None)
+    for block, block_text in zip(blocks, block_texts(text, blocks)):
+        where = location or (f"block '{block.name}'" if len(blocks) > 1 else None)
+        expected = check_block(block, source, where)
+        structure = _pymatgen_block(block_text, source, where)
         if not structure.is_ordered:
             raise CrystalInputError(
                 source, "partial occupancies are not supported (the structure is disordered)", where
             )
-        cid = stem if len(structures) == 1 else f"{stem}-{j}"
+        _compare_with_file(structure, expected, source, where)
+        cid = stem if len(blocks) == 1 else f"{stem}-{len(crystals)}"
         crystals.append(Crystal.from_pymatgen(structure, id=cid).validate(source, where))
     return crystals
 
 
-def from_objects(objects: Iterable[Any]) -> list[Crystal]:
-    """Convert pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects.
+def _pymatgen_block(text: str, source: str, where: str | None):  # noqa: ANN202
+    """One block's structure by pymatgen; its warnings that mean a changed crystal are refusals."""
+    from pymatgen.io.cif import CifParser
 
-    A single object (not in a list) is accepted too.
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parser = CifParser.from_str(text, occupancy_tolerance=1.0, check_cif=False)
+            structures = parser.parse_structures(primitive=False, on_error="raise")
+    except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
+        if "thickness" in str(exc) or "Singular matrix" in str(exc):  # flat or zero-length cell
+            raise CrystalInputError(
+                source, "the lattice has zero volume: its vectors are not independent (flat cell)", where
+            ) from None
+        raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", where) from None
+    for w in caught:
+        message = str(w.message)
+        for marker, meaning in _DATA_CHANGING_WARNINGS.items():
+            if marker in message:
+                raise CrystalInputError(source, f"{meaning} (pymatgen: {_short(Exception(message))})", where)
+    if len(structures) != 1:
+        raise CrystalInputError(source, "the block holds no structure (no atom sites?)", where)
+    return structures[0]
+
+
+def _compare_with_file(structure, expected, source: str, where: str | None) -> None:  # noqa: ANN001
+    """Refuse a structure whose atoms are not those the block's sites and symmetry give."""
+    if expected.n_atoms is None or expected.composition is None:
+        return
+    got = {str(el): int(round(n)) for el, n in structure.composition.remove_charges().get_el_amt_dict().items()}
+    if len(structure) != expected.n_atoms or got != dict(expected.composition):
+        raise CrystalInputError(
+            source,
+            f"the file's sites and symmetry give {expected.n_atoms} atoms ({_formula(expected.composition)}) but "
+            f"{len(structure)} ({_formula(got)}) were read; refused rather than read changed",
+            where,
+        )
+
+
+def _formula(composition: dict) -> str:
+    return " ".join(f"{el}{n}" for el, n in sorted(composition.items()))
+
+
+def _check_complete(text: str, source: str) -> None:
+    """Refuse a text file whose last line has no line break: it may have been cut in the middle of a number."""
+    if text and not text.endswith("\n"):
+        last = text.rsplit("\n", 1)[-1]
+        raise CrystalInputError(
+            source,
+            f"the file ends in the middle of a line ({quote(last.strip())} without a line break): it may be cut off; "
+            "if it is complete, end it with a line break",
+        )
+
+
+def from_objects(objects: Iterable[Any]) -> list[Crystal]:
+    """Convert pymatgen ``Structure``, ASE ``Atoms`` or :class:`Crystal` objects, or read paths among them.
+
+    A single object (not in a list) is accepted too; a path (``str`` or ``Path``) in the list is
+    read as :func:`read_crystals` reads it.
     """
     if _is_single(objects):
         objects = [objects]
     crystals = []
     for i, obj in enumerate(objects):
+        if isinstance(obj, (str, Path)):
+            crystals.extend(_read_path(Path(obj)))
+            continue
         where = f"item {i}"
         crystals.append(to_crystal(obj, default_id=f"structure-{i}").validate("<input>", where))
     if not crystals:

@@ -167,29 +167,70 @@ class SettingTransform:
 
 #: Distance tolerance (Angstrom) of the primitive-cell search (pymatgen's default).
 PRIMITIVE_TOLERANCE = 0.25
+#: Largest distance (Angstrom) any atom may move when a crystal is reduced to a primitive cell: a
+#: reduction that would move an atom further (a distorted supercell) is not made.
+PRIMITIVE_EXACTNESS = 0.01
 
 
 def primitive_cell(crystal: Crystal, tolerance: float = PRIMITIVE_TOLERANCE) -> tuple[Crystal, np.ndarray]:
     """The crystal in a primitive cell, and the integer matrix ``M`` with ``L_in = M @ L_p``.
 
-    pymatgen's primitive-cell search (same Cartesian frame; atoms within ``tolerance`` merged).
-    Where the search finds no smaller cell, or one that is not an integer sub-lattice of the
-    input's, the crystal itself and the identity are returned.
+    pymatgen's primitive-cell search (same Cartesian frame; atoms within ``tolerance`` merged),
+    kept only when the primitive cell, repeated over the input's cell, puts every input atom back
+    within :data:`PRIMITIVE_EXACTNESS` (else the search is tried again at that tolerance). Where
+    no exact smaller cell exists (a distorted supercell, say), or the one found is not an integer
+    sub-lattice of the input's, the crystal itself and the identity are returned: a reduction
+    never erases a real distortion.
     """
     eye = np.eye(3, dtype=np.int64)
     if crystal.n_atoms <= 1:
         return crystal, eye
-    prim = crystal.to_pymatgen().get_primitive_structure(tolerance=tolerance)
-    if len(prim) >= crystal.n_atoms:
-        return crystal, eye
-    m_float = crystal.lattice @ np.linalg.inv(prim.lattice.matrix)
-    m = np.rint(m_float).astype(np.int64)
-    cells = abs(round(np.linalg.det(m.astype(np.float64))))
-    if not np.allclose(m_float, m, atol=1e-3) or cells * len(prim) != crystal.n_atoms:
-        return crystal, eye
-    numbers = np.array([s.specie.Z for s in prim])
-    out = Crystal(prim.lattice.matrix.copy(), prim.cart_coords.copy(), numbers, crystal.id, carried_info(crystal.info))
-    return out, m
+    structure = crystal.to_pymatgen()
+    for tol in (tolerance, PRIMITIVE_EXACTNESS):
+        prim = structure.get_primitive_structure(tolerance=tol)
+        if len(prim) >= crystal.n_atoms:
+            return crystal, eye
+        m_float = crystal.lattice @ np.linalg.inv(prim.lattice.matrix)
+        m = np.rint(m_float).astype(np.int64)
+        cells = abs(round(np.linalg.det(m.astype(np.float64))))
+        if not np.allclose(m_float, m, atol=1e-3) or cells * len(prim) != crystal.n_atoms:
+            continue
+        numbers = np.array([s.specie.Z for s in prim])
+        out = Crystal(
+            prim.lattice.matrix.copy(), prim.cart_coords.copy(), numbers, crystal.id, carried_info(crystal.info)
+        )
+        if largest_displacement(crystal, out, m) <= PRIMITIVE_EXACTNESS:
+            return out, m
+    return crystal, eye
+
+
+def largest_displacement(crystal: Crystal, prim: Crystal, supercell: np.ndarray) -> float:
+    """How far (A) the input's atoms lie from the primitive cell's repeated over ``supercell`` (inf: not paired).
+
+    Each input atom is paired with the nearest repeated atom of its element (periodic images
+    by the nearest fractional image in the input's cell); a pairing that is not one to one, or
+    any atom left over, gives infinity.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    big = Structure(Lattice(prim.lattice), prim.numbers.tolist(), prim.cart, coords_are_cartesian=True)
+    big.make_supercell(supercell)
+    other = Crystal(big.lattice.matrix, big.cart_coords, np.array([s.specie.Z for s in big]))
+    if other.n_atoms != crystal.n_atoms or sorted(other.numbers) != sorted(crystal.numbers):
+        return float("inf")
+    frac_in = crystal.frac
+    frac_out = np.linalg.solve(crystal.lattice.T, other.cart.T).T  # in the input's cell
+    worst = 0.0
+    for z in np.unique(crystal.numbers):
+        a, b = frac_in[crystal.numbers == z], frac_out[other.numbers == z]
+        diff = a[:, None, :] - b[None, :, :]
+        diff -= np.rint(diff)
+        dist = np.linalg.norm(diff @ crystal.lattice, axis=-1)  # [Na, Nb]
+        nearest = dist.argmin(axis=1)
+        if len(np.unique(nearest)) != len(a):
+            return float("inf")
+        worst = max(worst, float(dist.min(axis=1).max()))
+    return worst
 
 
 #: Rules for the atoms that may sit at the canonical origin.
