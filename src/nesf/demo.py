@@ -91,27 +91,29 @@ def run_demo(
     n_plot: int = 3,
     progress: bool = True,
     refine_steps: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Round-trip the demo crystals; print a table; write CIFs, an extxyz, metrics JSON and a PNG.
 
     Args:
-        out_dir: output folder (created).
+        out_dir: output folder (created whole at the end; a non-empty one is refused unless ``overwrite``).
         model_name: shipped model name or checkpoint path.
         n_plot: crystals whose learned field is drawn in ``demo.png`` (every crystal is drawn).
         progress: progress bar while decoding.
         refine_steps: refinement steps of each encoded code (None: the model's default; 0: none).
+        overwrite: replace a non-empty ``out_dir`` (only once the new one is complete).
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
     """
     from nesf.api import NeSF
     from nesf.data.examples import demo_crystals
-    from nesf.io.writers import safe_filename, write_cif, write_extxyz, write_json
+    from nesf.io.writers import check_output_folder, staged_folder
     from nesf.metrics.matcher import match_rmse
     from nesf.metrics.report import evaluate_reconstruction, format_table
 
     t_start = time.perf_counter()
-    out = Path(out_dir)
+    out = check_output_folder(out_dir, overwrite)  # refused before the work, not after
     model = NeSF.load(model_name)
     if refine_steps is not None:
         model = model.with_refinement(steps=refine_steps)
@@ -141,12 +143,6 @@ def run_demo(
         )
     print(f"{len(found)} of {len(crystals)} matched; {sum(1 for w in outside if w)} outside the model's domain")
 
-    out.mkdir(parents=True, exist_ok=True)
-    for sub, items in (("inputs", crystals), ("reconstructions", pred)):
-        (out / sub).mkdir(exist_ok=True)
-        for c in items:
-            write_cif(out / sub / f"{safe_filename(c.id)}.cif", c)
-    write_extxyz(out / "reconstructions.extxyz", pred)
     per_crystal = [
         {
             "id": c.id,
@@ -160,7 +156,27 @@ def run_demo(
         }
         for c, p, r, w in zip(crystals, pred, rms, outside)
     ]
-    png = plot_demo(
+    result = {"model": str(model_name), **metrics, "refinement": model.refinement.to_dict(), "crystals": per_crystal}
+    with staged_folder(out, overwrite=overwrite) as tmp:
+        png = _write_outputs(tmp, model, crystals, pred, rms, result, n_plot, model_name)
+    print(
+        f"\nwrote {out}/inputs/*.cif, {out}/reconstructions/*.cif, reconstructions.extxyz, metrics.json and {png.name}"
+        f" ({time.perf_counter() - t_start:.1f} s)"
+    )
+    return result
+
+
+def _write_outputs(out: Path, model, crystals, pred, rms, result: dict, n_plot: int, model_name: str) -> Path:  # noqa: ANN001
+    """The demo's files in ``out``: input and reconstruction CIFs, extxyz, metrics JSON, the picture."""
+    from nesf.io.writers import safe_filename, write_cif, write_extxyz, write_json
+
+    for sub, items in (("inputs", crystals), ("reconstructions", pred)):
+        (out / sub).mkdir(exist_ok=True)
+        for c in items:
+            write_cif(out / sub / f"{safe_filename(c.id)}.cif", c)
+    write_extxyz(out / "reconstructions.extxyz", pred)
+    write_json(out / "metrics.json", result)
+    return plot_demo(
         model,
         list(zip(crystals, pred)),
         rms,
@@ -168,13 +184,6 @@ def run_demo(
         n_fields=n_plot,
         title=f"NeSF autoencoder '{model_name}': every demo crystal, input vs reconstruction; learned fields below",
     )
-    result = {"model": str(model_name), **metrics, "refinement": model.refinement.to_dict(), "crystals": per_crystal}
-    write_json(out / "metrics.json", result)
-    print(
-        f"\nwrote {out}/inputs/*.cif, {out}/reconstructions/*.cif, reconstructions.extxyz, metrics.json and {png.name}"
-        f" ({time.perf_counter() - t_start:.1f} s)"
-    )
-    return result
 
 
 __all__ = ["DEMO_MODEL", "plot_demo", "run_demo"]

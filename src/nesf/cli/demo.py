@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "OUT/metrics.json and OUT/demo.png (input vs reconstruction, and a slice of the learned field)."
         ),
     )
-    p.add_argument("--out", default="nesf-demo", help="output folder (default nesf-demo)")
+    p.add_argument("--out", default="nesf-demo", help="output folder (default nesf-demo; must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or checkpoint (default {DEFAULT_MODEL})")
     p.add_argument(
         "--plot", type=int, default=3, help="field slices drawn in demo.png (default 3; every crystal is drawn)"
@@ -37,5 +38,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     set_threads(args.threads)
-    run_demo(args.out, args.model, n_plot=args.plot, progress=not args.quiet, refine_steps=args.refine_steps)
+    run_demo(
+        args.out,
+        args.model,
+        n_plot=args.plot,
+        progress=not args.quiet,
+        refine_steps=args.refine_steps,
+        overwrite=args.overwrite,
+    )
     return 0

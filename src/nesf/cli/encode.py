@@ -14,12 +14,12 @@ def add_encode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "encode",
         help="latent codes of crystals to an .npz",
-        description="Encode every crystal of DATA to its latent code; write OUT.npz with arrays 'latents' [B, D] "
-        "and 'ids'.",
+        description="Encode every crystal of DATA to its latent code; write OUT.npz with arrays 'latents' [B, D], "
+        "'ids', 'model' and 'model_sha256' (the model that wrote them; decode refuses another model's codes).",
     )
     add_model_options(p, decoding=False, default=DEFAULT_MODEL)
     p.add_argument("data", help="crystals to encode")
-    p.add_argument("--out", required=True, help="output .npz (arrays 'latents' and 'ids')")
+    p.add_argument("--out", required=True, help="output .npz (arrays 'latents', 'ids', 'model', 'model_sha256')")
     p.set_defaults(func=cmd_encode)
 
 
@@ -85,10 +85,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals).cpu().numpy()
     ids = np.array([c.id for c in crystals], dtype=str)
+    written_by = {"model": np.array(str(args.model)), "model_sha256": np.array(str(model.info.get("sha256") or ""))}
 
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
-            np.savez(fh, latents=z, ids=ids)
+            np.savez(fh, latents=z, ids=ids, **written_by)
 
     atomic_write(args.out, write)
     print(f"wrote {len(z)} latent codes of size {z.shape[1]} to {args.out}")
@@ -112,8 +113,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
         with np.load(args.latents, allow_pickle=False) as data:
             z = data["latents"]
             ids = [str(i) for i in data["ids"]] if "ids" in data.files else None
+            writer = (str(data["model"]), str(data["model_sha256"])) if "model_sha256" in data.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise NesfError(f"{args.latents}: not a latents file written by 'nesf encode' ({exc})") from None
+    this = str(model.info.get("sha256") or "")
+    if writer is not None and writer[1] and writer[1] != this:
+        raise NesfError(
+            f"{args.latents}: these latent codes were written by model {writer[0]!r} (SHA-256 {writer[1][:12]}), "
+            f"not by {args.model!r} ({this[:12]}); another model's codes decode to nonsense: use --model {writer[0]}"
+        )
     pred = model.decode_crystals(z, ids=ids, progress=not args.quiet)
     with staged_folder(args.out, overwrite=args.overwrite) as tmp:
         write_structures(tmp, pred)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -69,12 +70,13 @@ def staged_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """
     path = check_output_folder(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_staging(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.nesf-{os.getpid()}-", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.nesf-{os.getpid()}-", suffix=".old", dir=path.parent))
             os.replace(path, old / "previous")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -83,6 +85,42 @@ def staged_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_staging(path: str | Path) -> list[Path]:
+    """Delete the staging folders of ``path`` (``.NAME.*.tmp`` / ``.old``) that killed runs left behind.
+
+    A staging folder names the process that made it; one whose process still runs (another
+    command writing the same output right now) is left alone.
+    """
+    path = Path(path)
+    removed = []
+    for p in path.parent.glob(f".{glob_escape(path.name)}.*"):
+        if not p.is_dir() or p.suffix not in (".tmp", ".old"):
+            continue
+        owner = re.search(r"\.nesf-(\d+)-", p.name)
+        if owner is not None and _alive(int(owner.group(1))):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the characters glob reads as patterns escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _umask() -> int:
