@@ -7,17 +7,17 @@ naming the file and the frame, row or block for anything that is not a valid cry
 from __future__ import annotations
 
 import csv
-import io
 import re
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from nesf.data.cif import crystals_from_cif_text, read_cif
 from nesf.data.cif_check import quote
 from nesf.data.crystal import Crystal
+from nesf.data.extxyz import crystals_from_frames, read_extxyz, scalar_properties
+from nesf.data.textfile import FLOAT, check_complete, check_size, short_message
 from nesf.errors import CrystalInputError
 
 #: File suffixes understood by :func:`read_crystals`.
@@ -132,20 +132,20 @@ def read_vasp(path: str | Path) -> list[Crystal]:
     from pymatgen.io.vasp import Poscar
 
     path = Path(path)
-    _check_size(path, 50_000_000)
+    check_size(path, 50_000_000)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not text (is it really a POSCAR?)") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    _check_complete(text, str(path))
+    check_complete(text, str(path))
     _check_poscar_numbers(text, str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             structure = Poscar.from_str(text).structure
     except Exception as exc:  # pymatgen raises ValueError, IndexError... on bad files
-        raise CrystalInputError(str(path), f"could not parse POSCAR: {_short(exc)}") from None
+        raise CrystalInputError(str(path), f"could not parse POSCAR: {short_message(exc)}") from None
     return [Crystal.from_pymatgen(structure, id=path.stem if path.suffix else path.name).validate(str(path))]
 
 
@@ -159,7 +159,7 @@ def _check_poscar_numbers(text: str, source: str) -> None:
 
     def numbers(k: int, count: int, what: str) -> list[float]:
         row = lines[k] if k < len(lines) else []
-        if len(row) < count or not all(re.fullmatch(_FLOAT, v) for v in row[:count]):
+        if len(row) < count or not all(re.fullmatch(FLOAT, v) for v in row[:count]):
             found = quote(" ".join(row))
             raise CrystalInputError(source, f"line {k + 1}: {what} must be {count} numbers, found {found}")
         return [float(v) for v in row[:count]]
@@ -194,7 +194,7 @@ def read_pymatgen_json(path: str | Path) -> list[Crystal]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CrystalInputError(str(path), f"not a JSON file: {_short(exc)}") from None
+        raise CrystalInputError(str(path), f"not a JSON file: {short_message(exc)}") from None
     items = data if isinstance(data, list) else [data]
     crystals = []
     for i, item in enumerate(items):
@@ -204,7 +204,8 @@ def read_pymatgen_json(path: str | Path) -> list[Crystal]:
         try:
             structure = Structure.from_dict(item)
         except Exception as exc:  # malformed dicts raise KeyError, TypeError, ValueError...
-            raise CrystalInputError(str(path), f"could not read the pymatgen Structure: {_short(exc)}", where) from None
+            reason = f"could not read the pymatgen Structure: {short_message(exc)}"
+            raise CrystalInputError(str(path), reason, where) from None
         cid = path.stem if not isinstance(data, list) else f"{path.stem}-{i}"
         cid = str(structure.properties.get("material_id", cid)) if structure.properties else cid
         crystal = Crystal.from_pymatgen(structure, id=cid).validate(str(path), where)
@@ -225,195 +226,12 @@ def read_ase(path: str | Path) -> list[Crystal]:
     try:
         frames = ase.io.read(str(path), index=":")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
-        raise CrystalInputError(str(path), f"could not read with ASE: {_short(exc)}") from None
-    return _crystals_from_frames(frames, path)
+        raise CrystalInputError(str(path), f"could not read with ASE: {short_message(exc)}") from None
+    return crystals_from_frames(frames, path)
 
 
-def _crystals_from_frames(frames: list, path: Path) -> list[Crystal]:
-    """ASE ``Atoms`` frames of a file -> validated crystals (ids from ``material_id`` or ``<stem>-<i>``)."""
-    if not frames:
-        raise CrystalInputError(str(path), "the file holds no structures")
-    crystals = []
-    for i, atoms in enumerate(frames):
-        where = f"frame {i}"
-        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
-            raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
-        crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
-        properties = scalar_properties(atoms.info, skip=("material_id", "setting"))
-        if properties:
-            crystal.info["properties"] = properties
-        crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
-    return crystals
 
 
-def scalar_properties(values: dict, skip: Sequence[str] = ()) -> dict[str, float | int | str | bool]:
-    """The scalar entries of a mapping (numbers, strings, booleans), as plain Python values.
-
-    Crystals carry these as ``info["properties"]`` (a CSV's columns, an extxyz frame's keys),
-    and writers put them back.
-    """
-    out: dict[str, float | int | str | bool] = {}
-    for key, value in values.items():
-        if key in skip or not isinstance(key, str):
-            continue
-        if isinstance(value, np.ndarray) and value.ndim == 0:
-            value = value.item()
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, (bool, int, float, str)):
-            out[key] = value
-    return out
-
-
-_MATERIAL_ID = re.compile(r'(?:^|\s)material_id\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))')
-
-
-def _prescan_extxyz(text: str, source: str) -> list[str | None]:
-    """Check every frame's count line against the lines that follow and the atom limit, before parsing.
-
-    A count line claiming a billion atoms would otherwise make the parser run for hours, and a
-    frame whose ``Properties`` lack positions would put every atom at the origin.
-
-    Returns:
-        Each frame's ``material_id`` exactly as written (None where it has none): ASE turns ids
-        that look like numbers or booleans into them (``007`` -> 7, ``T`` -> True).
-    """
-    from nesf.data.crystal import LIMITS
-
-    lines = text.splitlines()
-    ids: list[str | None] = []
-    row_patterns: dict[str, re.Pattern] = {}
-    i, frame = 0, 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        first = lines[i].split()[0]
-        try:
-            n = int(first)
-        except ValueError:
-            raise CrystalInputError(
-                source,
-                f"could not parse extxyz: line {i + 1}: expected the atom count of frame {frame}, "
-                f"found {lines[i].strip()[:40]!r}",
-            ) from None
-        where = f"frame {frame}"
-        if n < 1:
-            raise CrystalInputError(source, f"declares {n} atoms", where)
-        if n > LIMITS.max_atoms:
-            raise CrystalInputError(
-                source, f"declares {n} atoms, more than the limit of {LIMITS.max_atoms} (--max-atoms)", where
-            )
-        if i + 1 + n >= len(lines):
-            raise CrystalInputError(
-                source, f"declares {n} atoms but only {max(0, len(lines) - i - 2)} lines follow its comment line", where
-            )
-        comment = lines[i + 1]
-        if "properties=" in comment.lower() and "pos:" not in comment.lower():
-            raise CrystalInputError(source, "its Properties list no positions (pos:R:3)", where)
-        found = _MATERIAL_ID.search(comment)
-        ids.append(None if found is None else (found.group(1) if found.group(1) is not None else found.group(2)))
-        if ids[-1] is not None:
-            where = f"{where} ({quote(ids[-1])[1:-1]})"
-        _check_lattice(comment, source, where)
-        spec = _properties_spec(comment)
-        pattern = row_patterns.get(spec)
-        if pattern is None:
-            pattern = row_patterns[spec] = _row_pattern(spec, source, where)
-        for k in range(i + 2, i + 2 + n):
-            if not pattern.fullmatch(lines[k]):
-                if any(t.lower().lstrip("+-") in ("nan", "inf", "infinity") for t in lines[k].split()):
-                    raise CrystalInputError(
-                        source, f"line {k + 1}: atomic coordinates contain NaN or infinite values", where
-                    )
-                raise CrystalInputError(
-                    source,
-                    f"line {k + 1}: {quote(lines[k].strip())} is not an atom row of {spec} (a number that is "
-                    "not one, a missing or extra column?)",
-                    where,
-                )
-        i += n + 2
-        frame += 1
-    return ids
-
-
-_FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_COLUMN = {"R": _FLOAT, "I": r"[+-]?\d+", "L": r"(?:[TF]|True|False|true|false)", "S": r"\S+"}
-_PROPERTIES = re.compile(r'(?i)(?:^|\s)properties\s*=\s*"?([^"\s]+)"?')
-_LATTICE = re.compile(r'(?i)(?:^|\s)lattice\s*=\s*"([^"]*)"')
-
-
-def _properties_spec(comment: str) -> str:
-    found = _PROPERTIES.search(comment)
-    return found.group(1) if found else "species:S:1:pos:R:3"
-
-
-def _row_pattern(spec: str, source: str, where: str) -> re.Pattern:
-    """A regular expression an atom row of the ``Properties`` ``spec`` must match whole (numbers by their grammar)."""
-    parts = spec.split(":")
-    if len(parts) % 3:
-        raise CrystalInputError(source, f"Properties={quote(spec)} is not a list of name:type:count", where)
-    columns: list[str] = []
-    for k in range(0, len(parts), 3):
-        kind, count = parts[k + 1].upper(), parts[k + 2]
-        if kind not in _COLUMN or not count.isdigit() or not 0 < int(count) <= 64:
-            raise CrystalInputError(
-                source, f"Properties={quote(spec)} has a column {quote(parts[k])} of no known type", where
-            )
-        columns += [_COLUMN[kind]] * int(count)
-    return re.compile(r"\s*" + r"\s+".join(columns) + r"\s*")
-
-
-def _check_lattice(comment: str, source: str, where: str) -> None:
-    """A frame's ``Lattice`` must be nine numbers by their grammar (``1_000``, ``inf`` or ``0x10`` are not)."""
-    found = _LATTICE.search(comment)
-    if found is None:
-        return
-    values = found.group(1).split()
-    if len(values) != 9 or not all(re.fullmatch(_FLOAT, v) for v in values):
-        raise CrystalInputError(source, f'Lattice="{quote(found.group(1), 60)[1:-1]}" is not nine numbers', where)
-
-
-def read_extxyz(path: str | Path) -> list[Crystal]:
-    """Read every frame of an extended-XYZ file; the id is the frame's ``material_id``."""
-    import ase.io
-
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the count line
-    except UnicodeDecodeError:
-        raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really an extxyz file?)") from None
-    _check_complete(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
-    ids = _prescan_extxyz(text, str(path))
-    try:
-        frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
-    except Exception as exc:  # ase raises many kinds of errors for malformed files
-        raise CrystalInputError(str(path), f"could not parse extxyz: {_short(exc)}") from None
-    if len(ids) == len(frames):
-        for atoms, raw in zip(frames, ids):
-            if raw is not None and "material_id" in atoms.info:
-                atoms.info["material_id"] = raw.replace('\\"', '"')
-    return _crystals_from_frames(frames, path)
-
-
-def read_cif(path: str | Path) -> list[Crystal]:
-    """Read every data block of a CIF file; ids are ``<stem>`` or ``<stem>-<block>``."""
-    from nesf.data.cif_check import MAX_CIF_CHARS
-
-    path = Path(path)
-    _check_size(path, MAX_CIF_CHARS)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise CrystalInputError(str(path), "the file is not text (is it really a CIF?)") from None
-    return _crystals_from_cif_text(text, source=str(path), stem=path.stem, whole_file=True)
-
-
-def _check_size(path: Path, limit: int) -> None:
-    """Refuse a file larger than ``limit`` bytes before reading it."""
-    size = path.stat().st_size
-    if size > limit:
-        raise CrystalInputError(str(path), f"the file holds {size:,} bytes, more than the limit of {limit:,}")
 
 
 def folder_files(folder: str | Path) -> list[Path]:
@@ -467,13 +285,13 @@ def read_csv(path: str | Path) -> list[Crystal]:
     with open(path, "rb") as fh:
         fh.seek(-1, 2)
         if fh.read(1) not in (b"\n", b"\r"):
-            _check_complete(path.read_text(errors="replace")[-200:], str(path))
+            check_complete(path.read_text(errors="replace")[-200:], str(path))
     try:
         return _read_csv_rows(path)
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really a CSV?)") from None
     except csv.Error as exc:
-        raise CrystalInputError(str(path), f"not a well-formed CSV: {_short(exc)}") from None
+        raise CrystalInputError(str(path), f"not a well-formed CSV: {short_message(exc)}") from None
 
 
 def _read_csv_rows(path: Path) -> list[Crystal]:
@@ -490,7 +308,7 @@ def _read_csv_rows(path: Path) -> list[Crystal]:
         for i, row in enumerate(reader):
             where = f"row {i + 1}"
             cid = (row.get("material_id") or "").strip() or f"{path.stem}-{i}"
-            found = _crystals_from_cif_text(row["cif"] or "", source=str(path), stem=cid, location=where)
+            found = crystals_from_cif_text(row["cif"] or "", source=str(path), stem=cid, location=where)
             if len(found) != 1:
                 raise CrystalInputError(str(path), f"expected one structure, found {len(found)}", where)
             found[0].id = cid
@@ -508,111 +326,9 @@ def _csv_value(text: str | None) -> float | int | str:
     text = (text or "").strip()
     if re.fullmatch(r"[+-]?\d+", text):
         return int(text)
-    if re.fullmatch(_FLOAT, text):
+    if re.fullmatch(FLOAT, text):
         return float(text)
     return text
-
-
-#: pymatgen warnings that mean the structure it returns is not the one in the file.
-_DATA_CHANGING_WARNINGS = {
-    "Defaulting to P1": "the space group is not recognised and the file lists no symmetry operations "
-    "(it would be read as P1, losing the symmetry-equivalent atoms)",
-    "exceeded tolerance": "occupancies above 1",
-    "rescaled": "occupancies were rescaled",
-}
-
-
-def _crystals_from_cif_text(
-    text: str, source: str, stem: str, location: str | None = None, whole_file: bool = False
-) -> list[Crystal]:
-    """Every block of a CIF text as a validated crystal, each exactly as the file describes it.
-
-    The text is read strictly first (:mod:`nesf.data.cif_check`), then each block on its own by
-    pymatgen, and pymatgen's atoms are compared with what the block's sites and symmetry give.
-    """
-    from nesf.data.cif_check import block_texts, check_block, check_text_limits, parse_blocks
-
-    text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark would hide the first block
-    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line endings
-    if not text.strip():
-        raise CrystalInputError(source, "the CIF is empty", location)
-    check_text_limits(text, source, location)
-    if whole_file:
-        _check_complete(text, source)
-    blocks = parse_blocks(text, source, location)
-    names = [b.name.lower() for b in blocks]
-    for k, name in enumerate(names):
-        if name in names[:k]:
-            raise CrystalInputError(
-                source, f"two data blocks are named 'data_{blocks[k].name}' (one would hide the other)", location
-            )
-    crystals = []
-    for block, block_text in zip(blocks, block_texts(text, blocks)):
-        where = location or (f"block '{block.name}'" if len(blocks) > 1 else None)
-        expected = check_block(block, source, where)
-        structure = _pymatgen_block(block_text, source, where)
-        if not structure.is_ordered:
-            raise CrystalInputError(
-                source, "partial occupancies are not supported (the structure is disordered)", where
-            )
-        _compare_with_file(structure, expected, source, where)
-        cid = stem if len(blocks) == 1 else f"{stem}-{len(crystals)}"
-        crystals.append(Crystal.from_pymatgen(structure, id=cid).validate(source, where))
-    return crystals
-
-
-def _pymatgen_block(text: str, source: str, where: str | None):  # noqa: ANN202
-    """One block's structure by pymatgen; its warnings that mean a changed crystal are refusals."""
-    from pymatgen.io.cif import CifParser
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            parser = CifParser.from_str(text, occupancy_tolerance=1.0, check_cif=False)
-            structures = parser.parse_structures(primitive=False, on_error="raise")
-    except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
-        if "thickness" in str(exc) or "Singular matrix" in str(exc):  # flat or zero-length cell
-            raise CrystalInputError(
-                source, "the lattice has zero volume: its vectors are not independent (flat cell)", where
-            ) from None
-        raise CrystalInputError(source, f"could not parse CIF: {_short(exc)}", where) from None
-    for w in caught:
-        message = str(w.message)
-        for marker, meaning in _DATA_CHANGING_WARNINGS.items():
-            if marker in message:
-                raise CrystalInputError(source, f"{meaning} (pymatgen: {_short(Exception(message))})", where)
-    if len(structures) != 1:
-        raise CrystalInputError(source, "the block holds no structure (no atom sites?)", where)
-    return structures[0]
-
-
-def _compare_with_file(structure, expected, source: str, where: str | None) -> None:  # noqa: ANN001
-    """Refuse a structure whose atoms are not those the block's sites and symmetry give."""
-    if expected.n_atoms is None or expected.composition is None:
-        return
-    got = {str(el): int(round(n)) for el, n in structure.composition.remove_charges().get_el_amt_dict().items()}
-    if len(structure) != expected.n_atoms or got != dict(expected.composition):
-        raise CrystalInputError(
-            source,
-            f"the file's sites and symmetry give {expected.n_atoms} atoms ({_formula(expected.composition)}) but "
-            f"{len(structure)} ({_formula(got)}) were read; refused rather than read changed",
-            where,
-        )
-
-
-def _formula(composition: dict) -> str:
-    return " ".join(f"{el}{n}" for el, n in sorted(composition.items()))
-
-
-def _check_complete(text: str, source: str) -> None:
-    """Refuse a text file whose last line has no line break: it may have been cut in the middle of a number."""
-    if text and not text.endswith("\n"):
-        last = text.rsplit("\n", 1)[-1]
-        raise CrystalInputError(
-            source,
-            f"the file ends in the middle of a line ({quote(last.strip())} without a line break): it may be cut off; "
-            "if it is complete, end it with a line break",
-        )
 
 
 def from_objects(objects: Iterable[Any]) -> list[Crystal]:
@@ -668,8 +384,3 @@ def _is_single(obj: Any) -> bool:
     return isinstance(obj, (Structure, Atoms))
 
 
-def _short(exc: Exception) -> str:
-    """One line of an exception's message (all its lines joined), at most 300 characters."""
-    parts = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = " / ".join(parts) if parts else type(exc).__name__
-    return text if len(text) < 300 else text[:297] + "..."

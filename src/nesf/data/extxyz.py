@@ -1,0 +1,188 @@
+"""Extended-XYZ files, read frame by frame (memory bounded), every number by its grammar."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nesf.data.cif_check import quote
+from nesf.data.crystal import Crystal
+from nesf.data.textfile import FLOAT, check_complete, short_message
+from nesf.errors import CrystalInputError
+
+
+def crystals_from_frames(frames: list, path: Path) -> list[Crystal]:
+    """ASE ``Atoms`` frames of a file -> validated crystals (ids from ``material_id`` or ``<stem>-<i>``)."""
+    if not frames:
+        raise CrystalInputError(str(path), "the file holds no structures")
+    crystals = []
+    for i, atoms in enumerate(frames):
+        where = f"frame {i}"
+        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
+            raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
+        crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
+        properties = scalar_properties(atoms.info, skip=("material_id", "setting"))
+        if properties:
+            crystal.info["properties"] = properties
+        crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
+    return crystals
+
+
+def scalar_properties(values: dict, skip: Sequence[str] = ()) -> dict[str, float | int | str | bool]:
+    """The scalar entries of a mapping (numbers, strings, booleans), as plain Python values.
+
+    Crystals carry these as ``info["properties"]`` (a CSV's columns, an extxyz frame's keys),
+    and writers put them back.
+    """
+    out: dict[str, float | int | str | bool] = {}
+    for key, value in values.items():
+        if key in skip or not isinstance(key, str):
+            continue
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (bool, int, float, str)):
+            out[key] = value
+    return out
+
+
+_MATERIAL_ID = re.compile(r'(?:^|\s)material_id\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+def _prescan_extxyz(text: str, source: str) -> list[str | None]:
+    """Check every frame's count line against the lines that follow and the atom limit, before parsing.
+
+    A count line claiming a billion atoms would otherwise make the parser run for hours, and a
+    frame whose ``Properties`` lack positions would put every atom at the origin.
+
+    Returns:
+        Each frame's ``material_id`` exactly as written (None where it has none): ASE turns ids
+        that look like numbers or booleans into them (``007`` -> 7, ``T`` -> True).
+    """
+    from nesf.data.crystal import LIMITS
+
+    lines = text.splitlines()
+    ids: list[str | None] = []
+    row_patterns: dict[str, re.Pattern] = {}
+    i, frame = 0, 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        first = lines[i].split()[0]
+        try:
+            n = int(first)
+        except ValueError:
+            raise CrystalInputError(
+                source,
+                f"could not parse extxyz: line {i + 1}: expected the atom count of frame {frame}, "
+                f"found {lines[i].strip()[:40]!r}",
+            ) from None
+        where = f"frame {frame}"
+        if n < 1:
+            raise CrystalInputError(source, f"declares {n} atoms", where)
+        if n > LIMITS.max_atoms:
+            raise CrystalInputError(
+                source, f"declares {n} atoms, more than the limit of {LIMITS.max_atoms} (--max-atoms)", where
+            )
+        if i + 1 + n >= len(lines):
+            raise CrystalInputError(
+                source, f"declares {n} atoms but only {max(0, len(lines) - i - 2)} lines follow its comment line", where
+            )
+        comment = lines[i + 1]
+        if "properties=" in comment.lower() and "pos:" not in comment.lower():
+            raise CrystalInputError(source, "its Properties list no positions (pos:R:3)", where)
+        found = _MATERIAL_ID.search(comment)
+        ids.append(None if found is None else (found.group(1) if found.group(1) is not None else found.group(2)))
+        if ids[-1] is not None:
+            where = f"{where} ({quote(ids[-1])[1:-1]})"
+        _check_lattice(comment, source, where)
+        spec = _properties_spec(comment)
+        pattern = row_patterns.get(spec)
+        if pattern is None:
+            pattern = row_patterns[spec] = _row_pattern(spec, source, where)
+        for k in range(i + 2, i + 2 + n):
+            if not pattern.fullmatch(lines[k]):
+                if any(t.lower().lstrip("+-") in ("nan", "inf", "infinity") for t in lines[k].split()):
+                    raise CrystalInputError(
+                        source, f"line {k + 1}: atomic coordinates contain NaN or infinite values", where
+                    )
+                raise CrystalInputError(
+                    source,
+                    f"line {k + 1}: {quote(lines[k].strip())} is not an atom row of {spec} (a number that is "
+                    "not one, a missing or extra column?)",
+                    where,
+                )
+        i += n + 2
+        frame += 1
+    return ids
+
+
+_COLUMN = {"R": FLOAT, "I": r"[+-]?\d+", "L": r"(?:[TF]|True|False|true|false)", "S": r"\S+"}
+
+
+_PROPERTIES = re.compile(r'(?i)(?:^|\s)properties\s*=\s*"?([^"\s]+)"?')
+
+
+_LATTICE = re.compile(r'(?i)(?:^|\s)lattice\s*=\s*"([^"]*)"')
+
+
+def _properties_spec(comment: str) -> str:
+    found = _PROPERTIES.search(comment)
+    return found.group(1) if found else "species:S:1:pos:R:3"
+
+
+def _row_pattern(spec: str, source: str, where: str) -> re.Pattern:
+    """A regular expression an atom row of the ``Properties`` ``spec`` must match whole (numbers by their grammar)."""
+    parts = spec.split(":")
+    if len(parts) % 3:
+        raise CrystalInputError(source, f"Properties={quote(spec)} is not a list of name:type:count", where)
+    columns: list[str] = []
+    for k in range(0, len(parts), 3):
+        kind, count = parts[k + 1].upper(), parts[k + 2]
+        if kind not in _COLUMN or not count.isdigit() or not 0 < int(count) <= 64:
+            raise CrystalInputError(
+                source, f"Properties={quote(spec)} has a column {quote(parts[k])} of no known type", where
+            )
+        columns += [_COLUMN[kind]] * int(count)
+    return re.compile(r"\s*" + r"\s+".join(columns) + r"\s*")
+
+
+def _check_lattice(comment: str, source: str, where: str) -> None:
+    """A frame's ``Lattice`` must be nine numbers by their grammar (``1_000``, ``inf`` or ``0x10`` are not)."""
+    found = _LATTICE.search(comment)
+    if found is None:
+        return
+    values = found.group(1).split()
+    if len(values) != 9 or not all(re.fullmatch(FLOAT, v) for v in values):
+        raise CrystalInputError(source, f'Lattice="{quote(found.group(1), 60)[1:-1]}" is not nine numbers', where)
+
+
+def read_extxyz(path: str | Path) -> list[Crystal]:
+    """Read every frame of an extended-XYZ file; the id is the frame's ``material_id``."""
+    import ase.io
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the count line
+    except UnicodeDecodeError:
+        raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really an extxyz file?)") from None
+    check_complete(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
+    ids = _prescan_extxyz(text, str(path))
+    try:
+        frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
+    except Exception as exc:  # ase raises many kinds of errors for malformed files
+        raise CrystalInputError(str(path), f"could not parse extxyz: {short_message(exc)}") from None
+    if len(ids) == len(frames):
+        for atoms, raw in zip(frames, ids):
+            if raw is not None and "material_id" in atoms.info:
+                atoms.info["material_id"] = raw.replace('\\"', '"')
+    return crystals_from_frames(frames, path)
+
+
+__all__ = ["crystals_from_frames", "read_extxyz", "scalar_properties"]
