@@ -84,22 +84,23 @@ def test_optimisation_is_batched_and_moves_the_head(tiny_head):
     model, head = tiny_head
     starts = model.prepare(tiny_head_crystals())
     z0 = design_codes(model, starts)
-    s = OptimizeSettings(steps=30, lr=0.05, save_every=10, trust=False)
+    s = OptimizeSettings(steps=30, lr=0.05, save_every=10, trust=False, recycle=False)
     result = optimize_codes(model, head, z0, s, [c.id for c in starts])
     assert result.steps == [0, 10, 20, 30]
     assert result.predicted.shape == result.valid.shape == (4, len(starts))
     assert result.codes.shape == (4, len(starts), model.latent_dim)
     assert (result.predicted[-1] < result.predicted[0]).all()  # minimised
     up = optimize_codes(
-        model, head, z0, OptimizeSettings(steps=30, lr=0.05, save_every=30, goal="maximize", trust=False)
+        model, head, z0, OptimizeSettings(steps=30, lr=0.05, save_every=30, goal="maximize", trust=False, recycle=False)
     )
     assert (up.predicted[-1] > up.predicted[0]).all()
     # the trust region keeps codes on the prior's principal subspace
     from nesf.design.optimize import TrustRegion
 
     region = TrustRegion.from_codes(z0, variance_kept=0.9)
-    kept = optimize_codes(model, head, z0, OptimizeSettings(steps=10, save_every=10), region=region)
+    kept = optimize_codes(model, head, z0, OptimizeSettings(steps=10, save_every=5), region=region)
     assert torch.allclose(region.project(kept.codes[-1]), kept.codes[-1], atol=1e-4)
+    assert kept.steps == [0, 5, 10] and len(kept.crystals) == 3  # decoded (and recycled) on the way
     # only allowed elements are decoded
     only = optimize_codes(
         model, head, z0, OptimizeSettings(steps=2, save_every=2, elements=("Na", "Cl")), region=region

@@ -65,7 +65,8 @@ def add_optimize(sub: argparse._SubParsersAction) -> None:
         help="optimise crystals' latent codes through a property head (CDVAE's protocol)",
         description="Start from the codes of the first --n crystals of START, take --steps Adam steps on the codes "
         "through the head (--minimize, --maximize or --target V) inside a trust region of the latent prior's "
-        "principal coordinates, decode every --save-every steps, and score the decoded crystals with the "
+        "principal coordinates, decode every --save-every steps (each code then continues from the encoder's code "
+        "of its decoded crystal), and score the decoded crystals with the "
         "independent evaluator. Writes OUT/START_ID/step_NNNNN.cif, OUT/paths.csv, OUT/paths.png and "
         "OUT/summary.json (SR5 / SR10 / SR15 where the thresholds are known).",
     )
@@ -83,6 +84,11 @@ def add_optimize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--save-every", type=positive_int, default=500, help="decode every K steps (default 500)")
     p.add_argument("--no-trust", action="store_true", help="plain Adam steps, no trust region")
+    p.add_argument(
+        "--no-recycle",
+        action="store_true",
+        help="do not continue from the encoder's code of each decoded crystal (the default recycles)",
+    )
     p.add_argument("--trust-weight", type=positive_float, default=1.0, help="trust-region penalty (default 1)")
     p.add_argument("--elements", default=None, help="allowed elements, comma separated (e.g. Sr,Ti,O)")
     p.add_argument("--keep-composition", action="store_true", help="count only decodes with the start's formula")
@@ -190,6 +196,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         trust_weight=args.trust_weight,
         elements=_elements(args.elements),
         keep_composition=args.keep_composition,
+        recycle=not args.no_recycle,
     )
     starts = model.prepare(args.start)[: args.n]
     result, summary = optimize(model, head, starts, settings, evaluator, progress=not args.quiet)
@@ -243,6 +250,7 @@ def sample_conditional(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     from nesf.design.evaluator import load_evaluator
     from nesf.design.registry import model_name, resolve_evaluator_path
     from nesf.design.workflow import as_head
+    from nesf.errors import CheckpointError
     from nesf.io.writers import staged_folder, write_json
 
     if args.target is None:
@@ -252,7 +260,7 @@ def sample_conditional(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     head_file = Path(head.card["source"]) if head.card.get("source") else None
     try:
         evaluator = load_evaluator(resolve_evaluator_path(args.evaluator, name, head.target, head_file))
-    except Exception:
+    except CheckpointError:
         if args.evaluator is not None:
             raise
         evaluator = None  # no evaluator for this head: the summary says so

@@ -23,10 +23,11 @@ from nesf.design.registry import model_name, resolve_head_path
 from nesf.design.success import CDVAE_PERCENTILES, best_scores, success_rates
 from nesf.errors import CheckpointError
 
-#: Units of the shared data sets' properties.
+#: Units of the shared data sets' properties. perov_5's heats of formation are those of the
+#: whole 5-atom cell (Castelli et al.'s data, as matbench_perovskites states: eV/unit cell).
 UNITS = {
-    "heat_ref": "eV/atom",
-    "heat_all": "eV/atom",
+    "heat_ref": "eV/cell",
+    "heat_all": "eV/cell",
     "dir_gap": "eV",
     "ind_gap": "eV",
     "energy_per_atom": "eV/atom",
