@@ -36,52 +36,61 @@ def plot_demo(
 ) -> Path:
     """Every crystal's input and reconstruction side by side (same view), and slices of learned fields.
 
-    A compact grid: ``per_row`` crystals per row, each as two 3D views (input, reconstruction,
-    in the input's cell and origin) with one species key under the pair; then a row of
-    ``n_fields`` slices of the learned field of the first crystals (arrows at half length:
-    each points halfway to the atom the network says is nearest; colour: the species field).
+    A grid of equal panels: ``per_row`` crystals per row, each as two 3D views (input,
+    reconstruction, in the input's cell and origin, atoms wrapped, periodic images on the cell's
+    faces, edges and corners) with one species key under the pair; then a row of ``n_fields``
+    slices of the learned field of the first crystals (arrows at half length: each points
+    halfway to the atom the network says is nearest; colour: the species field; beneath: the
+    distance to that atom). One palette for the whole picture (:func:`nesf.viz.plots.picture_colors`).
     """
-    from matplotlib.gridspec import GridSpec
-
-    from nesf.viz.plots import draw_atoms_3d, draw_field_slice, pyplot, save_figure, species_key_below
+    from nesf.viz.plots import (
+        add_panel,
+        draw_atoms_3d,
+        draw_field_slice,
+        picture_colors,
+        pyplot,
+        save_figure,
+        species_key_below,
+    )
 
     plt = pyplot()
     n = len(pairs)
     rows = -(-n // per_row)
     n_fields = min(n_fields, n)
-    fig = plt.figure(figsize=(4.2 * per_row, 3.3 * rows + (4.6 if n_fields else 0)))
-    heights = [1.0] * rows + ([1.45] if n_fields else [])
-    grid = GridSpec(
-        len(heights), 2 * per_row, figure=fig, height_ratios=heights, hspace=0.45, wspace=0.05, top=0.95, bottom=0.03
-    )
+    panel, above, below, gap = 2.1, 0.5, 0.45, 0.35  # inches: a 3D view, its title, its key, between pairs
+    field, field_above, field_below = 3.0, 0.9, 0.85  # the field slices' panels
+    header = 0.45
+    width = per_row * (2 * panel + gap) + gap
+    height = header + rows * (above + panel + below) + ((field_above + field + field_below) if n_fields else 0.0)
+    fig = plt.figure(figsize=(width, height))
+    seen = [model.field_of(pairs[k][0]) for k in range(n_fields)]
+    colors = picture_colors(*[c for pair in pairs for c in pair])
     for k, ((true, pred), err) in enumerate(zip(pairs, rms)):
         r, c = divmod(k, per_row)
-        ax_in, ax_out = fig.add_subplot(grid[r, 2 * c]), fig.add_subplot(grid[r, 2 * c + 1])
+        left, top = gap + c * (2 * panel + gap), header + r * (above + panel + below) + above
+        ax_in, ax_out = add_panel(fig, left, top, panel, panel), add_panel(fig, left + panel, top, panel, panel)
         verdict = "no match" if err is None else f"match, RMSE {err:.3f}"
-        draw_atoms_3d(ax_in, true, f"{true.id}\ninput {true.formula} ({true.n_atoms})")
+        draw_atoms_3d(ax_in, true, f"{true.id}\ninput {true.formula} ({true.n_atoms})", colors=colors)
         label = pred.formula if pred.n_atoms else "empty"
-        draw_atoms_3d(ax_out, pred, f"{verdict}\noutput {label} ({pred.n_atoms})")
-        species_key_below(ax_in, np.concatenate([true.numbers, pred.numbers]), anchor_x=1.0, y=0.0)
+        draw_atoms_3d(ax_out, pred, f"{verdict}\noutput {label} ({pred.n_atoms})", colors=colors)
+        species_key_below(ax_in, np.concatenate([true.numbers, pred.numbers]), anchor_x=1.0, y=0.0, colors=colors)
     if n_fields:
-        field_grid = grid[rows, :].subgridspec(1, n_fields, wspace=0.5)
         setting = " (canonical cell)" if getattr(model, "setting", "as_given") == "canonical" else ""
-        top = 0.0
-        for k in range(n_fields):
-            true = pairs[k][0]
-            field, seen = model.field_of(true)
-            plane = _field_plane(seen)
-            ax = fig.add_subplot(field_grid[0, k])
-            name = f"{true.id}, {'abc'[plane[0]]} = {plane[1]:.2f}"
-            draw_field_slice(ax, field, seen, model.vocab.symbols, plane, n=18, arrow_scale=0.5, title=name)
-            top = max(top, ax.get_position().y1)
+        top = header + rows * (above + panel + below)
         fig.text(
             0.5,
-            top + (30.0 / 72.0) / fig.get_figheight(),
+            1.0 - (top + 0.3) / height,
             f"learned fields{setting}: arrows point halfway to the nearest atom, colour = species field",
             ha="center",
             fontsize=11,
         )
-    fig.suptitle(title, y=0.995)
+        slot = width / n_fields
+        for k, (fld, crystal) in enumerate(seen):
+            plane = _field_plane(crystal)
+            ax = add_panel(fig, k * slot + (slot - field) / 2 - 0.1, top + field_above, field, field)
+            name = f"{pairs[k][0].id}, {'abc'[plane[0]]} = {plane[1]:.2f}"
+            draw_field_slice(ax, fld, crystal, model.vocab.symbols, plane, arrow_scale=0.5, title=name, colors=colors)
+    fig.suptitle(title, y=1.0 - 0.15 / height)
     return save_figure(fig, path)
 
 
