@@ -4,7 +4,7 @@
         --variant default --variant old:missed_atom_weight=1,restart_from=encoder [--limit N] [--threads 1] \
         [--json OUT.json]
 
-Each variant (``name:field=value,...``: fields of :class:`~nesf.training.refine.RefineSettings`
+Each variant (``name:field=value,...``: fields of :class:`~nesf.encoding.refine.RefineSettings`
 changed from the model's refinement) encodes every crystal of DATA (its first N) as
 ``NeSF.reconstruct`` does, checked codes and restarts included, and counts the crystals whose
 decoded crystal has the input's composition, and those with the input's atom count. Unlike
@@ -23,7 +23,7 @@ from _common import add_model_data_args, parse_changes, write_json
 
 
 def main() -> None:
-    from nesf.training.refine import RefineSettings
+    from nesf.encoding.refine import RefineSettings
 
     defaults = RefineSettings().to_dict()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,8 +35,9 @@ def main() -> None:
 
     import torch
 
-    from nesf.api import NeSF, _composition
+    from nesf.api import NeSF
     from nesf.data.readers import read_crystals
+    from nesf.encoding.checked import composition as composition_of
 
     torch.set_num_threads(args.threads)
     base = NeSF.load(args.model)
@@ -48,7 +49,7 @@ def main() -> None:
         codes, decoded = model._encode_in_setting(inner)
         if decoded is None:  # no check: decode the codes as they are
             decoded = model.decode_crystals(codes)
-        composition = [_composition(d) == _composition(c) for d, c in zip(decoded, inner)]
+        composition = [composition_of(d) == composition_of(c) for d, c in zip(decoded, inner)]
         count = [d.n_atoms == c.n_atoms for d, c in zip(decoded, inner)]
         row = {
             "name": name,

@@ -6,7 +6,7 @@
 Each crystal of DATA (its first N) is encoded and refined once as the model's refinement says
 (the first code); then, for each scheme, ``--restarts`` codes are refined from the encoder's code
 with the settings of restart 1, 2, ... (``RefineSettings.restart``) changed as the scheme says
-(``name:field=value,...``: fields of :class:`~nesf.training.refine.RefineSettings` set on each
+(``name:field=value,...``: fields of :class:`~nesf.encoding.refine.RefineSettings` set on each
 restart's settings; ``position_weight=1`` gives the restarts before their position weight was
 raised), and every code is decoded. A code passes when its crystal has its input's composition (the check of
 checked codes). Printed and written: for each scheme, how many crystals pass with the first code
@@ -28,7 +28,7 @@ from _common import add_model_data_args, parse_changes, write_json
 
 
 def main() -> None:
-    from nesf.training.refine import RefineSettings
+    from nesf.encoding.refine import RefineSettings
 
     defaults = RefineSettings().to_dict()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,21 +44,22 @@ def main() -> None:
 
     import torch
 
-    from nesf.api import NeSF, _composition
+    from nesf.api import NeSF
     from nesf.data.batch import CrystalBatch
     from nesf.data.readers import read_crystals
-    from nesf.training.refine import refine_latents
+    from nesf.encoding.checked import composition as composition_of
+    from nesf.encoding.refine import refine_latents
 
     torch.set_num_threads(args.threads)
     schemes = [parse_changes(s, defaults) for s in (args.scheme or ["default"])]
     model = NeSF.load(args.model)
     inner, _ = model.to_model_setting(model.prepare(read_crystals(args.data)[: args.limit]))
-    want = [_composition(c) for c in inner]
+    want = [composition_of(c) for c in inner]
     r = model.refinement
     t0 = time.perf_counter()
 
     def passes(z: torch.Tensor) -> list[bool]:
-        return [_composition(d) == w for d, w in zip(model.decode_crystals(z), want)]
+        return [composition_of(d) == w for d, w in zip(model.decode_crystals(z), want)]
 
     batch = CrystalBatch.from_crystals(inner, model.vocab).to(model.device)
     with torch.no_grad():

@@ -252,10 +252,10 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
     from nesf.api import NeSF
     from nesf.data.batch import CrystalBatch
     from nesf.data.vocab import SpeciesVocab
+    from nesf.encoding.refine import NO_REFINEMENT, RefineSettings, refine_latents
     from nesf.models.autoencoder import NeSFModel
     from nesf.models.config import ModelConfig, TrainConfig
     from nesf.training.objective import NeSFObjective
-    from nesf.training.refine import NO_REFINEMENT, RefineSettings, refine_latents
     from nesf.training.sampling import QuerySampler
     from small_model import SMALL_MODEL, SMALL_TRAIN
 

@@ -181,8 +181,8 @@ def _first_restart(model, crystals, start, decoded):
     import torch
 
     from nesf.data.batch import CrystalBatch
+    from nesf.encoding.refine import refine_latents
     from nesf.metrics.paper import missed_atoms
-    from nesf.training.refine import refine_latents
 
     inner = model.to_model_setting(crystals)[0]
     batch = CrystalBatch.from_crystals(inner, model.vocab)
