@@ -27,16 +27,12 @@ from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict
 from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
-from nesf.reconstruction.symmetry import finish_decoded
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import prepare_crystals
 
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
-#: tolerances suited to a network's small residual wobble around an atom, and each detected atom
-#: polished twice on shells of field queries (on validation data: mp RMSE 0.041 -> 0.029, perov_5
-#: 0.0128 -> 0.0060, match rates unchanged; benchmarks/precision.py). Symmetrisation stays an
-#: option (``with_settings(symmetrize=True)``): it moved perov_5's atoms off their distorted sites.
-NEURAL_SETTINGS = ReconstructionSettings(converge_tol=1e-3, merge_tol=0.01, polish_steps=2)
+#: tolerances suited to a network's small residual wobble around an atom.
+NEURAL_SETTINGS = ReconstructionSettings(converge_tol=1e-3, merge_tol=0.01)
 
 
 def available_models() -> list[str]:
@@ -301,11 +297,7 @@ class NeSF:
     def decode_crystals(
         self, latents: np.ndarray | torch.Tensor, ids: Sequence[str] | None = None, progress: bool = False
     ) -> list[Crystal]:
-        """Crystals decoded from latents ``[B, D]`` with the reconstruction algorithm.
-
-        Each is snapped onto the space group found in it when :attr:`settings` say so
-        (``symmetrize``; :func:`~nesf.reconstruction.symmetry.finish_decoded`).
-        """
+        """Crystals decoded from latents ``[B, D]`` with the reconstruction algorithm."""
         z_all = torch.as_tensor(np.asarray(latents) if not isinstance(latents, torch.Tensor) else latents)
         z_all = z_all.to(self.device, torch.float32)
         if z_all.ndim != 2 or z_all.shape[1] != self.latent_dim:
@@ -321,11 +313,8 @@ class NeSF:
                 lat_t = torch.as_tensor(lattice, dtype=torch.float32, device=self.device)
                 atoms = reconstruct(self.model.bind(z, lat_t), len(z), s, self.bbox)
                 info = {"setting": "canonical"} if self.setting == "canonical" else {}
-                batch = [
-                    Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i], dict(info))
-                    for i, a in enumerate(atoms)
-                ]
-                out.extend(finish_decoded(batch, s, periodic=self.frame == "periodic"))
+                for i, a in enumerate(atoms):
+                    out.append(Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i], dict(info)))
                 bar.update(len(z))
         return out
 
@@ -428,26 +417,6 @@ class NeSF:
         """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out)."""
         crystals = self.sample_crystals(n, seed, prior, temperature=temperature)
         return [c.to_pymatgen() for c in crystals if c.n_atoms]
-
-    # ------------------------------------------------------------------ design
-    def predict(self, structures: Any, head: Any) -> tuple[np.ndarray, np.ndarray]:
-        """A property of structures predicted by a head on their latent codes.
-
-        Args:
-            structures: objects or file paths (see :meth:`prepare`).
-            head: a :class:`~nesf.design.head.PropertyHead`, a head file, or the target name of
-                a head shipped for this model (``"heat_ref"`` with ``perov_5``).
-
-        Returns:
-            The ensemble's mean and spread (standard deviation over members) ``[N]`` each, in
-            the head's units (``head.card["units"]``).
-
-        Raises:
-            CheckpointError: no such head, or a head fitted to another model.
-        """
-        from nesf.design.workflow import predict
-
-        return predict(self, structures, head)
 
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""
