@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from nesf import __version__
-from nesf.cli import data, demo, design, encode, evaluate, generate, train
+from nesf.cli import data, demo, design, encode, evaluate, generate, relax, train
 from nesf.errors import NesfError
 
 #: The commands, in the order ``nesf --help`` lists them.
@@ -32,6 +32,7 @@ COMMANDS = (
     generate.add_fit_prior,
     generate.add_sample,
     generate.add_generation_metrics,
+    relax.add_relax,
     encode.add_interpolate,
     design.add_fit_property,
     design.add_predict,
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = _QuietWhenClosed(sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to run the command again in several processes
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

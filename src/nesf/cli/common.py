@@ -18,6 +18,18 @@ RESTARTS_HELP = (
     "many times (default 6; 0: no check)"
 )
 MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
+HTML_HELP = (
+    "also write a self-contained HTML report (works offline): the per-crystal table, sortable, warnings "
+    "highlighted, and each crystal's input and output in an interactive 3D view"
+)
+SYMMETRIZE_HELP = (
+    "NeSF models: snap each decoded crystal onto the space group spglib finds in it over a ladder of tolerances, "
+    "in its own cell and origin (P1 crystals stay as they are; --no-symmetrize: off)"
+)
+POLISH_HELP = (
+    "NeSF models: times each detected atom moves to the mean of x + p(x) over shells of field queries around it "
+    "(default 2 for learned fields; 0: the clustered positions)"
+)
 
 
 def set_threads(threads: int | None) -> int:
@@ -89,7 +101,11 @@ def pick_device(name: str) -> str:
 
 
 def add_model_options(
-    p: argparse.ArgumentParser, decoding: bool = True, default: str | None = None, encoding: bool = True
+    p: argparse.ArgumentParser,
+    decoding: bool = True,
+    default: str | None = None,
+    encoding: bool = True,
+    reading: bool = True,
 ) -> None:
     """The options of commands that load a trained model (``--model``, ``--device``, ...).
 
@@ -98,6 +114,7 @@ def add_model_options(
         decoding: also the reconstruction options (``--batch-size``, ``--grid-spacing``).
         default: the model used when ``--model`` is not given (None: ``--model`` is required).
         encoding: also the refinement options (``--refine-steps``, ``--restarts``).
+        reading: also the options of reading crystals (``--conventional``, ``--max-atoms``).
     """
     if default:
         p.add_argument(
@@ -108,29 +125,65 @@ def add_model_options(
     else:
         p.add_argument("--model", required=True, help="checkpoint path or name of a shipped model (any case)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
+    if reading:
+        p.add_argument("--conventional", action="store_true", help="convert crystals to conventional standard cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if decoding:
         p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
         p.add_argument("--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)")
+        p.add_argument(
+            "--symmetrize",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=SYMMETRIZE_HELP,
+        )
+        p.add_argument("--polish-steps", type=non_negative_int, default=None, help=POLISH_HELP)
     if encoding:
         p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
         p.add_argument("--restarts", type=non_negative_int, default=None, help=RESTARTS_HELP)
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
+    if reading:
+        p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
+
+
+def add_stream_options(p: argparse.ArgumentParser) -> None:
+    """The options of commands that work through large sets chunk by chunk (``--resume``, ``--jobs``)."""
+    from nesf.io.stream import DEFAULT_CHUNK
+
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from OUT.partial (the finished chunks are kept, nothing is redone)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="processes on this machine (each takes every N-th chunk; the output is the one-process output); "
+        "on several machines run 'torchrun --nnodes M --nproc-per-node N -m nesf ...' instead",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=DEFAULT_CHUNK,
+        help=f"crystals per chunk, each saved as it is done in OUT.partial (default {DEFAULT_CHUNK})",
+    )
 
 
 def load_model(args: argparse.Namespace):  # noqa: ANN202
     """The model of ``--model``, with the command line's threads, device, decoding and refinement settings."""
-    from nesf.voxel import load_any
+    from nesf.registry import load_model as load_checkpoint_model
 
     set_threads(getattr(args, "threads", None))
-    model = load_any(args.model, device=pick_device(args.device))
+    model = load_checkpoint_model(args.model, device=pick_device(args.device), priors=False)
     changes = {}
     if getattr(args, "batch_size", None):
         changes["batch_size"] = args.batch_size
     if getattr(args, "grid_spacing", None):
         changes["grid_spacing"] = args.grid_spacing
+    for name in ("symmetrize", "polish_steps"):  # NeSF decoding settings, only when given
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
     model = model.with_settings(**changes) if changes else model
     given = {"steps": getattr(args, "refine_steps", None), "restarts": getattr(args, "restarts", None)}
     refine = {key: value for key, value in given.items() if value is not None}
@@ -193,7 +246,7 @@ def check_outputs(args: argparse.Namespace, folder: bool = True) -> None:
     from nesf.errors import OutputError
     from nesf.io.writers import check_output_folder
 
-    for name in ("json", "csv"):
+    for name in ("json", "csv", "html"):
         value = getattr(args, name, None)
         if not value:
             continue

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nesf import DEFAULT_MODEL
-from nesf.cli.common import add_model_options, check_outputs, load_model, write_structures
+from nesf.cli.common import add_model_options, add_stream_options, check_outputs, load_model, write_structures
 
 
 def add_encode(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +18,9 @@ def add_encode(sub: argparse._SubParsersAction) -> None:
         "'ids', 'model' and 'model_sha256' (the model that wrote them; decode refuses another model's codes).",
     )
     add_model_options(p, decoding=False, default=DEFAULT_MODEL)
-    p.add_argument("data", help="crystals to encode")
+    p.add_argument("data", help="crystals to encode (read lazily: extxyz frame by frame, CSV row by row)")
     p.add_argument("--out", required=True, help="output .npz (arrays 'latents', 'ids', 'model', 'model_sha256')")
+    add_stream_options(p)
     p.set_defaults(func=cmd_encode)
 
 
@@ -31,7 +32,7 @@ def add_decode(sub: argparse._SubParsersAction) -> None:
         description="Decode latent codes (an .npz written by 'nesf encode', or any .npz with a 'latents' array "
         "[B, D]) to crystals; write one CIF each and all.extxyz to OUT (canonical cells for canonical models).",
     )
-    add_model_options(p, encoding=False)
+    add_model_options(p, encoding=False, default=DEFAULT_MODEL, reading=False)
     p.add_argument("latents", help=".npz with a 'latents' array [B, D] (and optional 'ids')")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
@@ -72,27 +73,47 @@ def add_interpolate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    """Latent codes of crystals to an .npz (arrays 'latents' and 'ids')."""
+    """Latent codes of crystals to an .npz (arrays 'latents', 'ids', 'model', 'model_sha256'), chunk by chunk."""
     import numpy as np
+    from tqdm.auto import tqdm
 
-    from nesf.data.readers import read_crystals
-    from nesf.io.writers import atomic_write
+    from nesf.data.readers import iter_crystals
+    from nesf.io.stream import ChunkedRun, input_signature, process_rank, relaunch_with_jobs, write_npz_streaming
 
+    if args.jobs > 1 and process_rank()[1] == 1:
+        return relaunch_with_jobs(args.argv, args.jobs)
     if Path(args.out).suffix.lower() != ".npz":
         raise ValueError(f"--out {args.out}: latent codes are written as a NumPy .npz file; name it OUT.npz")
     check_outputs(args, folder=False)
     model = load_model(args)
-    crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
-    z = model.encode_crystals(crystals).cpu().numpy()
-    ids = np.array([c.id for c in crystals], dtype=str)
-    written_by = {"model": np.array(str(args.model)), "model_sha256": np.array(str(model.info.get("sha256") or ""))}
+    sha = str(model.info.get("sha256") or "")
+    manifest = {
+        "command": "encode",
+        "model": str(args.model),
+        "model_sha256": sha,
+        "inputs": input_signature([args.data]),
+        "conventional": bool(args.conventional),
+        "refinement": model.refinement.to_dict() if hasattr(model, "refinement") else None,
+    }
+    run = ChunkedRun(args.out, manifest, resume=args.resume, chunk_size=args.chunk_size)
+    bar = tqdm(desc="encode", unit="crystal", disable=args.quiet or run.rank != 0)
+    for k, chunk in run.chunks(iter_crystals(args.data, conventional=args.conventional)):
+        crystals = model.prepare(chunk)
+        z = model.encode_crystals(crystals).cpu().numpy()
+        run.save(k, latents=z, ids=np.array([c.id for c in crystals], dtype=str))
+        bar.update(len(chunk) * run.world)
+    bar.close()
+    total = []
 
-    def write(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.savez(fh, latents=z, ids=ids, **written_by)
+    def merge(shards: list[Path], tmp: Path) -> None:
+        constants = {"model": np.array(str(args.model)), "model_sha256": np.array(sha)}
+        write_npz_streaming(tmp, shards, ["latents", "ids"], constants)
+        with np.load(tmp, allow_pickle=False) as data:
+            total.append(data["latents"].shape)
 
-    atomic_write(args.out, write)
-    print(f"wrote {len(z)} latent codes of size {z.shape[1]} to {args.out}")
+    if run.finish(merge):
+        resumed = f" ({run.resumed_chunks} of {run.n_chunks} chunks from the run resumed)" if run.resumed_chunks else ""
+        print(f"wrote {total[0][0]} latent codes of size {total[0][1]} to {args.out}{resumed}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,15 @@ from nesf.data.textfile import FLOAT, check_complete, short_message
 from nesf.errors import CrystalInputError
 
 
-def crystals_from_frames(frames: list, path: Path) -> list[Crystal]:
-    """ASE ``Atoms`` frames of a file -> validated crystals (ids from ``material_id`` or ``<stem>-<i>``)."""
+def crystals_from_frames(frames: list, path: Path, first: int = 0) -> list[Crystal]:
+    """ASE ``Atoms`` frames of a file -> validated crystals (ids from ``material_id`` or ``<stem>-<i>``).
+
+    ``first`` is the index in the file of ``frames[0]`` (frames read in groups).
+    """
     if not frames:
         raise CrystalInputError(str(path), "the file holds no structures")
     crystals = []
-    for i, atoms in enumerate(frames):
+    for i, atoms in enumerate(frames, start=first):
         where = f"frame {i}"
         if not np.all(atoms.pbc) or atoms.cell.rank < 3:
             raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
@@ -54,11 +57,17 @@ def scalar_properties(values: dict, skip: Sequence[str] = ()) -> dict[str, float
 _MATERIAL_ID = re.compile(r'(?:^|\s)material_id\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))')
 
 
-def _prescan_extxyz(text: str, source: str) -> list[str | None]:
+def _prescan_extxyz(text: str, source: str, frame0: int = 0, line0: int = 0) -> list[str | None]:
     """Check every frame's count line against the lines that follow and the atom limit, before parsing.
 
     A count line claiming a billion atoms would otherwise make the parser run for hours, and a
     frame whose ``Properties`` lack positions would put every atom at the origin.
+
+    Args:
+        text: whole frames of the file.
+        source: the file, for messages.
+        frame0: index in the file of the first frame of ``text``.
+        line0: lines of the file before ``text`` (messages give line numbers in the file).
 
     Returns:
         Each frame's ``material_id`` exactly as written (None where it has none): ASE turns ids
@@ -69,7 +78,7 @@ def _prescan_extxyz(text: str, source: str) -> list[str | None]:
     lines = text.splitlines()
     ids: list[str | None] = []
     row_patterns: dict[str, re.Pattern] = {}
-    i, frame = 0, 0
+    i, frame = 0, frame0
     while i < len(lines):
         if not lines[i].strip():
             i += 1
@@ -80,7 +89,7 @@ def _prescan_extxyz(text: str, source: str) -> list[str | None]:
         except ValueError:
             raise CrystalInputError(
                 source,
-                f"could not parse extxyz: line {i + 1}: expected the atom count of frame {frame}, "
+                f"could not parse extxyz: line {line0 + i + 1}: expected the atom count of frame {frame}, "
                 f"found {lines[i].strip()[:40]!r}",
             ) from None
         where = f"frame {frame}"
@@ -110,11 +119,11 @@ def _prescan_extxyz(text: str, source: str) -> list[str | None]:
             if not pattern.fullmatch(lines[k]):
                 if any(t.lower().lstrip("+-") in ("nan", "inf", "infinity") for t in lines[k].split()):
                     raise CrystalInputError(
-                        source, f"line {k + 1}: atomic coordinates contain NaN or infinite values", where
+                        source, f"line {line0 + k + 1}: atomic coordinates contain NaN or infinite values", where
                     )
                 raise CrystalInputError(
                     source,
-                    f"line {k + 1}: {quote(lines[k].strip())} is not an atom row of {spec} (a number that is "
+                    f"line {line0 + k + 1}: {quote(lines[k].strip())} is not an atom row of {spec} (a number that is "
                     "not one, a missing or extra column?)",
                     where,
                 )
@@ -165,15 +174,70 @@ def _check_lattice(comment: str, source: str, where: str) -> None:
 
 def read_extxyz(path: str | Path) -> list[Crystal]:
     """Read every frame of an extended-XYZ file; the id is the frame's ``material_id``."""
+    return list(iter_extxyz(path))
+
+
+#: Frames parsed together when an extxyz file is read frame by frame.
+FRAMES_PER_GROUP = 256
+
+
+def iter_extxyz(path: str | Path, group: int = FRAMES_PER_GROUP) -> Iterator[Crystal]:
+    """The crystals of an extended-XYZ file one by one, reading ``group`` frames at a time (memory bounded).
+
+    Every frame is checked before it is parsed (:func:`_prescan_extxyz`); a file whose last
+    line has no line break is refused before any frame is read (it may be cut off).
+    """
+    path = Path(path)
+    source = str(path)
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 256))
+        tail = fh.read()
+    if tail and tail[-1:] not in (b"\n", b"\r"):
+        check_complete(tail.decode("utf-8", errors="replace"), source)
+    lines: list[str] = []
+    frames, frame0, line0 = 0, 0, 0
+    try:
+        with open(path, encoding="utf-8-sig") as fh:  # universal newlines: LF, CRLF and CR alike
+            it = iter(fh)
+            for line in it:
+                lines.append(line)
+                if not line.strip():
+                    continue
+                n = _count(line)
+                for _ in range(n + 1 if n is not None else 0):
+                    nxt = next(it, None)
+                    if nxt is None:
+                        break
+                    lines.append(nxt)
+                frames += 1
+                if n is None or frames >= group:
+                    yield from _parse_group(lines, path, frame0, line0)
+                    frame0, line0, frames, lines = frame0 + frames, line0 + len(lines), 0, []
+    except UnicodeDecodeError:
+        raise CrystalInputError(source, "the file is not UTF-8 text (is it really an extxyz file?)") from None
+    if lines and any(ln.strip() for ln in lines):
+        yield from _parse_group(lines, path, frame0, line0)
+    elif frame0 == 0:
+        raise CrystalInputError(source, "the file holds no structures")
+
+
+def _count(line: str) -> int | None:
+    """The atom count a frame's first line declares, or None if it is not a usable one."""
+    try:
+        n = int(line.split()[0])
+    except ValueError:
+        return None
+    from nesf.data.crystal import LIMITS
+
+    return n if 1 <= n <= LIMITS.max_atoms else None
+
+
+def _parse_group(lines: list[str], path: Path, frame0: int, line0: int) -> list[Crystal]:
+    """Whole frames of a file (its lines ``line0``...), checked, then parsed by ASE, as crystals."""
     import ase.io
 
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the count line
-    except UnicodeDecodeError:
-        raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really an extxyz file?)") from None
-    check_complete(text.replace("\r\n", "\n").replace("\r", "\n"), str(path))
-    ids = _prescan_extxyz(text, str(path))
+    text = "".join(lines)
+    ids = _prescan_extxyz(text, str(path), frame0, line0)
     try:
         frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
@@ -182,7 +246,7 @@ def read_extxyz(path: str | Path) -> list[Crystal]:
         for atoms, raw in zip(frames, ids):
             if raw is not None and "material_id" in atoms.info:
                 atoms.info["material_id"] = raw.replace('\\"', '"')
-    return crystals_from_frames(frames, path)
+    return crystals_from_frames(frames, path, first=frame0)
 
 
-__all__ = ["crystals_from_frames", "read_extxyz", "scalar_properties"]
+__all__ = ["FRAMES_PER_GROUP", "crystals_from_frames", "iter_extxyz", "read_extxyz", "scalar_properties"]

@@ -9,14 +9,14 @@ from __future__ import annotations
 import csv
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from nesf.data.cif import crystals_from_cif_text, read_cif
 from nesf.data.cif_check import quote
 from nesf.data.crystal import Crystal
-from nesf.data.extxyz import crystals_from_frames, read_extxyz, scalar_properties
+from nesf.data.extxyz import crystals_from_frames, iter_extxyz, read_extxyz, scalar_properties
 from nesf.data.textfile import FLOAT, check_complete, check_size, short_message
 from nesf.errors import CrystalInputError
 
@@ -61,6 +61,39 @@ def read_crystals(
     if conventional:
         crystals = [c.to_conventional() for c in crystals]
     return crystals
+
+
+def iter_crystals(source: str | Path | Sequence[Any], conventional: bool = False) -> Iterator[Crystal]:
+    """The crystals of a source one by one, as :func:`read_crystals` reads them, in the same order.
+
+    extxyz files are read a group of frames at a time and CSVs a row at a time, so memory stays
+    bounded whatever the file's size; folders are read file by file.
+    """
+    items = [source] if isinstance(source, (str, Path)) or _is_single(source) else source
+    for k, item in enumerate(items):
+        if not isinstance(item, (str, Path)):
+            found: Iterable[Crystal] = [to_crystal(item, default_id=f"structure-{k}").validate("<input>", f"item {k}")]
+        else:
+            path = Path(item)
+            files = folder_files(path) if path.is_dir() else [path]
+            found = (c for f in files for c in _iter_path(f))
+        for c in found:
+            yield c.to_conventional() if conventional else c
+
+
+def _iter_path(path: Path) -> Iterator[Crystal]:
+    """One file's crystals one by one (extxyz and CSV lazily, other formats whole), tagged with their source."""
+    if path.is_file() and path.stat().st_size > 0 and path.suffix.lower() in EXTXYZ_SUFFIXES + CSV_SUFFIXES:
+        reader = iter_extxyz if path.suffix.lower() in EXTXYZ_SUFFIXES else iter_csv
+        n = 0
+        for c in reader(path):
+            c.info.setdefault("source", str(path))
+            n += 1
+            yield c
+        if n == 0:
+            raise CrystalInputError(str(path), "the file holds no structures")
+        return
+    yield from _read_path(path)
 
 
 def _read_path(path: Path) -> list[Crystal]:
@@ -280,6 +313,14 @@ def read_cif_folder(folder: str | Path) -> list[Crystal]:
 
 def read_csv(path: str | Path) -> list[Crystal]:
     """Read a CDVAE-style CSV: one CIF per row in a ``cif`` column, ids from ``material_id``."""
+    crystals = list(iter_csv(path))
+    if not crystals:
+        raise CrystalInputError(str(path), "the CSV has no rows")
+    return crystals
+
+
+def iter_csv(path: str | Path) -> Iterator[Crystal]:
+    """The crystals of a CDVAE-style CSV one row at a time; its other columns become ``info["properties"]``."""
     path = Path(path)
     csv.field_size_limit(1 << 28)
     with open(path, "rb") as fh:
@@ -287,14 +328,14 @@ def read_csv(path: str | Path) -> list[Crystal]:
         if fh.read(1) not in (b"\n", b"\r"):
             check_complete(path.read_text(errors="replace")[-200:], str(path))
     try:
-        return _read_csv_rows(path)
+        yield from _csv_rows(path)
     except UnicodeDecodeError:
         raise CrystalInputError(str(path), "the file is not UTF-8 text (is it really a CSV?)") from None
     except csv.Error as exc:
         raise CrystalInputError(str(path), f"not a well-formed CSV: {short_message(exc)}") from None
 
 
-def _read_csv_rows(path: Path) -> list[Crystal]:
+def _csv_rows(path: Path) -> Iterator[Crystal]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, strict=True)
         columns = reader.fieldnames or []
@@ -304,7 +345,6 @@ def _read_csv_rows(path: Path) -> list[Crystal]:
             raise CrystalInputError(
                 str(path), f"the CSV has no 'cif' column (its header: {shown or 'none'}{more}; a header row is needed)"
             )
-        crystals = []
         for i, row in enumerate(reader):
             where = f"row {i + 1}"
             cid = (row.get("material_id") or "").strip() or f"{path.stem}-{i}"
@@ -315,10 +355,7 @@ def _read_csv_rows(path: Path) -> list[Crystal]:
             properties = {k: _csv_value(v) for k, v in row.items() if k and k not in ("cif", "material_id")}
             if properties:
                 found[0].info["properties"] = properties
-            crystals.append(found[0])
-    if not crystals:
-        raise CrystalInputError(str(path), "the CSV has no rows")
-    return crystals
+            yield found[0]
 
 
 def _csv_value(text: str | None) -> float | int | str:

@@ -1,0 +1,82 @@
+"""Large sets: encode streams its input chunk by chunk, resumes a killed run exactly, and shards over processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nesf.cli import main
+from nesf.data.crystal import Crystal
+from nesf.io.writers import write_extxyz
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--model", "perov_5", "--refine-steps", "2", "--restarts", "0", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, classic):
+    """96 crystals (one classic crystal under 96 ids) in one extxyz file."""
+    small = [c for c in classic if c.n_atoms <= 12 and set(c.numbers) <= {8, 11, 12, 17, 20, 22, 38}]
+    small = small or [c for c in classic if c.n_atoms <= 12]
+    crystals = [Crystal(c.lattice, c.cart, c.numbers, f"{c.id}-{k}") for k in range(96) for c in small[:1]]
+    crystals = [Crystal(c.lattice, c.cart, c.numbers, f"x{k:03d}") for k, c in enumerate(crystals)]
+    path = tmp_path_factory.mktemp("many") / "many.extxyz"
+    write_extxyz(path, crystals)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(many, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ref.npz"
+    assert main(["encode", str(many), "--out", str(out), "--chunk-size", "8", *FAST]) == 0
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _run(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen([sys.executable, "-m", "nesf", *args], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_encode_writes_the_model_and_every_code_in_input_order(reference):
+    assert reference["latents"].shape == (96, 192)
+    assert list(reference["ids"]) == [f"x{k:03d}" for k in range(96)]
+    assert str(reference["model"]) == "perov_5" and len(str(reference["model_sha256"])) == 64
+
+
+def test_a_killed_encode_resumes_to_exactly_the_uninterrupted_codes(many, reference, tmp_path):
+    out = tmp_path / "z.npz"
+    partial = tmp_path / "z.npz.partial"
+    proc = _run(["encode", str(many), "--out", str(out), "--chunk-size", "8", *FAST])
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(partial.glob("chunk-*.npz")))
+    assert 3 <= done < 12 and not out.exists(), "the run was not stopped partway"
+    # a half-done run is not silently restarted or overwritten
+    assert main(["encode", str(many), "--out", str(out), "--chunk-size", "8", *FAST]) == 2
+    assert main(["encode", str(many), "--out", str(out), "--chunk-size", "4", "--resume", *FAST]) == 2
+    assert main(["encode", str(many), "--out", str(out), "--chunk-size", "8", "--resume", *FAST]) == 0
+    assert not partial.exists()
+    with np.load(out) as data:
+        assert np.array_equal(data["latents"], reference["latents"])
+        assert list(data["ids"]) == list(reference["ids"])
+
+
+def test_two_processes_give_the_one_process_codes(many, reference, tmp_path):
+    out = tmp_path / "two.npz"
+    proc = _run(["encode", str(many), "--out", str(out), "--chunk-size", "8", "--jobs", "2", *FAST])
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    with np.load(out) as data:
+        assert np.array_equal(data["latents"], reference["latents"])
+        assert list(data["ids"]) == list(reference["ids"])
