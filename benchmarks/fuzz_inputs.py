@@ -6,9 +6,12 @@ Every case is a file made from a valid crystal (CIF, extxyz, CSV, POSCAR, pymatg
 mutation of a known class. Each class says what a trustworthy reader must do with it:
 
 - ``refuse``: the file is not a valid crystal (bad occupancy, impossible cell, missing
-  positions, absurd counts, ...): it must be refused with a clear error;
+  positions, absurd counts, malformed symmetry operations, type symbols that name no element,
+  absurd, unknown or non-CIF coordinates, junk or moved lines in loops, a file cut inside a
+  number, megabyte lines, ...): it must be refused with a clear error;
 - ``keep``: the file holds exactly the original crystal(s) (a byte-order mark, other line
-  endings, extra blank lines, reordered loops, ...): it must be read, unchanged;
+  endings, extra blank lines, a second block of another composition, ...): it must be read,
+  unchanged;
 - ``any``: random damage (flipped bytes, truncation, deleted or repeated lines): refusing and
   reading are both fine, but a read must not lose blocks.
 
@@ -138,6 +141,67 @@ def cif_mutations(rng: np.random.Generator) -> dict[str, tuple[str, Callable[[st
     def second_block(text: str) -> str:
         return text + "\n" + re.sub(r"(?m)^data_(\S*)", r"data_\1_copy", text, count=1)
 
+    def symop_rows(lines: list[str]) -> list[int]:
+        return [i for i, ln in enumerate(lines) if re.match(r"^\s+\d+\s+'[^']*'\s*$", ln)]
+
+    def malformed_op(text: str) -> str:
+        lines = _lines(text)
+        i = int(rng.choice(symop_rows(lines)))
+        number = lines[i].split()[0]
+        lines[i] = f"  {number}  '{rng.choice(MALFORMED_OPS)}'"
+        return "\n".join(lines)
+
+    def symop_header(text: str) -> str:
+        lines = _lines(text)
+        rows = symop_rows(lines)
+        head = [i for i in range(rows[0]) if lines[i].strip().startswith("_symmetry_equiv_pos")]
+        if rng.random() < 0.5:  # header and rows swapped
+            block = [lines[i] for i in rows] + [lines[i] for i in head]
+            lines[head[0] : rows[-1] + 1] = block
+        else:  # header repeated
+            lines.insert(head[-1] + 1, lines[head[-1]])
+        return "\n".join(lines)
+
+    def atom_rows(lines: list[str]) -> list[int]:
+        return [i for i, ln in enumerate(lines) if re.match(r"^\s+[A-Z][a-z]?\S*\s+\S+\s+\d+\s", ln)]
+
+    def type_symbol(text: str) -> str:
+        lines = _lines(text)
+        i = int(rng.choice(atom_rows(lines)))
+        parts = lines[i].split()
+        parts[0] = str(rng.choice(["119", "12", "?", "Xx", "Q", "cl"]))
+        lines[i] = "  " + "  ".join(parts)
+        return "\n".join(lines)
+
+    def fraction(text: str) -> str:
+        lines = _lines(text)
+        i = int(rng.choice(atom_rows(lines)))
+        parts = lines[i].split()
+        parts[int(rng.integers(3, 6))] = str(rng.choice(BAD_FRACTIONS))
+        lines[i] = "  " + "  ".join(parts)
+        return "\n".join(lines)
+
+    def loop_junk(text: str) -> str:
+        lines = _lines(text)
+        rows = atom_rows(lines) if rng.random() < 0.6 else symop_rows(lines)
+        junk = str(rng.choice(["garbage", "_cell_volume   179.4", "1 2 3", "# x\nfoo bar", "_atom_site_label"]))
+        lines.insert(int(rng.choice(rows)) + int(rng.integers(0, 2)), junk)
+        return "\n".join(lines)
+
+    def cut_in_number(text: str) -> str:
+        numbers = [m for m in re.finditer(r"\d\.\d{2,}", text) if m.start() > len(text) // 3]
+        m = numbers[int(rng.integers(len(numbers)))]
+        return text[: int(rng.integers(m.start() + 1, m.end()))]
+
+    def other_block(text: str) -> str:
+        return text + "\n" + OTHER_BLOCK
+
+    def megabyte_line(text: str) -> str:
+        filler = str(rng.choice(["1 ", "x", "0.5 "])) * 1_000_000
+        lines = _lines(text)
+        lines.insert(int(rng.integers(1, len(lines))), f"_nesf_note {filler}")
+        return "\n".join(lines)
+
     return {
         "cif-occupancy": ("refuse", occupancy),
         "cif-unknown-space-group": ("refuse", no_symmetry),
@@ -150,7 +214,62 @@ def cif_mutations(rng: np.random.Generator) -> dict[str, tuple[str, Callable[[st
         "cif-crlf": ("keep", crlf),
         "cif-blank-lines": ("keep", blank_lines),
         "cif-two-blocks": ("keep", second_block),
+        "cif-malformed-op": ("refuse", malformed_op),
+        "cif-symop-header": ("refuse", symop_header),
+        "cif-type-symbol": ("refuse", type_symbol),
+        "cif-fraction": ("refuse", fraction),
+        "cif-loop-junk": ("refuse", loop_junk),
+        "cif-cut-in-number": ("refuse", cut_in_number),
+        "cif-other-block": ("keep", other_block),
+        "cif-megabyte-line": ("refuse", megabyte_line),
     }
+
+
+#: Symmetry operations that are none (each must be refused, never applied).
+MALFORMED_OPS = [
+    "a, b, c",
+    "x, y",
+    "x, y, z, w",
+    "x, x, x",
+    "-y+inf/2, x, z",
+    "x, y, z+0x10/3",
+    "x, y, z++-2/2",
+    "x, y\x00, z",
+    "x, y, z+1/0",
+    "2x, y, z",
+    "x+y+z, y, z",
+]
+#: Fractional coordinates a CIF may not hold (absurd, unknown, or not CIF numbers).
+BAD_FRACTIONS = ["1e30", "1e308", "99999999999999999999999", ".", "?", "1_000", "inf", "nan", "0x10", "1" * 100_000]
+#: A valid block of another composition (KBr, rock salt), written the way pymatgen writes CIFs.
+OTHER_BLOCK = """data_KBr
+_symmetry_space_group_name_H-M   'P 1'
+_cell_length_a   4.66
+_cell_length_b   4.66
+_cell_length_c   4.66
+_cell_angle_alpha   60.0
+_cell_angle_beta   60.0
+_cell_angle_gamma   60.0
+_symmetry_Int_Tables_number   1
+_chemical_formula_structural   KBr
+_chemical_formula_sum   'K1 Br1'
+_cell_formula_units_Z   1
+loop_
+ _symmetry_equiv_pos_site_id
+ _symmetry_equiv_pos_as_xyz
+  1  'x, y, z'
+loop_
+ _atom_site_type_symbol
+ _atom_site_label
+ _atom_site_symmetry_multiplicity
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ _atom_site_occupancy
+  K  K0  1  0.00000000  0.00000000  0.00000000  1
+  Br  Br1  1  0.50000000  0.50000000  0.50000000  1
+"""
+OTHER_FINGERPRINT = (2, [19, 35])
 
 
 def damage(rng: np.random.Generator, data: bytes) -> tuple[str, bytes]:
@@ -201,7 +320,21 @@ def extxyz_mutations(rng: np.random.Generator) -> dict[str, tuple[str, Callable[
     def crlf(text: str) -> str:
         return text.replace("\n", "\r\n")
 
+    def cut_in_number(text: str) -> str:
+        numbers = [m for m in re.finditer(r"\d\.\d{2,}", text) if m.start() > len(text) // 2]
+        m = numbers[int(rng.integers(len(numbers)))]
+        return text[: int(rng.integers(m.start() + 1, m.end()))]
+
+    def python_number(text: str) -> str:
+        lines = _lines(text)
+        parts = lines[2].split()
+        parts[int(rng.integers(1, 4))] = str(rng.choice(["1_000", "inf", "0x10", "1.0.0", "nan", "--1"]))
+        lines[2] = " ".join(parts)
+        return "\n".join(lines)
+
     return {
+        "extxyz-cut-in-number": ("refuse", cut_in_number),
+        "extxyz-python-number": ("refuse", python_number),
         "extxyz-count": ("refuse", count),
         "extxyz-no-positions": ("refuse", no_positions),
         "extxyz-lattice": ("refuse", bad_lattice),
@@ -242,7 +375,8 @@ def make_cases(n: int, seed: int) -> list[Case]:
             kind, fn = cif_muts[cls]
             text = fn(cif)
             blocks = 2 if cls == "cif-two-blocks" else 1
-            cases.append(Case(f"{name}.cif", text.encode(), kind, cls, fingerprint([c] * blocks)))
+            expected = fingerprint([c] * blocks) + ([OTHER_FINGERPRINT] if cls == "cif-other-block" else [])
+            cases.append(Case(f"{name}.cif", text.encode(), kind, cls, expected))
         elif cls in xyz_muts:
             kind, fn = xyz_muts[cls]
             cases.append(Case(f"{name}.extxyz", fn(extxyz_text([c])).encode(), kind, cls, fingerprint([c])))
