@@ -143,7 +143,7 @@ def main() -> None:
         train, val = splits(args.data, Path(tmp))
         init = None
         if args.init:
-            from nesf.api import resolve_model_path
+            from nesf.registry import resolve_model_path
 
             init = str(resolve_model_path(args.init))
         trainer = Trainer(

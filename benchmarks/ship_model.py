@@ -60,8 +60,8 @@ def summary(name: str, data: str, metrics: dict) -> str:
 
 def prior_lines(name: str, model) -> list[str]:  # noqa: ANN001
     """The model card's paragraph on the latent prior shipped with it (none: nothing)."""
-    from nesf.api import shipped_prior_path
     from nesf.generation.prior import load_prior
+    from nesf.registry import shipped_prior_path
 
     path = shipped_prior_path(model.info.get("source"))
     if path is None:
@@ -81,7 +81,8 @@ def prior_lines(name: str, model) -> list[str]:  # noqa: ANN001
 def write_cards() -> None:
     """docs/MODEL_CARDS.md from the cards stored in the shipped weights."""
     sys.path.insert(0, str(REPO / "src"))
-    from nesf.api import NeSF, available_models
+    from nesf.api import NeSF
+    from nesf.registry import available_models
 
     lines = [
         "# Shipped models",

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from _common import append_result, data_dir, write_json
-from nesf.api import NeSF, resolve_model_path
+from nesf.api import NeSF
 from nesf.data.readers import read_crystals
 from nesf.metrics.report import evaluate_reconstruction
 from nesf.models.config import get_preset
+from nesf.registry import resolve_model_path
 from nesf.training.loop import Trainer
 
 KEYS = (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nesf.api import NeSF, available_models
+from nesf.api import NeSF
 from nesf.data.examples import demo_crystals
 from nesf.metrics.matcher import match_rmse
+from nesf.registry import available_models
 
 SHIPPED = ("carbon_24", "icsg3d", "lim_l6", "mp", "perov_5")
 
@@ -89,8 +90,8 @@ def test_shipped_models_do_not_care_how_a_cell_is_set(name):
 
 @pytest.mark.parametrize("name", ["carbon_24", "perov_5"])
 def test_shipped_models_carry_their_latent_prior(name, tmp_path):
-    from nesf.api import shipped_prior_path
     from nesf.cli import main
+    from nesf.registry import shipped_prior_path
 
     model = NeSF.load(name)
     path = shipped_prior_path(model.info["source"])

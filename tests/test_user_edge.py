@@ -178,8 +178,8 @@ def test_overfitting_warning():
 
 
 def test_small_things_at_the_command_line(cubic_model, tmp_path, capsys):
-    from nesf.api import resolve_model_path
     from nesf.cli import build_parser
+    from nesf.registry import resolve_model_path
 
     cif = tmp_path / "cu.cif"
     write_cif(cif, demo_crystals(("Cu-fcc",))[0])

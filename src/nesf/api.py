@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,45 +26,13 @@ from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict
 from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
+from nesf.registry import available_models, resolve_model_path, shipped_prior_path  # noqa: F401 - nesf.api's too
 from nesf.training.checkpoint import load_checkpoint
 from nesf.training.loop import prepare_crystals
 
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
 #: tolerances suited to a network's small residual wobble around an atom.
 NEURAL_SETTINGS = ReconstructionSettings(converge_tol=1e-3, merge_tol=0.01)
-
-
-def available_models() -> list[str]:
-    """Names of the models shipped inside the package."""
-    try:
-        folder = resources.files("nesf") / "weights"
-        return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def resolve_model_path(path_or_name: str | Path) -> Path:
-    """A checkpoint path, or the path of a shipped model of that name (never the network)."""
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    name = str(path_or_name)
-    by_lower = {m.lower(): m for m in available_models()}
-    if name.lower() in by_lower:
-        return Path(str(resources.files("nesf") / "weights" / f"{by_lower[name.lower()]}.pt"))
-    shipped = ", ".join(available_models()) or "none"
-    raise CheckpointError(
-        f"{path_or_name}: no such checkpoint file, and no shipped model of that name (shipped: {shipped})"
-    )
-
-
-def shipped_prior_path(model_source: str | None) -> Path | None:
-    """The prior shipped beside a shipped model (``weights/priors/NAME.pt``), if there is one."""
-    if not model_source:
-        return None
-    src = Path(model_source)
-    candidate = src.parent / "priors" / src.name
-    return candidate if src.parent.name == "weights" and candidate.is_file() else None
 
 
 def _as_crystals(structures: Any) -> list[Crystal]:

@@ -142,8 +142,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def _model_setting(model: str) -> ModelConfig:
     """The :class:`~nesf.models.config.ModelConfig` of a NeSF model (shipped name or checkpoint), for its setting."""
-    from nesf.api import resolve_model_path
     from nesf.models.config import ModelConfig, config_from_dict
+    from nesf.registry import resolve_model_path
     from nesf.training.checkpoint import load_checkpoint
 
     ck = load_checkpoint(resolve_model_path(model))
@@ -174,7 +174,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
     """List the models shipped inside the package, with their model cards' summaries."""
-    from nesf.api import NeSF, available_models
+    from nesf.api import NeSF
+    from nesf.registry import available_models
 
     names = available_models()
     if not names:

@@ -140,7 +140,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
 
 def _prior_description(model, prior: str | None) -> str:  # noqa: ANN001
     """Which prior ``nesf sample`` drew from, in words."""
-    from nesf.api import shipped_prior_path
+    from nesf.registry import shipped_prior_path
 
     if prior:
         return str(prior)

@@ -203,7 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         flag = "--structure-factors" if args.structure_factors else "--vae" if args.vae else "--latent-tokens"
         raise ValueError(f"--init: the architecture is the initial model's; {flag} cannot change it")
     if args.init and args.model != "voxel":
-        from nesf.api import resolve_model_path
+        from nesf.registry import resolve_model_path
 
         args.init = str(resolve_model_path(args.init))  # a checkpoint path or a shipped model's name
     if args.add_supercells:

@@ -233,15 +233,30 @@ def load_prior(path: str | Path) -> tuple[LatentPrior, dict]:
     from nesf.training.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
+    return prior_from_checkpoint(ck, str(path)), ck
+
+
+def prior_from_checkpoint(ck: dict, source: str = "<checkpoint>") -> LatentPrior:
+    """A prior built from a loaded checkpoint dict (refused if of another kind or inconsistent)."""
     if ck.get("kind") != KIND:
-        raise CheckpointError(f"{path}: not a latent prior (kind {ck.get('kind', 'nesf')!r}); make one with fit-prior")
+        kind = ck.get("kind", "nesf")
+        raise CheckpointError(f"{source}: not a latent prior (kind {kind!r}); make one with fit-prior")
     try:
         cfg = PriorConfig(**ck["model_config"])
         prior = LatentPrior(cfg)
         prior.load_state_dict(ck["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: inconsistent latent prior: {str(exc).splitlines()[0][:200]}") from None
-    return prior.eval(), ck
+        raise CheckpointError(f"{source}: inconsistent latent prior: {str(exc).splitlines()[0][:200]}") from None
+    return prior.eval()
 
 
-__all__ = ["KIND", "LatentPrior", "PriorConfig", "fit_prior", "load_prior", "prior_payload", "save_prior"]
+__all__ = [
+    "KIND",
+    "LatentPrior",
+    "PriorConfig",
+    "fit_prior",
+    "load_prior",
+    "prior_from_checkpoint",
+    "prior_payload",
+    "save_prior",
+]

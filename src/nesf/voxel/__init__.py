@@ -5,7 +5,8 @@ grids over their cell plus a 25 % margin (:mod:`nesf.voxel.grid`), a 3D-convolut
 compresses and restores the grid and predicts the lattice, a 3D U-Net labels voxels with
 species (:mod:`nesf.voxel.model`), and atoms are read off the density's peaks
 (:mod:`nesf.voxel.extract`). :class:`VoxelAutoencoder` has the interface of
-:class:`nesf.api.NeSF`; :func:`load_any` opens either kind of checkpoint.
+:class:`nesf.api.NeSF`; :func:`load_any` opens either kind of checkpoint (:func:`nesf.registry.load_model`
+opens every kind).
 """
 
 from __future__ import annotations
@@ -15,42 +16,24 @@ from typing import Any
 
 import torch
 
+from nesf.registry import checkpoint_kind, load_model
 from nesf.voxel.api import VoxelAutoencoder
 from nesf.voxel.extract import ExtractionSettings, extract_crystals
 from nesf.voxel.grid import random_rotations, voxelize
 from nesf.voxel.model import VoxelConfig, VoxelModel
-from nesf.voxel.train import KIND, train_voxel
-
-
-def checkpoint_kind(path: str | Path) -> str:
-    """``"voxel"`` for a voxel-autoencoder checkpoint, ``"nesf"`` for a NeSF one.
-
-    Raises:
-        CheckpointError: missing, corrupted or foreign file.
-    """
-    from nesf.api import resolve_model_path
-    from nesf.training.checkpoint import load_checkpoint
-
-    return str(load_checkpoint(resolve_model_path(path), map_location="cpu").get("kind", "nesf"))
+from nesf.voxel.train import train_voxel
 
 
 def load_any(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Load a checkpoint (path or shipped model name) as :class:`nesf.api.NeSF` or :class:`VoxelAutoencoder`.
 
-    Dispatches on the checkpoint's ``"kind"`` key (absent in NeSF checkpoints); the file is
-    read once, with ``weights_only=True``.
+    :func:`nesf.registry.load_model` without latent priors: dispatches on the checkpoint's
+    ``"kind"`` key (absent in NeSF checkpoints); the file is read once, with ``weights_only=True``.
 
     Raises:
         CheckpointError: missing, corrupted or foreign file.
     """
-    from nesf.api import NeSF, resolve_model_path
-    from nesf.training.checkpoint import load_checkpoint
-
-    resolved = resolve_model_path(path)
-    ck = load_checkpoint(resolved, map_location="cpu")
-    if ck.get("kind") == KIND:
-        return VoxelAutoencoder.from_checkpoint(ck, device=device, source=str(resolved))
-    return NeSF.from_checkpoint(ck, device=device, source=str(resolved))
+    return load_model(path, device=device, priors=False)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from nesf.data.readers import from_objects
 from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
 from nesf.models.config import config_from_dict
+from nesf.registry import resolve_model_path
 from nesf.training.checkpoint import load_checkpoint
 from nesf.voxel.extract import ExtractionSettings, extract_crystals
 from nesf.voxel.grid import voxelize
@@ -79,8 +80,6 @@ class VoxelAutoencoder:
         Raises:
             CheckpointError: missing, corrupted or foreign file, or an nesf checkpoint of another kind.
         """
-        from nesf.api import resolve_model_path
-
         resolved = resolve_model_path(path)
         ck = load_checkpoint(resolved, map_location="cpu")
         return cls.from_checkpoint(ck, device=device, source=str(resolved))
