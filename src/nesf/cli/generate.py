@@ -73,8 +73,10 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         "less diverse crystals)",
     )
     from nesf.cli.design import add_conditional_options
+    from nesf.cli.relax import add_sample_relax_options
 
     add_conditional_options(p)
+    add_sample_relax_options(p)
     p.set_defaults(func=cmd_sample)
 
 
@@ -101,6 +103,9 @@ def add_generation_metrics(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
     p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from nesf.cli.relax import add_relaxed_metric_options
+
+    add_relaxed_metric_options(p)
     p.set_defaults(func=cmd_generation_metrics)
 
 
@@ -152,9 +157,11 @@ def _prior_description(model, prior: str | None) -> str:  # noqa: ANN001
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """New crystals from the latent space: codes drawn from a prior, decoded, written as CIFs and extxyz."""
+    from nesf.cli.relax import check_sample_relax, relax_samples
     from nesf.io.writers import staged_folder, write_json
 
     check_outputs(args)
+    check_sample_relax(args)
     model = load_model(args)
     if args.head is not None:  # conditional sampling: codes kept near a target by a property head
         from nesf.cli.design import sample_conditional
@@ -166,6 +173,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     decoded = [c for c in crystals if c.n_atoms]
     failed = [c.id for c in crystals if not c.n_atoms]
     with staged_folder(args.out, overwrite=args.overwrite) as tmp:
+        relaxed = relax_samples(args, decoded, tmp)  # nothing without --relax
         if decoded:
             write_structures(tmp, decoded)
             if args.grid:
@@ -185,6 +193,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 "n_failed": len(failed),
                 "failed": failed,
                 "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
+                **relaxed,
             },
         )
     print(
@@ -213,6 +222,9 @@ def cmd_generation_metrics(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         jobs=jobs,
     )
+    from nesf.cli.relax import RELAXED_LABELS, relaxed_generation_metrics
+
+    m.update(relaxed_generation_metrics(args, generated))  # nothing without --relaxed
     labels = (
         ("n_generated", "generated crystals", "{:d}"),
         ("n_reference", "reference crystals", "{:d}"),
@@ -222,6 +234,7 @@ def cmd_generation_metrics(args: argparse.Namespace) -> int:
         ("cov_precision_pct", "coverage COV-P [%]", "{:.2f}"),
         ("density_emd", "density Wasserstein distance [g/cm^3]", "{:.4f}"),
         ("n_elements_emd", "number-of-elements Wasserstein distance", "{:.4f}"),
+        *(row for row in RELAXED_LABELS if row[0] in m),
     )
     print(
         f"generation metrics ({args.preset} cut-offs: structure {m['struct_cutoff']}, composition {m['comp_cutoff']})"
