@@ -174,6 +174,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
     """List the models shipped inside the package, with their model cards' summaries."""
+    from nesf import DEFAULT_MODEL
     from nesf.api import NeSF
     from nesf.registry import available_models
 
@@ -183,12 +184,19 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
         return 0
     for name in names:
         model = NeSF.load(name)
-        print(f"{name}: {model.card.get('summary', '(no model card)')}")
-        setting = (
-            "canonical setting (any origin, axes or reduced cell)"
-            if model.setting == "canonical"
-            else ("cells as given (origin and axes as in the training data)")
-        )
+        default = " (the default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}: {model.card.get('summary', '(no model card)')}")
+        if model.setting != "canonical":
+            setting = "cells as given (origin and axes as in the training data)"
+        elif getattr(model.model.cfg, "primitive_cell", False):
+            setting = (
+                "canonical setting of the primitive cell (reads primitive cells: a conventional cell or a "
+                "supercell is reduced to its primitive cell first; any origin, axes or reduced cell)"
+            )
+        else:
+            setting = "canonical setting (any origin, axes or reduced cell)"
         print(f"  setting: {setting}")
         print(f"  domain: {model.domain.describe() if model.domain is not None else 'not recorded'}")
+    if DEFAULT_MODEL in names:
+        print(f"default: {DEFAULT_MODEL} (the model of every command not given --model)")
     return 0

@@ -8,6 +8,7 @@ import time
 
 from nesf import DEFAULT_MODEL
 from nesf.cli.common import (
+    HTML_HELP,
     MAX_ATOMS_HELP,
     THREADS_HELP,
     add_model_options,
@@ -40,6 +41,7 @@ def add_verdict_options(p: argparse.ArgumentParser) -> None:
     """The options of the per-crystal verdicts of ``nesf evaluate`` and ``nesf reconstruct``."""
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics and per-crystal records as JSON")
     p.add_argument("--csv", metavar="OUT.csv", help="also write the per-crystal table as CSV")
+    p.add_argument("--html", metavar="REPORT.html", help=HTML_HELP)
     p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
     p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
     p.add_argument(
@@ -92,7 +94,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_model_options(p, default=DEFAULT_MODEL)
-    p.add_argument("data", help="crystals to evaluate (extxyz, CIF, POSCAR, pymatgen JSON, ..., a folder, a CSV)")
+    p.add_argument(
+        "data", nargs="+", help="crystals to evaluate (extxyz, CIF, POSCAR, pymatgen JSON, ..., folders, CSVs)"
+    )
     add_verdict_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0; also of --resettle's copies)")
     p.add_argument(
@@ -211,7 +215,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_outputs(args, folder=False)
     seed_everything(args.seed)
     model = load_model(args)
-    originals, skipped = read_inputs([args.data], args.conventional, args.skip_invalid)
+    data = ", ".join(args.data)
+    originals, skipped = read_inputs(args.data, args.conventional, args.skip_invalid)
     originals, unencodable = encodable(model, originals, args.skip_invalid)
     skipped += unencodable
     prepared = model.prepare(originals)
@@ -224,7 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     setting = getattr(model, "setting", "as_given")
     steps = model.refinement.steps if hasattr(model, "refinement") else 0
     refined = f", codes refined {steps} steps" if steps else ""
-    title = f"{args.model} on {args.data} ({model.frame} frame, {setting} setting{refined})"
+    title = f"{args.model} on {data} ({model.frame} frame, {setting} setting{refined})"
     resettled: dict[str, dict] = {}
     if args.resettle:
         for k, kind in enumerate(RESETTLE_KINDS):
@@ -251,7 +256,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "model": str(args.model),
-            "data": str(args.data),
+            "data": data,
             "frame": model.frame,
             "setting": setting,
             **metrics,
@@ -266,6 +271,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         payload["structures"] = [v.to_dict() for v in verdicts]
         payload["skipped"] = skipped
         write_json(args.json, payload)
+    if args.html:
+        from nesf.viz.html_report import write_html_report
+
+        write_html_report(args.html, verdicts, list(zip(prepared, pred)), title=title, summary=metrics)
     return 0
 
 
@@ -279,7 +288,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     crystals, skipped = read_inputs(args.inputs, args.conventional, args.skip_invalid)
     crystals, unencodable = encodable(model, crystals, args.skip_invalid)
     skipped += unencodable
-    metrics, pred, verdicts = _round_trip(model, model.prepare(crystals), args, strict=args.strict)
+    prepared = model.prepare(crystals)
+    metrics, pred, verdicts = _round_trip(model, prepared, args, strict=args.strict)
     print(format_verdicts(verdicts))
     if not args.no_match:
         print(matched_line(verdicts))
@@ -289,6 +299,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         write_structures(tmp, pred)
     if args.csv:
         write_verdicts_csv(args.csv, verdicts)
+    if args.html:
+        from nesf.viz.html_report import write_html_report
+
+        title = f"{args.model}: reconstruction of {', '.join(args.inputs)}"
+        write_html_report(args.html, verdicts, list(zip(prepared, pred)), title=title, summary=metrics)
     if args.json:
         write_json(
             args.json,

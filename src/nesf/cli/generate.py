@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from nesf import DEFAULT_MODEL
 from nesf.cli.common import (
+    HTML_HELP,
     MAX_ATOMS_HELP,
     add_model_options,
     check_outputs,
@@ -52,7 +54,7 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         "for a VAE) and decode them; write OUT/*.cif, OUT/all.extxyz, OUT/summary.json (decodes that found no "
         "atom are counted there as failed) and a picture of the first ones, OUT/samples.png.",
     )
-    add_model_options(p, encoding=False)
+    add_model_options(p, encoding=False, default=DEFAULT_MODEL, reading=False)
     p.add_argument("--prior", default=None, help="prior file from 'nesf fit-prior'")
     p.add_argument("--n", type=int, required=True, help="crystals to sample")
     p.add_argument("--out", required=True, help="output folder")
@@ -65,6 +67,7 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="draw the first K crystals in OUT/samples.png, titled with formula and space group (default 16; 0: none)",
     )
+    p.add_argument("--html", metavar="REPORT.html", help=HTML_HELP.replace("input and output", "crystal"))
     p.add_argument(
         "--temperature",
         type=positive_float,
@@ -172,6 +175,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     )
     decoded = [c for c in crystals if c.n_atoms]
     failed = [c.id for c in crystals if not c.n_atoms]
+    from nesf.generation.records import format_samples, sample_records
+
+    records = sample_records(decoded)
     with staged_folder(args.out, overwrite=args.overwrite) as tmp:
         relaxed = relax_samples(args, decoded, tmp)  # nothing without --relax
         if decoded:
@@ -192,10 +198,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 "n_decoded": len(decoded),
                 "n_failed": len(failed),
                 "failed": failed,
+                "samples": records,
                 "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
                 **relaxed,
             },
         )
+    if args.html and decoded:
+        from nesf.viz.html_report import write_html_report
+
+        title = f"{len(decoded)} crystals sampled from {args.model}"
+        write_html_report(args.html, records, [(None, c) for c in decoded], title=title)
+    if records:
+        print(format_samples(records))
     print(
         f"sampled {args.n} latent codes: {len(decoded)} decoded to crystals, {len(failed)} failed (no atom found); "
         f"wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if args.grid and decoded else ''})"

@@ -45,6 +45,12 @@ def symmetry_dataset(crystal: Crystal, symprec: float = SYMPREC):  # noqa: ANN20
         return None
 
 
+def span(low: float, high: float, fmt: str = "{}") -> str:
+    """``"1-20"``, or ``"5"`` where both ends read the same in ``fmt`` (never ``"5-5"``)."""
+    a, b = fmt.format(low), fmt.format(high)
+    return a if a == b else f"{a}-{b}"
+
+
 def crystal_system(crystal: Crystal, symprec: float = SYMPREC) -> str:
     """Crystal system of a crystal (spglib, ``symprec`` in Angstrom); ``"unknown"`` if spglib fails."""
     dataset = symmetry_dataset(crystal, symprec)
@@ -174,18 +180,18 @@ class Domain:
             names = ", ".join(chemical_symbols[z] for z in unseen)
             reasons.append(f"element{'s' if len(unseen) > 1 else ''} {names} never seen in training")
         if not self.atoms[0] <= crystal.n_atoms <= self.atoms[1]:
-            reasons.append(f"{crystal.n_atoms} atoms per cell, trained on {self.atoms[0]}-{self.atoms[1]}")
+            reasons.append(f"{crystal.n_atoms} atoms per cell, trained on {span(*self.atoms)}")
         params = crystal.lattice_params
         lo, hi = self.lengths
         lengths = params[:3]
         if lengths.min() < lo * (1 - LENGTH_SLACK) or lengths.max() > hi * (1 + LENGTH_SLACK):
             shown = ", ".join(f"{v:.2f}" for v in lengths)
-            reasons.append(f"cell lengths {shown} A outside the trained {lo:.2f}-{hi:.2f} A")
+            reasons.append(f"cell lengths {shown} A outside the trained {span(lo, hi, '{:.2f}')} A")
         angles = np.degrees(params[3:])
         lo, hi = self.angles_deg
         if angles.min() < lo - ANGLE_SLACK_DEG or angles.max() > hi + ANGLE_SLACK_DEG:
             shown = ", ".join(f"{v:.1f}" for v in angles)
-            reasons.append(f"cell angles {shown} deg outside the trained {lo:.1f}-{hi:.1f} deg")
+            reasons.append(f"cell angles {shown} deg outside the trained {span(lo, hi, '{:.1f}')} deg")
         if self.systems:
             system = crystal_system(crystal)
             seen = self.systems.get(system, 0)
@@ -236,12 +242,13 @@ class Domain:
             f" and {len(top) - 12} more" if len(top) > 12 else ""
         )
         systems = ", ".join(f"{s} {n}" for s, n in self.systems.items())
+        plural = "s" if len(self.elements) != 1 else ""
         return (
-            f"{self.n_crystals} training crystals; {len(self.elements)} elements ({elems}); "
-            f"{self.atoms[0]}-{self.atoms[1]} atoms per cell; cell lengths {self.lengths[0]:.2f}-"
-            f"{self.lengths[1]:.2f} A, angles {self.angles_deg[0]:.1f}-{self.angles_deg[1]:.1f} deg; "
+            f"{self.n_crystals} training crystals; {len(self.elements)} element{plural} ({elems}); "
+            f"{span(*self.atoms)} atoms per cell; cell lengths {span(*self.lengths, '{:.2f}')} A, "
+            f"angles {span(*self.angles_deg, '{:.1f}')} deg; "
             f"crystal systems: {systems or 'not recorded'}"
         )
 
 
-__all__ = ["CRYSTAL_SYSTEMS", "Domain", "crystal_system", "fingerprint"]
+__all__ = ["CRYSTAL_SYSTEMS", "Domain", "crystal_system", "fingerprint", "span"]
