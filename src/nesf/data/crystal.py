@@ -61,7 +61,9 @@ class Crystal:
         cart: ``[N, 3]`` Cartesian positions in Angstrom.
         numbers: ``[N]`` atomic numbers.
         id: an identifier (material id, file name, ...).
-        info: free-form extra data carried along (never used for computation).
+        info: free-form extra data carried along (never used for computation); ``info["properties"]``
+            holds the crystal's scalar properties read from its file (a CSV's other columns, an
+            extxyz frame's keys), which writers put back.
     """
 
     lattice: np.ndarray
