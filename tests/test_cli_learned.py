@@ -143,3 +143,31 @@ def test_plot_field_rejects_bad_plane(trained, tmp_path, capsys):
         main(["plot-field", "--model", str(model), str(data), "--plane", "w=2", "--out", str(tmp_path / "f.png")]) == 2
     )
     assert "--plane" in capsys.readouterr().err
+
+
+def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_path):
+    model, data = trained
+    js, csv = tmp_path / "eval.json", tmp_path / "eval.csv"
+    args = [
+        "evaluate",
+        "--model",
+        str(model),
+        str(data),
+        "--json",
+        str(js),
+        "--csv",
+        str(csv),
+        "--quiet",
+        "--jobs",
+        "1",
+    ]
+    assert main([*args, "--symmetrize", "--polish-steps", "1", "--refine-steps", "0"]) == 0
+    result = json.loads(js.read_text())
+    assert result["settings"]["symmetrize"] is True and result["settings"]["polish_steps"] == 1
+    for key in ("rmse_matched", "rmse_all", "position_error_actual_matched", "spacegroup_kept_pct"):
+        assert key in result
+    record = result["structures"][0]
+    assert record["spacegroup_in"] and record["spacegroup_symprec"] == 0.1 and "symmetrized_symprec" in record
+    assert "spacegroup_in" in csv.read_text().splitlines()[0]
+    assert main([*args, "--no-symmetrize", "--refine-steps", "0"]) == 0
+    assert json.loads(js.read_text())["settings"]["symmetrize"] is False

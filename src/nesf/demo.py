@@ -101,6 +101,7 @@ def run_demo(
     progress: bool = True,
     refine_steps: int | None = None,
     overwrite: bool = False,
+    decoding: dict | None = None,
 ) -> dict:
     """Round-trip the demo crystals; print a table; write CIFs, an extxyz, metrics JSON and a PNG.
 
@@ -111,6 +112,7 @@ def run_demo(
         progress: progress bar while decoding.
         refine_steps: refinement steps of each encoded code (None: the model's default; 0: none).
         overwrite: replace a non-empty ``out_dir`` (only once the new one is complete).
+        decoding: reconstruction settings to change (``NeSF.with_settings``, e.g. ``{"symmetrize": True}``).
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
@@ -119,13 +121,17 @@ def run_demo(
     from nesf.data.examples import demo_crystals
     from nesf.io.writers import check_output_folder, staged_folder
     from nesf.metrics.matcher import match_rmse
-    from nesf.metrics.report import evaluate_reconstruction, format_table
+    from nesf.metrics.paper import pairwise_distances
+    from nesf.metrics.report import evaluate_reconstruction, format_table, matched_metrics
+    from nesf.reconstruction.symmetry import REPORT_SYMPREC, space_groups
 
     t_start = time.perf_counter()
     out = check_output_folder(out_dir, overwrite)  # refused before the work, not after
     model = NeSF.load(model_name)
     if refine_steps is not None:
         model = model.with_refinement(steps=refine_steps)
+    if decoding:
+        model = model.with_settings(**decoding)
     crystals = [c for c in model.prepare(demo_crystals()) if all(z in model.vocab.numbers for z in c.numbers)]
     if not crystals:
         raise ValueError(f"model {model_name}: none of the demo crystals' elements are in its vocabulary")
@@ -135,20 +141,28 @@ def run_demo(
     metrics = evaluate_reconstruction(crystals, pred, model.frame, match=False)
     rms = match_rmse(crystals, pred, n_jobs=1)
     found = [r for r in rms if r is not None]
-    metrics["match_rate_pct"] = 100.0 * len(found) / len(crystals)
-    metrics["rmse"] = float(np.mean(found)) if found else float("nan")
+    metrics.update(matched_metrics(crystals, pred, rms, model.frame))
+    groups_in, groups_out = space_groups(crystals, REPORT_SYMPREC), space_groups(pred, REPORT_SYMPREC)
+    # largest distance of an input atom to its nearest reconstructed atom (minimum image), Angstrom
+    moved = [float(d.min(axis=1).max()) if d.size else None for d in pairwise_distances(crystals, pred, model.frame)]
     metrics["seconds"] = seconds
     metrics["seconds_per_structure"] = seconds / len(crystals)
 
     print(format_table(metrics, title=f"demo: {len(crystals)} well-known crystals through model '{model_name}'"))
     print()
     outside = model.check_domain(crystals)
-    print(f"{'crystal':<20} {'input':<10} {'reconstruction':<16} {'atoms':>7}  {'StructureMatcher':<20} in domain")
-    for c, p, r, w in zip(crystals, pred, rms, outside):
+    print(
+        f"{'crystal':<20} {'input':<10} {'reconstruction':<16} {'atoms':>7}  {'StructureMatcher':<20} "
+        f"{'space group in -> out (0.1 A)':<34} {'max move A':>10}  in domain"
+    )
+    for c, p, r, w, g_in, g_out, mv in zip(crystals, pred, rms, outside, groups_in, groups_out, moved):
         verdict = f"match, RMSE {r:.4f}" if r is not None else "no match"
         domain = "yes" if not w else "NO: " + "; ".join(w)
+        groups = f"{g_in or '-'} -> {g_out or '-'}"
+        move = "-" if mv is None else f"{mv:.3f}"
         print(
-            f"{c.id:<20} {c.formula:<10} {(p.formula or '-'):<16} {c.n_atoms:>3}/{p.n_atoms:<3}  {verdict:<20} {domain}"
+            f"{c.id:<20} {c.formula:<10} {(p.formula or '-'):<16} {c.n_atoms:>3}/{p.n_atoms:<3}  {verdict:<20} "
+            f"{groups:<34} {move:>10}  {domain}"
         )
     print(f"{len(found)} of {len(crystals)} matched; {sum(1 for w in outside if w)} outside the model's domain")
 
@@ -160,12 +174,22 @@ def run_demo(
             "atoms_in": c.n_atoms,
             "atoms_out": p.n_atoms,
             "rmse": r,
+            "spacegroup_in": "" if g_in is None else str(g_in),
+            "spacegroup_out": "" if g_out is None else str(g_out),
+            "spacegroup_symprec": REPORT_SYMPREC,
+            "max_move": mv,
             "in_domain": not w,
             "warnings": w,
         }
-        for c, p, r, w in zip(crystals, pred, rms, outside)
+        for c, p, r, w, g_in, g_out, mv in zip(crystals, pred, rms, outside, groups_in, groups_out, moved)
     ]
-    result = {"model": str(model_name), **metrics, "refinement": model.refinement.to_dict(), "crystals": per_crystal}
+    result = {
+        "model": str(model_name),
+        **metrics,
+        "refinement": model.refinement.to_dict(),
+        "settings": model.settings.to_dict(),
+        "crystals": per_crystal,
+    }
     with staged_folder(out, overwrite=overwrite) as tmp:
         png = _write_outputs(tmp, model, crystals, pred, rms, result, n_plot, model_name)
     print(

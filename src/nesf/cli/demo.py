@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nesf import DEFAULT_MODEL
-from nesf.cli.common import REFINE_HELP, non_negative_int, seed_everything, set_threads
+from nesf.cli.common import POLISH_HELP, REFINE_HELP, SYMMETRIZE_HELP, non_negative_int, seed_everything, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
+    p.add_argument("--symmetrize", action=argparse.BooleanOptionalAction, default=None, help=SYMMETRIZE_HELP)
+    p.add_argument("--polish-steps", type=non_negative_int, default=None, help=POLISH_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
@@ -45,5 +47,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         refine_steps=args.refine_steps,
         overwrite=args.overwrite,
+        decoding={
+            k: v for k, v in (("symmetrize", args.symmetrize), ("polish_steps", args.polish_steps)) if v is not None
+        },
     )
     return 0

@@ -174,7 +174,7 @@ def _round_trip(model, crystals: list, args: argparse.Namespace, strict: bool = 
     """Reconstruct crystals (in the model's frame); metrics, reconstructions and per-crystal verdicts."""
     from nesf.errors import NesfError
     from nesf.metrics.matcher import match_rmse
-    from nesf.metrics.report import evaluate_reconstruction
+    from nesf.metrics.report import evaluate_reconstruction, matched_metrics
     from nesf.metrics.verdicts import make_verdicts
 
     check = getattr(model, "check_domain", None)
@@ -195,9 +195,7 @@ def _round_trip(model, crystals: list, args: argparse.Namespace, strict: bool = 
         metrics["codes_recovered"] = model.restart_counts["recovered"]
     rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.jobs)
     if rmse is not None:
-        found = [r for r in rmse if r is not None]
-        metrics["match_rate_pct"] = 100.0 * len(found) / len(crystals)
-        metrics["rmse"] = sum(found) / len(found) if found else float("nan")
+        metrics.update(matched_metrics(crystals, pred, rmse, model.frame))
     metrics["seconds"] = seconds
     metrics["seconds_per_structure"] = seconds / len(crystals)
     return metrics, pred, make_verdicts(crystals, pred, rmse, warnings)

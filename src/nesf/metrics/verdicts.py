@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nesf.data.crystal import Crystal
+from nesf.reconstruction.symmetry import REPORT_SYMPREC, space_group
 
 #: Columns of the per-crystal table, CSV and JSON records, in order.
 VERDICT_KEYS = (
@@ -17,6 +18,10 @@ VERDICT_KEYS = (
     "n_atoms_out",
     "matched",
     "rmse",
+    "spacegroup_in",
+    "spacegroup_out",
+    "spacegroup_symprec",
+    "symmetrized_symprec",
     "in_domain",
     "warnings",
 )
@@ -35,6 +40,12 @@ class StructureVerdict:
         matched: pymatgen StructureMatcher (CDVAE settings) found input and output the same
             (None when matching was skipped).
         rmse: the matcher's normalised RMSE when matched, else None.
+        spacegroup_in: the input's space group, symbol and international number (``"Fm-3m (225)"``;
+            spglib at ``spacegroup_symprec``); ``""`` when spglib finds none.
+        spacegroup_out: the reconstruction's, likewise (``""`` also when no atom came back).
+        spacegroup_symprec: the tolerance of both searches, Angstrom.
+        symmetrized_symprec: the tolerance at which the reconstruction was snapped onto its
+            space group (:func:`nesf.reconstruction.symmetry.symmetrize`), None when it was not.
         in_domain: the input lies inside the model's training domain.
         warnings: why it does not (empty when inside).
     """
@@ -46,6 +57,10 @@ class StructureVerdict:
     n_atoms_out: int
     matched: bool | None
     rmse: float | None
+    spacegroup_in: str = ""
+    spacegroup_out: str = ""
+    spacegroup_symprec: float = REPORT_SYMPREC
+    symmetrized_symprec: float | None = None
     in_domain: bool = True
     warnings: list[str] = field(default_factory=list)
 
@@ -60,11 +75,17 @@ def make_verdicts(
     rmse: Sequence[float | None] | None,
     warnings: Sequence[list[str]] | None = None,
 ) -> list[StructureVerdict]:
-    """One verdict per (input, reconstruction) pair; ``rmse`` None: matching skipped."""
+    """One verdict per (input, reconstruction) pair; ``rmse`` None: matching skipped.
+
+    Space groups are searched at :data:`~nesf.reconstruction.symmetry.REPORT_SYMPREC` (one spglib
+    call per crystal).
+    """
     out = []
     for i, (t, p) in enumerate(zip(true, pred)):
         r = None if rmse is None else rmse[i]
         w = list(warnings[i]) if warnings is not None else []
+        g_in, g_out = space_group(t, REPORT_SYMPREC), space_group(p, REPORT_SYMPREC)
+        snapped = p.info.get("symmetrized")
         out.append(
             StructureVerdict(
                 id=t.id,
@@ -74,6 +95,9 @@ def make_verdicts(
                 n_atoms_out=p.n_atoms,
                 matched=None if rmse is None else r is not None,
                 rmse=None if r is None else float(r),
+                spacegroup_in="" if g_in is None else str(g_in),
+                spacegroup_out="" if g_out is None else str(g_out),
+                symmetrized_symprec=float(snapped["symprec"]) if isinstance(snapped, dict) else None,
                 in_domain=not w,
                 warnings=w,
             )
@@ -95,7 +119,7 @@ def matched_line(verdicts: Sequence[StructureVerdict]) -> str:
 def format_verdicts(verdicts: Sequence[StructureVerdict], limit: int | None = None) -> str:
     """Per-crystal text table; at most ``limit`` rows (the rest counted in a last line)."""
     shown = list(verdicts if limit is None else verdicts[:limit])
-    header = ("id", "input", "output", "atoms in/out", "matched", "RMSE", "in domain")
+    header = ("id", "input", "output", "atoms in/out", "matched", "RMSE", "space group in -> out", "in domain")
     rows = [
         (
             v.id,
@@ -104,6 +128,7 @@ def format_verdicts(verdicts: Sequence[StructureVerdict], limit: int | None = No
             f"{v.n_atoms_in}/{v.n_atoms_out}",
             "n/a" if v.matched is None else ("yes" if v.matched else "no"),
             "-" if v.rmse is None else f"{v.rmse:.4f}",
+            f"{v.spacegroup_in or '-'} -> {v.spacegroup_out or '-'}",
             "yes" if v.in_domain else "NO",
         )
         for v in shown

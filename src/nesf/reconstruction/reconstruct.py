@@ -104,6 +104,8 @@ def reconstruct(
 
     p = p.subset(p.residual <= s.max_residual)
     atoms, owner = nms_cluster(p, batch_size, frame, geom, s.nms_radius, s.min_particles)
+    if s.polish_steps:
+        atoms = polish_atoms(field, atoms, owner, batch_size, s)
     species = vote_species(field, atoms, owner, batch_size, s)
     counts = torch.bincount(owner, minlength=batch_size).tolist()
     atoms_np = atoms.double().cpu().numpy()
@@ -113,6 +115,60 @@ def reconstruct(
         out.append(ReconstructedAtoms(atoms_np[start : start + c], species_np[start : start + c]))
         start += c
     return out
+
+
+def shell_offsets(radii: tuple[float, ...], n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Offsets ``[len(radii) * n, 3]`` (Angstrom): ``n`` Fibonacci-sphere directions on each shell of ``radii``.
+
+    Each shell's offsets sum to nearly zero, so their mean does not move a point.
+    """
+    k = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * k / n
+    phi = torch.pi * (3.0 - 5.0**0.5) * k
+    r = torch.sqrt(1.0 - z * z)
+    dirs = torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)  # [n, 3]
+    dirs = dirs - dirs.mean(dim=0)  # exactly centred
+    radius = torch.tensor(radii, dtype=torch.float64)
+    return (radius[:, None, None] * dirs[None]).reshape(-1, 3).to(dtype=dtype, device=device)
+
+
+def polish_atoms(
+    field: StructureField,
+    atoms: torch.Tensor,
+    owner: torch.Tensor,
+    batch_size: int,
+    s: ReconstructionSettings,
+) -> torch.Tensor:
+    """Atoms ``[A, 3]`` (Angstrom) moved to the mean of ``x + p(x)`` over shells of queries ``x`` around them.
+
+    ``s.polish_steps`` times: the field is queried on ``s.polish_radii`` shells of
+    ``s.polish_directions`` points around each atom; every query whose ``x + p(x)`` lands within
+    half the clustering radius of the atom (it points at this atom, not a neighbour) votes, and
+    the atom moves to the mean of the votes (it stays where no query votes). Batched over all
+    atoms of all crystals; wrapped into the cell in periodic frames.
+    """
+    if atoms.shape[0] == 0:
+        return atoms
+    frame, geom = field.frame, field.geometry
+    offsets = shell_offsets(s.polish_radii, s.polish_directions, atoms.dtype, atoms.device)  # [M, 3]
+    m = offsets.shape[0]
+    gate = 0.5 * s.nms_radius
+    for _ in range(s.polish_steps):
+        pts = (atoms.unsqueeze(1) + offsets).reshape(-1, 3)  # [A * M, 3]
+        crystal = owner.repeat_interleave(m)
+        if hasattr(field, "position_flat"):
+            disp = field.position_flat(geom.wrap_flat(pts, crystal) if frame.periodic else pts, crystal)
+        else:
+            padded, rows, cols = to_padded(pts, crystal, batch_size)
+            disp = field.position(frame.wrap(padded, geom))[rows, cols]
+        vote = (offsets + disp.reshape(-1, m, 3)).to(atoms.dtype)  # [A, M, 3]: x + p(x) relative to the atom
+        keep = (torch.linalg.norm(vote, dim=-1) <= gate).to(atoms.dtype)  # [A, M]
+        n_kept = keep.sum(dim=1, keepdim=True)
+        step = (vote * keep.unsqueeze(-1)).sum(dim=1) / n_kept.clamp(min=1.0)
+        atoms = atoms + torch.where(n_kept > 0, step, torch.zeros_like(step))
+    if frame.periodic:
+        atoms = geom.wrap_flat(atoms, owner)
+    return atoms
 
 
 def species_offsets(n: int, spacing: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: Rules that pick the symmetrisation tolerance (see :func:`nesf.reconstruction.symmetry.pick_tolerance`).
+SYMMETRY_RULES = ("largest", "stable")
+
+#: The spglib tolerance ladder of symmetrisation, Angstrom (chosen on validation data, benchmarks/precision.py).
+SYMMETRY_LADDER = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+#: The largest mean move of the atoms a snap may make, Angstrom (chosen likewise).
+SYMMETRY_MEAN_MOVE = 0.12
+
 
 @dataclass
 class ReconstructionSettings:
@@ -22,6 +31,20 @@ class ReconstructionSettings:
         merge_tol: particles that fall in the same cube of this size are merged into one
             weighted particle, Angstrom (beyond the paper; 0 disables merging).
         batch_size: crystals reconstructed together.
+        polish_steps: after clustering, each atom is moved this many times to the mean of
+            ``x + p(x)`` over queries ``x`` on shells around it (beyond the paper; 0: off).
+            The field points at the atom from every side, so its bias cancels in the mean.
+        polish_radii: radii of those shells, Angstrom.
+        polish_directions: queries per shell (a Fibonacci sphere).
+        symmetrize: snap each decoded crystal onto the space group found in it
+            (:func:`nesf.reconstruction.symmetry.symmetrize`; beyond the paper). Uses only the
+            decoded crystal; P1 crystals stay as they are.
+        symmetry_tolerances: the spglib tolerance ladder, Angstrom (ascending).
+        symmetry_rule: how a tolerance is picked from the ladder (``"largest"``: the largest
+            whose group is above P1; ``"stable"``: the largest whose group was also found at the
+            tolerance below).
+        symmetry_mean_move: a snap that moves the atoms farther than this on average
+            (Angstrom) is refused and the next smaller tolerance tried (0: no such limit).
     """
 
     grid_spacing: float = 0.5
@@ -34,6 +57,13 @@ class ReconstructionSettings:
     converge_tol: float = 1e-4
     merge_tol: float = 1e-3
     batch_size: int = 64
+    polish_steps: int = 0
+    polish_radii: tuple[float, ...] = (0.5, 0.75, 1.0)
+    polish_directions: int = 32
+    symmetrize: bool = False
+    symmetry_tolerances: tuple[float, ...] = SYMMETRY_LADDER
+    symmetry_rule: str = "largest"
+    symmetry_mean_move: float = SYMMETRY_MEAN_MOVE
 
     def __post_init__(self) -> None:
         for name in ("grid_spacing", "nms_radius", "species_spacing", "max_residual"):
@@ -43,6 +73,16 @@ class ReconstructionSettings:
             raise ValueError("n_steps, min_particles, species_grid and batch_size must be at least 1")
         if self.converge_tol < 0 or self.merge_tol < 0:
             raise ValueError("converge_tol and merge_tol must not be negative")
+        self.polish_radii = tuple(float(r) for r in self.polish_radii)
+        self.symmetry_tolerances = tuple(sorted(float(t) for t in self.symmetry_tolerances))
+        if self.polish_steps < 0 or self.polish_directions < 1 or not all(r > 0 for r in self.polish_radii):
+            raise ValueError("polish_steps must not be negative, polish_directions and polish_radii must be positive")
+        if not self.symmetry_tolerances or not all(t > 0 for t in self.symmetry_tolerances):
+            raise ValueError(f"symmetry_tolerances must be positive, got {self.symmetry_tolerances}")
+        if self.symmetry_mean_move < 0:
+            raise ValueError(f"symmetry_mean_move must not be negative, got {self.symmetry_mean_move}")
+        if self.symmetry_rule not in SYMMETRY_RULES:
+            raise ValueError(f"unknown symmetry_rule {self.symmetry_rule!r}; choose one of {', '.join(SYMMETRY_RULES)}")
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON and checkpoints)."""

@@ -1,0 +1,127 @@
+"""Symmetrisation of decoded crystals, field polishing, and the space-group figures of reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nesf.data.crystal import Crystal
+from nesf.data.examples import demo_crystals
+from nesf.metrics.report import MATCHED_KEYS, evaluate_reconstruction, matched_metrics
+from nesf.metrics.verdicts import VERDICT_KEYS, make_verdicts
+from nesf.reconstruction.exact import reconstruct_exact
+from nesf.reconstruction.settings import ReconstructionSettings
+from nesf.reconstruction.symmetry import (
+    atom_moves,
+    crystal_system,
+    finish_decoded,
+    pick_tolerance,
+    space_group,
+    symmetrize,
+)
+
+LADDER = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def perturbed(crystal: Crystal, distance: float, rng: np.random.Generator, strain: float = 0.003) -> Crystal:
+    """Every atom moved by ``distance`` (Angstrom) in a random direction, the cell strained by ``strain``."""
+    step = rng.normal(size=crystal.cart.shape)
+    step *= distance / np.linalg.norm(step, axis=1, keepdims=True)
+    lattice = crystal.lattice @ (np.eye(3) + strain * rng.uniform(-1, 1, (3, 3)))
+    frac = crystal.frac + step @ np.linalg.inv(crystal.lattice)
+    return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id)
+
+
+def test_perturbed_crystals_get_their_space_group_back_in_their_own_cell():
+    rng = np.random.default_rng(0)
+    for c in demo_crystals():
+        want = space_group(c, 1e-3)
+        p = perturbed(c, 0.05, rng)
+        assert space_group(p, 1e-3).number <= 2  # two-atom cells keep an inversion centre
+        s, group = symmetrize(p, LADDER)
+        assert group is not None and group.number == want.number, c.id
+        assert space_group(s, 1e-4).number == want.number, c.id  # exactly symmetric
+        assert s.info["symmetrized"]["number"] == want.number
+        # the decoded cell and origin: the same lattice vectors up to the snapped metric, atoms in order
+        assert np.abs(s.lattice - p.lattice).max() < 0.05, c.id
+        assert np.array_equal(s.numbers, p.numbers)
+        assert atom_moves(p, s).max() <= group.symprec + 1e-9, c.id
+        assert np.all((s.frac > -1e-9) & (s.frac < 1))
+
+
+def test_atoms_never_move_farther_than_the_tolerance_used():
+    rng = np.random.default_rng(1)
+    for distance in (0.02, 0.08, 0.15):
+        for c in demo_crystals(("SrTiO3-perovskite", "ZnO-wurtzite", "TiO2-rutile", "CsCl", "NiAs", "Mg-hcp")):
+            p = perturbed(c, distance, rng, strain=0.01)
+            s, group = symmetrize(p, LADDER)
+            if group is None:
+                assert s is p
+                continue
+            assert atom_moves(p, s).max() <= group.symprec + 1e-9, (c.id, distance)
+
+
+def test_p1_crystals_stay_untouched():
+    rng = np.random.default_rng(2)
+    lattice = np.array([[4.1, 0.0, 0.0], [0.7, 5.3, 0.0], [-0.9, 1.1, 6.2]])
+    c = Crystal(lattice, rng.uniform(0, 1, (7, 3)) @ lattice, [8, 8, 26, 14, 14, 3, 12], "random")
+    assert space_group(c, 0.1).number == 1
+    s, group = symmetrize(c, LADDER)
+    assert group is None and s is c
+    settings = ReconstructionSettings(symmetrize=True)
+    assert finish_decoded([c], settings)[0] is c
+
+
+def test_tolerance_rules():
+    assert pick_tolerance([1, 1, 1], "largest") is None
+    assert pick_tolerance([1, 2, 221], "largest") == 2
+    assert pick_tolerance([1, 123, 221], "stable") == 1  # 221 only at the top: not stable
+    assert pick_tolerance([2, 2, 221, 221], "stable") == 3
+    with pytest.raises(ValueError, match="rule"):
+        pick_tolerance([1], "nearest")
+
+
+def test_settings_switch_symmetrisation_and_validate():
+    c = perturbed(demo_crystals(("CsCl",))[0], 0.03, np.random.default_rng(3))
+    assert finish_decoded([c], ReconstructionSettings())[0] is c
+    out = finish_decoded([c], ReconstructionSettings(symmetrize=True, symmetry_tolerances=(0.1, 0.05)))[0]
+    assert space_group(out, 1e-4).number == 221
+    assert ReconstructionSettings(symmetry_tolerances=(0.1, 0.05)).symmetry_tolerances == (0.05, 0.1)
+    with pytest.raises(ValueError):
+        ReconstructionSettings(symmetry_rule="nearest")
+    with pytest.raises(ValueError):
+        ReconstructionSettings(symmetry_tolerances=())
+    with pytest.raises(ValueError):
+        ReconstructionSettings(polish_steps=-1)
+
+
+def test_polishing_keeps_exact_fields_exact(classic):
+    crystals = [c.wrapped() for c in classic[:6]]
+    pred = reconstruct_exact(crystals, "periodic", ReconstructionSettings(polish_steps=2))
+    for t, p in zip(crystals, pred):
+        assert t.n_atoms == p.n_atoms
+        d = np.linalg.norm(t.cart[:, None] - p.cart[None], axis=-1).min(axis=1)
+        assert d.max() < 1e-3, t.id
+
+
+def test_verdicts_and_metrics_carry_space_groups():
+    true = demo_crystals(("NaCl-rocksalt", "ZnO-wurtzite", "Cu-fcc"))
+    rng = np.random.default_rng(4)
+    noisy = [perturbed(c, d, rng) for c, d in zip(true, (0.05, 0.01, 0.0))]
+    pred = [symmetrize(noisy[0], LADDER)[0], noisy[1], Crystal(true[2].lattice, np.zeros((0, 3)), [], true[2].id)]
+    verdicts = make_verdicts(true, pred, [0.01, 0.02, None])
+    for key in ("spacegroup_in", "spacegroup_out", "spacegroup_symprec", "symmetrized_symprec"):
+        assert key in VERDICT_KEYS and key in verdicts[0].to_dict()
+    assert verdicts[0].spacegroup_in == "Fm-3m (225)" and verdicts[0].spacegroup_out == "Fm-3m (225)"
+    assert verdicts[0].symmetrized_symprec in LADDER and verdicts[1].symmetrized_symprec is None
+    assert verdicts[1].spacegroup_in == "P6_3mc (186)" and verdicts[2].spacegroup_out == ""
+    m = matched_metrics(true, pred, [0.01, 0.02, None], "periodic")
+    assert set(MATCHED_KEYS) == set(m)
+    assert m["match_rate_pct"] == pytest.approx(200 / 3)
+    assert m["rmse"] == m["rmse_matched"] == pytest.approx(0.015)
+    assert m["rmse_all"] == pytest.approx((0.01 + 0.02 + 0.5) / 3)
+    assert m["spacegroup_kept_pct"] == 100.0 and m["crystal_system_kept_pct"] == 100.0  # wurtzite kept at 0.1 A
+    assert m["position_error_actual_matched"] < 0.06
+    full = evaluate_reconstruction(true, pred, "periodic", n_jobs=1)
+    assert set(MATCHED_KEYS) <= set(full)
+    assert crystal_system(225) == "cubic" and crystal_system(186) == "hexagonal" and crystal_system(1) == "triclinic"
