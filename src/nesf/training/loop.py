@@ -1,10 +1,12 @@
-"""Training: data preparation, the step loop, validation, checkpoints, budgets, resume, DDP."""
+"""Training: data preparation, the step loop, validation, checkpoints, budgets, resume, DDP.
+
+Joining a DDP process group is :mod:`nesf.training.distributed`; what a checkpoint carries
+besides the weights (species remapping, optimiser and loop state, history) is :mod:`nesf.training.state`.
+"""
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,12 +23,13 @@ from nesf.data.crystal import Crystal
 from nesf.data.domain import Domain
 from nesf.data.vocab import SpeciesVocab
 from nesf.fields.frame import get_frame
-from nesf.io.writers import atomic_write
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from nesf.training.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from nesf.training.distributed import init_distributed
 from nesf.training.objective import NeSFObjective
 from nesf.training.sampling import QuerySampler
+from nesf.training.state import remap_species, restore_training_state, training_state, write_history_csv
 from nesf.viz.curves import plot_learning_curve
 
 
@@ -84,65 +87,6 @@ def make_vocab(crystals: Sequence[Crystal], kind: str = "data") -> SpeciesVocab:
     if kind == "all":
         return SpeciesVocab(tuple(sorted(set(ALL_ELEMENTS) | set(SpeciesVocab.from_crystals(crystals).numbers))))
     raise ValueError(f"vocabulary must be 'data' or 'all', got {kind!r}")
-
-
-#: Parameters indexed by species class, and the axis that is: the encoder's one-hot input
-#: layer and the species decoder's output layer.
-SPECIES_AXES = {"encoder.spec_mlp.0.weight": 1, "species_decoder.out.weight": 0, "species_decoder.out.bias": 0}
-
-
-def remap_species(state: dict, old: SpeciesVocab, new: SpeciesVocab) -> dict:
-    """A state dict for vocabulary ``new`` from one trained with ``old``.
-
-    Species-indexed rows / columns of elements in both are copied; elements new to the model get
-    zero input weights and an output bias below every trained one, so the model keeps predicting
-    the elements it knows until training teaches it the new ones.
-    """
-    if old == new:
-        return dict(state)
-    out = dict(state)
-    shared = [z for z in new.numbers if z in old.numbers]
-    src = torch.as_tensor(old.encode(shared), dtype=torch.long)
-    dst = torch.as_tensor(new.encode(shared), dtype=torch.long)
-    for name, axis in SPECIES_AXES.items():
-        if name not in state:
-            continue
-        value = state[name]
-        shape = list(value.shape)
-        shape[axis] = len(new)
-        fresh = torch.zeros(shape, dtype=value.dtype)
-        if name.endswith("bias"):
-            fresh.fill_(float(value.min()) - 5.0)
-        elif axis == 0:  # output weights of new elements: small random rows
-            fresh.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(0))
-        fresh.index_copy_(axis, dst, value.index_select(axis, src))
-        out[name] = fresh
-    return out
-
-
-@dataclass
-class DistInfo:
-    """Process-group facts (a single process is rank 0 of 1)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """True on the process that writes files."""
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> DistInfo:
-    """Join the process group started by ``torchrun`` (gloo on CPU, NCCL on CUDA), if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 @dataclass
@@ -578,56 +522,6 @@ def overfitting_warning(history: Sequence[dict], patience: int = 3) -> str | Non
             "best.pt keeps the lowest validation loss"
         )
     return None
-
-
-def training_state(trainer) -> dict:  # noqa: ANN001 - any trainer with the attributes below
-    """Optimiser and loop counters of a trainer: the ``"training"`` part of a checkpoint."""
-    state = {
-        "optimizer": trainer.optimizer.state_dict(),
-        "epoch": trainer.epoch,
-        "step_in_epoch": trainer.step_in_epoch,
-        "global_step": trainer.global_step,
-        "best_val": trainer.best_val,
-        "elapsed": trainer.elapsed,
-    }
-    if getattr(trainer, "ema", None) is not None:  # the checkpoint's weights are the average; these the raw ones
-        state["raw_state_dict"] = trainer.model.state_dict()
-    return state
-
-
-def restore_training_state(trainer, ck: dict) -> None:  # noqa: ANN001
-    """Load weights, optimiser, loop counters and history of checkpoint ``ck`` into ``trainer``."""
-    tr = ck["training"]
-    if getattr(trainer, "ema", None) is not None:
-        if "raw_state_dict" not in tr:
-            raise ValueError(
-                "this checkpoint was trained without a moving average of the weights; cannot resume with one"
-            )
-        trainer.model.load_state_dict(tr["raw_state_dict"])
-        trainer.ema = {k: v.detach().clone() for k, v in ck["state_dict"].items()}
-    else:  # raw weights where the run kept an average too
-        trainer.model.load_state_dict(tr.get("raw_state_dict", ck["state_dict"]))
-    trainer.optimizer.load_state_dict(tr["optimizer"])
-    trainer.epoch = int(tr["epoch"])
-    trainer.step_in_epoch = int(tr["step_in_epoch"])
-    trainer.global_step = int(tr["global_step"])
-    trainer.best_val = float(tr["best_val"])
-    trainer.elapsed = float(tr["elapsed"])
-    trainer.history = list(ck.get("history", []))
-
-
-def write_history_csv(path: Path, history: Sequence[dict]) -> Path:
-    """The learning curve as CSV (one row per validation), atomically."""
-    keys = list(history[0].keys())
-
-    def write(p: Path) -> None:
-        with open(p, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            for row in history:
-                w.writerow(row)
-
-    return atomic_write(path, write)
 
 
 def train(

@@ -32,14 +32,8 @@ from nesf.data.vocab import SpeciesVocab
 from nesf.errors import CheckpointError
 from nesf.models.config import config_to_dict
 from nesf.training.checkpoint import load_checkpoint, save_checkpoint
-from nesf.training.loop import (
-    TrainResult,
-    lattice_normalization,
-    make_vocab,
-    restore_training_state,
-    training_state,
-    write_history_csv,
-)
+from nesf.training.loop import TrainResult, lattice_normalization, make_vocab
+from nesf.training.state import restore_training_state, training_state, write_history_csv
 from nesf.viz.curves import plot_learning_curve
 from nesf.voxel.grid import random_rotations, voxelize
 from nesf.voxel.model import VoxelConfig, VoxelModel
