@@ -165,7 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if len(records) > 20:
             print(f"... {len(records) - 20} more (write them all with --json or --csv)")
     tail = f"; MAE {out['mae']:.4g} {units}, R^2 {out['r2']:.3f}" if known else ""
-    print(f"predicted {head.target} of {len(records)} crystals{tail}")
+    print(f"predicted {head.target} of {len(records)} crystal{'s' if len(records) != 1 else ''}{tail}")
     return 0
 
 
@@ -218,8 +218,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         else ""
     )
     print(
-        f"optimised {len(starts)} starts for {settings.steps} steps ({goal} {head.target}); valid decodes "
-        f"{summary['valid_pct']:.1f} %{rates}; wrote {args.out}"
+        f"optimised {len(starts)} start{'s' if len(starts) != 1 else ''} for {settings.steps} steps "
+        f"({goal} {head.target}); valid decodes {summary['valid_pct']:.1f} %{rates}; wrote {args.out}"
     )
     return 0
 

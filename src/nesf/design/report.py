@@ -77,7 +77,8 @@ def plot_paths(path: str | Path, result: OptimizeResult, target: str = "property
         ax.plot(steps, med, color="tab:orange", lw=2.2, marker="o", label="evaluator (median of valid decodes)")
     ax.set_xlabel("Adam step")
     ax.set_ylabel(f"{target} [{units}]" if units else target)
-    ax.set_title(f"{len(result.start_ids)} starts")
+    n = len(result.start_ids)
+    ax.set_title(f"{n} start{'s' if n != 1 else ''}")
     ax.legend(frameon=False)
     fig.tight_layout()
 
