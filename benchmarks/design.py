@@ -1,0 +1,314 @@
+"""Design with the latent space: shipped heads and evaluators, prediction, optimisation, conditional sampling.
+
+Every figure uses the seeded split the shipped perov_5 and carbon_24 models were trained on
+(``nesf split DATA --fraction 0.9 --seed 0`` of CDVAE's val.csv): heads and evaluators are fitted
+on the training part, everything is reported on the held-out part.
+
+Stages (``--stage``, any of them, in this order):
+
+- ``ship``: fit the heads (perov_5 heat_ref and dir_gap, carbon_24 energy_per_atom) and their
+  independent evaluators, write them to ``src/nesf/weights/heads/``;
+- ``predict``: held-out MAE / R^2 of each head and evaluator beside a random forest on Magpie
+  features (matminer) fitted on the same training part;
+- ``optimize``: CDVAE's protocol from the first 100 held-out crystals (SR5 / SR10 / SR15 by the
+  evaluator), with and without the trust region and the decode-encode cycle;
+- ``conditional``: 200 perov_5 samples at dir_gap 1.5 +- 0.3 eV, plain prior draws and head-guided.
+
+    python benchmarks/design.py --stage ship predict optimize conditional --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, append_result, command, data_dir, machine  # noqa: E402
+
+OUT = REPO / "benchmarks" / "results" / "design"
+HEADS = REPO / "src" / "nesf" / "weights" / "heads"
+#: (model, target, head loss) of the shipped heads.
+SHIPPED = (("perov_5", "heat_ref", "l1"), ("perov_5", "dir_gap", "mse"), ("carbon_24", "energy_per_atom", "l1"))
+
+
+def split_data(name: str) -> tuple[list, np.ndarray, Path]:
+    """The crystals of CDVAE's ``name/val.csv``, the training-part mask, and the file."""
+    from nesf.data.readers import read_crystals
+    from nesf.design.data import seeded_split
+
+    path = data_dir() / "cdvae" / name / "val.csv"
+    crystals = read_crystals(path)
+    return crystals, seeded_split(len(crystals), 0.9, 0), path
+
+
+def features(name: str, crystals: list) -> np.ndarray:
+    """Evaluator features of crystals (structure only for the all-carbon set)."""
+    from nesf.design.features import crystal_features
+
+    return crystal_features(crystals, composition=name != "carbon_24")
+
+
+def stage_ship(args: argparse.Namespace) -> dict:
+    """Fit and write the shipped heads and evaluators."""
+    from nesf.api import NeSF
+    from nesf.design import HeadConfig, fit_evaluator, fit_property, save_evaluator, save_head
+    from nesf.design.data import targets
+    from nesf.design.evaluator import evaluate_evaluator
+
+    HEADS.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, target, loss in SHIPPED:
+        t0 = time.monotonic()
+        crystals, train, path = split_data(name)
+        model = NeSF.load(name)
+        tr = [c for c, m in zip(crystals, train) if m]
+        ho = [c for c, m in zip(crystals, train) if not m]
+        data_note = f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0"
+        cfg = HeadConfig(latent_dim=model.latent_dim, loss=loss, epochs=args.epochs)
+        head = fit_property(model, tr, target, val=ho, cfg=cfg, train_source=path, val_source=path)
+        head.card.update(
+            {
+                "model": name,
+                "train_data": f"{data_note}: training part",
+                "val_data": f"{data_note}: held-out part",
+                "command": command(),
+            }
+        )
+        save_head(HEADS / f"{name}-{target}.pt", head, model.vocab.to_dict())
+        y = targets(crystals, target, path)
+        x = features(name, crystals)
+        ev = fit_evaluator(
+            None,
+            y[train],
+            "gbr",
+            name != "carbon_24",
+            features=x[train],
+            card={
+                "target": target,
+                "units": head.card["units"],
+                "model": name,
+                "train_data": f"{data_note}: training part",
+            },
+        )
+        evaluate_evaluator(ev, x[~train], y[~train])
+        save_evaluator(HEADS / f"{name}-{target}.evaluator.pt", ev)
+        out[f"{name}/{target}"] = {
+            "head": {k: v for k, v in head.card.items() if k != "command"},
+            "evaluator": ev.card,
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        print(name, target, "head MAE", head.card["val_mae"], "evaluator MAE", ev.card["heldout_mae"], flush=True)
+    return out
+
+
+def stage_predict(args: argparse.Namespace) -> dict:
+    """Held-out MAE / R^2 of the shipped heads and evaluators beside a Magpie random forest."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from nesf.api import NeSF
+    from nesf.design.data import targets
+    from nesf.design.evaluator import load_evaluator
+    from nesf.design.features import N_MAGPIE
+    from nesf.design.head import regression_metrics
+
+    out = {}
+    for name, target, _ in SHIPPED:
+        crystals, train, path = split_data(name)
+        ho = [c for c, m in zip(crystals, train) if not m]
+        y = targets(crystals, target, path)
+        model = NeSF.load(name)
+        t0 = time.monotonic()
+        mean, spread = model.predict(ho, target)
+        head_s = time.monotonic() - t0
+        x = features(name, crystals)
+        ev = load_evaluator(HEADS / f"{name}-{target}.evaluator.pt")
+        baseline_x = x[:, :N_MAGPIE] if name != "carbon_24" else x  # Magpie is constant for pure carbon
+        rf = RandomForestRegressor(n_estimators=500, max_features=0.33, random_state=0, n_jobs=1)
+        rf.fit(baseline_x[train], y[train])
+        err = np.abs(mean - y[~train])
+        out[f"{name}/{target}"] = {
+            "n_train": int(train.sum()),
+            "n_heldout": int((~train).sum()),
+            "head": regression_metrics(mean, y[~train]),
+            "head_seconds_per_crystal": head_s / len(ho),
+            "head_spread_error_corr": float(np.corrcoef(spread, err)[0, 1]),
+            "evaluator": regression_metrics(ev.predict_features(x[~train]), y[~train]),
+            "baseline_rf": regression_metrics(rf.predict(baseline_x[~train]), y[~train]),
+            "baseline_features": "Magpie (132)" if name != "carbon_24" else "the evaluator's structure features",
+            "mean_predictor": regression_metrics(np.full((~train).sum(), y[train].mean()), y[~train]),
+        }
+        print(name, target, json.dumps(out[f"{name}/{target}"]), flush=True)
+    return out
+
+
+def stage_optimize(args: argparse.Namespace) -> dict:
+    """CDVAE's optimisation protocol from the first 100 held-out crystals."""
+    from nesf.api import NeSF
+    from nesf.design import OptimizeSettings, optimize
+    from nesf.design.evaluator import load_evaluator
+
+    runs = [
+        ("perov_5", "heat_ref", True, True),
+        ("perov_5", "heat_ref", False, True),
+        ("perov_5", "heat_ref", True, False),
+        ("perov_5", "heat_ref", False, False),
+        ("carbon_24", "energy_per_atom", True, True),
+    ]
+    out = {}
+    for name, target, trust, recycle in runs:
+        crystals, train, _ = split_data(name)
+        model = NeSF.load(name)
+        starts = model.prepare([c for c, m in zip(crystals, train) if not m][: args.starts])
+        ev = load_evaluator(HEADS / f"{name}-{target}.evaluator.pt")
+        s = OptimizeSettings(steps=args.steps, trust=trust, recycle=recycle)
+        t0 = time.monotonic()
+        result, summary = optimize(model, target, starts, s, ev)
+        summary["seconds"] = round(time.monotonic() - t0, 1)
+        summary["unique_formulas_best"] = len({f for row in result.formulas[1:] for f in row if f})
+        key = f"{name}/{target}/{'trust' if trust else 'no_trust'}/{'recycle' if recycle else 'no_recycle'}"
+        out[key] = summary
+        print(key, json.dumps(summary), flush=True)
+    return out
+
+
+def stage_conditional(args: argparse.Namespace) -> dict:
+    """200 perov_5 samples at dir_gap 1.5 +- 0.3 eV: plain prior draws, and head-guided draws."""
+    from nesf.api import NeSF
+    from nesf.design import ConditionalSettings, conditional_sample, score_conditional
+    from nesf.design.evaluator import load_evaluator
+    from nesf.design.workflow import as_head
+
+    model = NeSF.load("perov_5")
+    head = as_head("dir_gap", model)
+    ev = load_evaluator(HEADS / "perov_5-dir_gap.evaluator.pt")
+    out = {}
+    for guidance in args.guidance:
+        s = ConditionalSettings(target=1.5, tolerance=0.3, n=200, guidance=guidance)
+        t0 = time.monotonic()
+        result = conditional_sample(model, head, s, seed=0)
+        score_conditional(result, ev)
+        summary = result.summary(0.3, 1.5)
+        summary.update(
+            {
+                "guidance": guidance,
+                "seconds": round(time.monotonic() - t0, 1),
+                "evaluator_mae": ev.card.get("heldout_mae"),
+            }
+        )
+        out[f"guidance_{guidance:g}"] = summary
+        print(json.dumps(summary), flush=True)
+    return out
+
+
+def tables() -> str:
+    """Markdown tables of the stages' JSON files (those that exist)."""
+    out = []
+
+    def load(stage: str) -> dict | None:
+        path = OUT / f"{stage}.json"
+        return json.loads(path.read_text())["results"] if path.is_file() else None
+
+    def f(v: float | None, d: int = 3) -> str:
+        return "n/a" if v is None else f"{v:.{d}f}"
+
+    pred = load("predict")
+    if pred:
+        out += [
+            "| model / property | training crystals | held-out | head MAE / R^2 | evaluator MAE / R^2 | "
+            "random forest MAE / R^2 (features) | mean of training MAE |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, r in pred.items():
+            h, e, b = r["head"], r["evaluator"], r["baseline_rf"]
+            out.append(
+                f"| {key} | {r['n_train']} | {r['n_heldout']} | {f(h['mae'], 4)} / {f(h['r2'])} | "
+                f"{f(e['mae'], 4)} / {f(e['r2'])} | {f(b['mae'], 4)} / {f(b['r2'])} ({r['baseline_features']}) "
+                f"| {f(r['mean_predictor']['mae'], 4)} |"
+            )
+        out.append("")
+    opt = load("optimize")
+    if opt:
+        out += [
+            "| model / property / trust region / decode-encode cycle | starts | SR5 | SR10 | SR15 | valid decodes % "
+            "| evaluator: start mean -> best mean | evaluator held-out MAE | s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for key, r in opt.items():
+            out.append(
+                f"| {key} | {r['n_starts']} | {f(r.get('sr5'), 2)} | {f(r.get('sr10'), 2)} | "
+                f"{f(r.get('sr15'), 2)} | {f(r['valid_pct'], 1)} | {f(r.get('evaluator_start_mean'))} -> "
+                f"{f(r.get('evaluator_best_mean'))} | {f(r.get('evaluator_mae'), 4)} | {r['seconds']:.0f} |"
+            )
+        out.append("")
+    cond = load("conditional")
+    if cond:
+        out += [
+            "| perov_5 dir_gap 1.5 +- 0.3 eV | delivered | drawn | unique formulas | valid % | within tolerance "
+            "by the evaluator % | s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, r in cond.items():
+            out.append(
+                f"| {key} | {r['n_delivered']} | {r['n_drawn']} | {r['n_unique_formulas']} | "
+                f"{f(r['validity_pct'], 1)} | {f(r.get('within_tolerance_pct'), 1)} | {r['seconds']:.0f} |"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    """Run the stages asked for, write their JSON, append an entry to RESULTS.md."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--stage",
+        nargs="+",
+        default=["predict", "optimize", "conditional"],
+        choices=("ship", "predict", "optimize", "conditional"),
+    )
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=200, help="head training epochs (ship)")
+    ap.add_argument("--starts", type=int, default=100, help="held-out crystals to optimise from")
+    ap.add_argument("--steps", type=int, default=5000, help="Adam steps")
+    ap.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="conditional sampling guidance")
+    ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--tables", action="store_true", help="only print the tables of the stored JSON files")
+    args = ap.parse_args()
+    if args.tables:
+        print(tables())
+        return
+    torch.set_num_threads(args.threads)
+    from nesf.io.writers import write_json
+
+    stages = {
+        "ship": stage_ship,
+        "predict": stage_predict,
+        "optimize": stage_optimize,
+        "conditional": stage_conditional,
+    }
+    for stage in ("ship", "predict", "optimize", "conditional"):
+        if stage not in args.stage:
+            continue
+        t0 = time.monotonic()
+        result = stages[stage](args)
+        record = {
+            "stage": stage,
+            "command": command(),
+            "machine": machine(),
+            "seconds": round(time.monotonic() - t0, 1),
+            "results": result,
+        }
+        write_json(OUT / f"{stage}.json", record)
+        if not args.no_results:
+            append_result(
+                f"Design: {stage}",
+                [f"- JSON: `benchmarks/results/design/{stage}.json`", f"- wall time: {record['seconds']:.0f} s"],
+            )
+
+
+if __name__ == "__main__":
+    main()
