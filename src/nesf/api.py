@@ -396,6 +396,26 @@ class NeSF:
         crystals = self.sample_crystals(n, seed, prior, temperature=temperature)
         return [c.to_pymatgen() for c in crystals if c.n_atoms]
 
+    # ------------------------------------------------------------------ design
+    def predict(self, structures: Any, head: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A property of structures predicted by a head on their latent codes.
+
+        Args:
+            structures: objects or file paths (see :meth:`prepare`).
+            head: a :class:`~nesf.design.head.PropertyHead`, a head file, or the target name of
+                a head shipped for this model (``"heat_ref"`` with ``perov_5``).
+
+        Returns:
+            The ensemble's mean and spread (standard deviation over members) ``[N]`` each, in
+            the head's units (``head.card["units"]``).
+
+        Raises:
+            CheckpointError: no such head, or a head fitted to another model.
+        """
+        from nesf.design.workflow import predict
+
+        return predict(self, structures, head)
+
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""
         return self._copy(replace(self.settings, **changes), self.refinement)
