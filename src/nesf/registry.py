@@ -65,19 +65,23 @@ def checkpoint_kind(path: str | Path) -> str:
 def load_model(path: str | Path, device: str | torch.device = "cpu", priors: bool = True) -> Any:
     """Load a checkpoint (path or shipped model name) as the object of its kind.
 
-    A :class:`nesf.api.NeSF` autoencoder, a :class:`nesf.voxel.VoxelAutoencoder`, or a
-    :class:`nesf.generation.prior.LatentPrior` (on the CPU). Dispatches on the checkpoint's
+    A :class:`nesf.api.NeSF` autoencoder, a :class:`nesf.voxel.VoxelAutoencoder`, a
+    :class:`nesf.generation.prior.LatentPrior`, a :class:`nesf.design.head.PropertyHead` or a
+    :class:`nesf.design.evaluator.Evaluator` (the last three on the CPU). Dispatches on the checkpoint's
     ``"kind"`` key (absent in NeSF checkpoints); the file is read once, with ``weights_only=True``.
 
     Args:
         path: a checkpoint file or the name of a shipped model.
         device: where an autoencoder computes.
-        priors: also open latent priors; False: autoencoders only (a prior is refused as not a NeSF model).
+        priors: also open latent priors, property heads and evaluators; False: autoencoders only (the others
+            are refused as not a NeSF model).
 
     Raises:
         CheckpointError: missing, corrupted, foreign or inconsistent file, or one of a kind not asked for.
     """
     from nesf.api import NeSF
+    from nesf.design.evaluator import KIND as EVALUATOR
+    from nesf.design.head import KIND as HEAD
     from nesf.generation.prior import KIND as PRIOR
     from nesf.generation.prior import prior_from_checkpoint
     from nesf.training.checkpoint import load_checkpoint
@@ -91,4 +95,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", priors: boo
         return VoxelAutoencoder.from_checkpoint(ck, device=device, source=str(resolved))
     if kind == PRIOR and priors:
         return prior_from_checkpoint(ck, source=str(resolved))
+    if kind in (HEAD, EVALUATOR) and priors:  # property heads and their evaluators (nesf.design)
+        from nesf.design.evaluator import evaluator_from_checkpoint
+        from nesf.design.head import head_from_checkpoint
+
+        loader = head_from_checkpoint if kind == HEAD else evaluator_from_checkpoint
+        return loader(ck, source=str(resolved))
     return NeSF.from_checkpoint(ck, device=device, source=str(resolved))  # refuses the kinds it is not

@@ -66,6 +66,9 @@ def test_fit_save_load_predict(design_setup, tiny_head, tmp_path):
     np.testing.assert_allclose(mean, model.predict(design_setup["crystals"], loaded)[0], rtol=1e-6)
     with pytest.raises(CheckpointError, match="not a property head"):
         load_head(design_setup["prior"])
+    from nesf.registry import load_model
+
+    assert isinstance(load_model(path), type(head))  # the one registry opens heads too
     with pytest.raises(CheckpointError, match="no shipped head"):
         model.predict(design_setup["crystals"], "no_such_target")
 

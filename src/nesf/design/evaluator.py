@@ -170,18 +170,35 @@ def load_evaluator(path: str | Path) -> Evaluator:
     """
     from nesf.training.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(path)
+    return evaluator_from_checkpoint(load_checkpoint(path), source=str(path))
+
+
+def evaluator_from_checkpoint(ck: dict[str, Any], source: str = "<checkpoint>") -> Evaluator:
+    """An evaluator from a loaded checkpoint dict (``source`` names it in errors and in ``card["source"]``).
+
+    Raises:
+        CheckpointError: another kind of checkpoint, or inconsistent.
+    """
     if ck.get("kind") != KIND:
-        raise CheckpointError(f"{path}: not a property evaluator (kind {ck.get('kind', 'nesf')!r})")
+        raise CheckpointError(f"{source}: not a property evaluator (kind {ck.get('kind', 'nesf')!r})")
     try:
         cfg = ck["model_config"]
         trees = TreeEnsemble.from_state(ck["state_dict"], cfg["combine"], cfg["base"], cfg["scale"])
         out = Evaluator(trees, bool(cfg["composition"]), ck.get("model_card") or {})
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: inconsistent property evaluator: {str(exc).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"{source}: inconsistent property evaluator: {str(exc).splitlines()[0][:200]}") from None
     out.card["evaluator_sha256"] = ck.get("sha256")
-    out.card["source"] = str(path)
+    out.card["source"] = source
     return out
 
 
-__all__ = ["KIND", "METHODS", "Evaluator", "evaluate_evaluator", "fit_evaluator", "load_evaluator", "save_evaluator"]
+__all__ = [
+    "KIND",
+    "METHODS",
+    "Evaluator",
+    "evaluate_evaluator",
+    "evaluator_from_checkpoint",
+    "fit_evaluator",
+    "load_evaluator",
+    "save_evaluator",
+]

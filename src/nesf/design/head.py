@@ -269,18 +269,26 @@ def load_head(path: str | Path) -> PropertyHead:
     """
     from nesf.training.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(path)
+    return head_from_checkpoint(load_checkpoint(path), source=str(path))
+
+
+def head_from_checkpoint(ck: dict[str, Any], source: str = "<checkpoint>") -> PropertyHead:
+    """A head from a loaded checkpoint dict (``source`` names it in errors and in ``card["source"]``).
+
+    Raises:
+        CheckpointError: another kind of checkpoint, or inconsistent.
+    """
     if ck.get("kind") != KIND:
         raise CheckpointError(
-            f"{path}: not a property head (kind {ck.get('kind', 'nesf')!r}); make one with 'nesf fit-property'"
+            f"{source}: not a property head (kind {ck.get('kind', 'nesf')!r}); make one with 'nesf fit-property'"
         )
     try:
         head = PropertyHead(HeadConfig(**ck["model_config"]), ck.get("model_card") or {})
         head.load_state_dict(ck["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: inconsistent property head: {str(exc).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"{source}: inconsistent property head: {str(exc).splitlines()[0][:200]}") from None
     head.card["head_sha256"] = ck.get("sha256")
-    head.card["source"] = str(path)
+    head.card["source"] = source
     return head.eval()
 
 
@@ -290,6 +298,7 @@ __all__ = [
     "HeadConfig",
     "PropertyHead",
     "fit_head",
+    "head_from_checkpoint",
     "head_payload",
     "load_head",
     "regression_metrics",
