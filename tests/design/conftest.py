@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 
-import numpy as np
 import pytest
 import torch
+from design_helpers import NAMES, volume_per_atom  # noqa: F401  (helpers shared with the tests)
 
 from nesf.data.examples import demo_crystals
-
-NAMES = ("NaCl-rocksalt", "CsCl", "MgO-rocksalt", "SrTiO3-perovskite", "KCl-sylvite", "LiF-griceite", "PbS-galena")
 
 
 @pytest.fixture(autouse=True, scope="package")
@@ -19,11 +17,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def volume_per_atom(crystal) -> float:
-    """The made-up property of the tests: volume per atom (A^3)."""
-    return float(crystal.volume / crystal.n_atoms)
 
 
 @pytest.fixture(scope="package")
@@ -65,10 +58,3 @@ def tiny_head(design_setup):
     cfg = HeadConfig(latent_dim=model.latent_dim, members=2, hidden=16, epochs=5, batch_size=4)
     head = fit_property(model, design_setup["data"], "vpa", val=design_setup["data"], cfg=cfg)
     return model, head
-
-
-def random_features(n: int = 60, f: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random regression data ``[n, f]``, ``[n]``."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, f))
-    return x, x[:, 0] * 2 - x[:, 1] + 0.1 * rng.normal(size=n)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from design_helpers import random_features, volume_per_atom
 
-from conftest import random_features, volume_per_atom
 from nesf.cli import main
 from nesf.design import (
     ConditionalSettings,
@@ -114,7 +114,8 @@ def test_optimisation_is_batched_and_moves_the_head(tiny_head):
 
 
 def tiny_head_crystals():
-    from conftest import NAMES
+    from design_helpers import NAMES
+
     from nesf.data.examples import demo_crystals
 
     return demo_crystals(NAMES[:3])
