@@ -335,3 +335,8 @@ def test_demo_refuses_a_non_empty_out_folder_before_any_work(tmp_path, capsys):
     assert main(["demo", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep me" and time.perf_counter() - start < 10
+
+
+def test_a_block_without_any_symmetry_says_so(tmp_path):
+    text = nacl().replace("loop_\n _symmetry_equiv_pos_as_xyz\n  'x, y, z'\n", "")
+    refused(tmp_path, text, "names no space group")

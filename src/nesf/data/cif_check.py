@@ -301,6 +301,14 @@ def check_block(block: Block, source: str, where: str | None) -> Expected:
     from nesf.data.crystal import LIMITS
 
     _check_cell(block, source, where)
+    symmetry_keys = (*SYMOP_KEYS, *SYMBOL_KEYS, "_symmetry_int_tables_number", "_space_group_it_number")
+    if not any(block.get(key) for key in symmetry_keys):
+        raise CrystalInputError(
+            source,
+            "the block names no space group and lists no symmetry operations, so its symmetry is unknown "
+            "(for P1, add _symmetry_equiv_pos_as_xyz 'x, y, z')",
+            where,
+        )
     sites, elements = _sites(block, source, where)
     ops = _operations(block, source, where)
     if sites is None:
