@@ -70,17 +70,18 @@ def main() -> None:  # noqa: D103
         "unique_relaxed_pct": percent(unique_mask(relaxed)),
         "rows": [r.row() for r in results],
     }
-    if args.train:
-        t0 = time.monotonic()
-        m = relaxed_metrics(relaxed, read_crystals(args.train), progress=True)
-        out["relaxed_metrics"] = {k: v for k, v in m.items() if k != "e_above_hull_ev"}
-        out["relaxed_metrics_seconds"] = time.monotonic() - t0
     if args.out:
         from nesf.io.writers import staged_folder
         from nesf.relax.outputs import write_relaxation
 
         with staged_folder(args.out, overwrite=True) as tmp:
             write_relaxation(tmp, results, settings, {"data": args.samples})
+    if args.train:
+        write_json(args.json, out)  # the relaxation's figures first: the hull part is the long one
+        t0 = time.monotonic()
+        m = relaxed_metrics(relaxed, read_crystals(args.train), progress=True)
+        out["relaxed_metrics"] = {k: v for k, v in m.items() if k != "e_above_hull_ev"}
+        out["relaxed_metrics_seconds"] = time.monotonic() - t0
     write_json(args.json, out)
     if args.no_results:
         return

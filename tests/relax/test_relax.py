@@ -87,6 +87,24 @@ def test_hull_of_a_binary():
     assert HullProxy([("NaCl", -1.0)]).e_above_hull("NaCl", -1.0) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_linear_programme_gives_the_diagram_hull():
+    rng = np.random.default_rng(0)
+    elements = ["Li", "Fe", "P", "O"]
+    refs = [(el, 0.0) for el in elements]
+    for _ in range(40):  # random compositions of up to four elements, random energies
+        counts = rng.integers(0, 4, size=4)
+        if counts.sum() == 0:
+            continue
+        refs.append(({el: int(n) for el, n in zip(elements, counts) if n}, float(rng.uniform(-2.0, 0.5))))
+    hull = HullProxy(refs)
+    for formula in ("LiFePO4", "Li2O", "FeP2O7", "LiFe3", "Li3PO4"):
+        assert hull.hull_energy(formula, "lp") == pytest.approx(hull.hull_energy(formula, "diagram"), abs=1e-7)
+    # a dozen elements: beyond a diagram, the programme still answers (missing elements at 0 eV/atom)
+    big = "LiFePOMgAlSiCaTiCuZnS"
+    assert hull.e_above_hull(big, -0.1) == pytest.approx(-0.1 - hull.hull_energy(big, "lp"))
+    assert hull.hull_energy(big) <= 0.0
+
+
 def test_training_hull_cache_and_relaxed_metrics(tmp_path):
     training = [
         Crystal(np.eye(3) * 4.3, np.zeros((1, 3)), np.array([11]), "Na"),

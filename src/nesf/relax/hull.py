@@ -2,7 +2,11 @@
 
 For each chemical system of the generated crystals, the hull is pymatgen's ``PhaseDiagram`` of
 the training crystals whose elements all lie in that system (elemental crystals included),
-with the potential's energy per atom of each. An element without any crystal of its own in the
+with the potential's energy per atom of each. Systems of more than :data:`MAX_DIAGRAM_ELEMENTS`
+elements (decoded samples hold up to a dozen) are beyond a convex-hull construction in that many
+dimensions; for those the hull energy at the crystal's composition is found as the linear
+programme it is (the lowest energy of a non-negative mix of the references with that
+composition, scipy's HiGHS), which gives the same value. An element without any crystal of its own in the
 training set gets a reference at 0 eV/atom, so that every hull is defined (noble gases are the
 usual case; their solids lie within a few tens of meV of 0). A crystal counts as stable by the
 proxy when it lies within ``threshold`` (default 0.1 eV/atom) of its hull.
@@ -29,6 +33,9 @@ from nesf.data.crystal import Crystal
 
 #: Share of crystals within this energy above the hull (eV/atom) is the stability proxy.
 STABLE_THRESHOLD = 0.1
+
+#: Largest chemical system (number of elements) whose hull is a pymatgen ``PhaseDiagram``.
+MAX_DIAGRAM_ELEMENTS = 5
 
 #: A function giving energies per atom (eV/atom, None where it fails) of crystals.
 EnergyFn = Callable[[list[Crystal]], list[float | None]]
@@ -119,32 +126,58 @@ class HullProxy:
         self._diagrams: dict[frozenset[str], object] = {}
         self.missing_elements: set[str] = set()
 
-    def _diagram(self, system: frozenset[str]):  # noqa: ANN202
-        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    def references(self, system: frozenset[str]) -> list[tuple[object, float]]:
+        """The ``(Composition, eV/atom)`` references of a chemical system, missing elements at their default."""
         from pymatgen.core import Composition
 
+        refs = []
+        for k in range(1, len(system) + 1):
+            for sub in itertools.combinations(sorted(system), k):
+                refs.extend(self._by_system.get(frozenset(sub), []))
+        for el in sorted(system):
+            if frozenset([el]) not in self._by_system:
+                self.missing_elements.add(el)
+                refs.append((Composition(el), self.missing_element_ev))
+        return refs
+
+    def _diagram(self, system: frozenset[str]):  # noqa: ANN202
+        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
         if system not in self._diagrams:
-            entries = []
-            for k in range(1, len(system) + 1):
-                for sub in itertools.combinations(sorted(system), k):
-                    for comp, e in self._by_system.get(frozenset(sub), []):
-                        entries.append(PDEntry(comp, e * comp.num_atoms))
-            for el in system:
-                if frozenset([el]) not in self._by_system:
-                    self.missing_elements.add(el)
-                    entries.append(PDEntry(Composition(el), self.missing_element_ev))
-            self._diagrams[system] = PhaseDiagram(entries)
+            self._diagrams[system] = PhaseDiagram([PDEntry(c, e * c.num_atoms) for c, e in self.references(system)])
         return self._diagrams[system]
 
-    def e_above_hull(self, composition: object, energy_per_atom: float) -> float:
-        """Energy above the hull (eV/atom) of a composition at ``energy_per_atom`` (negative: below it)."""
-        from pymatgen.analysis.phase_diagram import PDEntry
+    def hull_energy(self, composition: object, method: str = "auto") -> float:
+        """Energy of the hull (eV/atom) at a composition.
+
+        ``method``: ``diagram`` (pymatgen ``PhaseDiagram``), ``lp`` (the linear programme) or
+        ``auto`` (the diagram up to :data:`MAX_DIAGRAM_ELEMENTS` elements, else the programme).
+        """
         from pymatgen.core import Composition
 
         comp = Composition(composition)
-        pd = self._diagram(frozenset(str(e) for e in comp.elements))
-        entry = PDEntry(comp, energy_per_atom * comp.num_atoms)
-        return float(pd.get_e_above_hull(entry, allow_negative=True))
+        system = frozenset(str(e) for e in comp.elements)
+        if method == "diagram" or (method == "auto" and len(system) <= MAX_DIAGRAM_ELEMENTS):
+            return float(self._diagram(system).get_hull_energy_per_atom(comp))
+        return _lp_hull_energy(comp, self.references(system))
+
+    def e_above_hull(self, composition: object, energy_per_atom: float, method: str = "auto") -> float:
+        """Energy above the hull (eV/atom) of a composition at ``energy_per_atom`` (negative: below it)."""
+        return float(energy_per_atom) - self.hull_energy(composition, method)
+
+
+def _lp_hull_energy(comp, refs: list[tuple[object, float]]) -> float:  # noqa: ANN001
+    """Lowest energy per atom (eV/atom) of a non-negative mix of references with composition ``comp``."""
+    from scipy.optimize import linprog
+
+    elements = sorted({str(e) for c, _ in refs for e in c.elements} | {str(e) for e in comp.elements})
+    a = np.array([[c.get_atomic_fraction(el) for el in elements] for c, _ in refs]).T  # [E, R]
+    b = np.array([comp.get_atomic_fraction(el) for el in elements])
+    energies = np.array([e for _, e in refs])
+    res = linprog(energies, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
+    if not res.success:
+        raise ValueError(f"no hull at {comp.reduced_formula}: {res.message}")
+    return float(res.fun)
 
 
 def _counts(crystal: Crystal) -> dict[str, int]:
@@ -202,6 +235,7 @@ def training_hull(
 
 
 __all__ = [
+    "MAX_DIAGRAM_ELEMENTS",
     "STABLE_THRESHOLD",
     "EnergyCache",
     "HullProxy",
