@@ -38,7 +38,7 @@ def add_sweep_args(ap) -> None:  # noqa: ANN001 - an argparse.ArgumentParser
 
 
 def parse_changes(text: str, defaults: dict) -> tuple[str, dict]:
-    """``name:field=value,...`` as a name and changed fields, typed as in ``defaults``."""
+    """``name:field=value,...`` as a name and changed fields, typed as in ``defaults`` (tuples as ``a/b/c``)."""
     name, _, rest = text.partition(":")
     changes: dict = {}
     for item in filter(None, rest.split(",")):
@@ -46,7 +46,12 @@ def parse_changes(text: str, defaults: dict) -> tuple[str, dict]:
         if not sep or key not in defaults:
             raise SystemExit(f"{text!r}: expected field=value with a field of {sorted(defaults)}, got {item!r}")
         kind = type(defaults[key])
-        changes[key] = value if kind is str else kind(float(value))
+        if kind is tuple:
+            changes[key] = tuple(float(v) for v in value.split("/"))
+        elif kind is bool:
+            changes[key] = bool(int(value))
+        else:
+            changes[key] = value if kind is str else kind(float(value))
     return name, changes
 
 

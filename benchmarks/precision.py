@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _common import REPO, add_sweep_args, append_result, write_json
+from _common import REPO, add_sweep_args, append_result, parse_changes, write_json
 
 #: What is compared unless --variant says otherwise.
 DEFAULT_VARIANTS = (
@@ -53,24 +53,6 @@ COLUMNS = (
     ("symmetrized_pct", "snapped %", "{:.1f}"),
     ("seconds_per_crystal", "s/crystal", "{:.3f}"),
 )
-
-
-def parse_variant(text: str, defaults: dict) -> tuple[str, dict]:
-    """``name:field=value,...`` as a name and changed fields, typed as in ``defaults`` (tuples as ``a/b/c``)."""
-    name, _, rest = text.partition(":")
-    changes: dict = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in defaults:
-            raise SystemExit(f"{text!r}: expected field=value with a field of {sorted(defaults)}, got {item!r}")
-        kind = type(defaults[key])
-        if kind is tuple:
-            changes[key] = tuple(float(v) for v in value.split("/"))
-        elif kind is bool:
-            changes[key] = bool(int(value))
-        else:
-            changes[key] = value if kind is str else kind(float(value))
-    return name, changes
 
 
 def load_codes(model, crystals: list, path: Path):  # noqa: ANN001, ANN201 - NeSF, torch.Tensor
@@ -126,7 +108,7 @@ def main() -> None:
     ids = [c.id for c in inner]
     decoded: dict[str, tuple[list, float]] = {}
     rows = []
-    for name, changes in [parse_variant(v, defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
+    for name, changes in [parse_changes(v, defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
         settings = replace(base.settings, **changes)
         decode_settings = replace(settings, **{k: defaults[k] for k in AFTER_DECODE})  # symmetrize off
         key = repr(decode_settings)
