@@ -86,7 +86,8 @@ def main() -> None:
                     f"{n:>6} crystals, {jobs} process(es): {r['seconds']:.0f} s, {r['crystals_per_second']:.1f} "
                     f"crystals/s, peak RSS {r['peak_rss_mb']:.0f} MB"
                 )
-    report = {"model": args.model, "data": str(data), "refine_steps": args.refine_steps, "runs": rows}
+    shown = os.path.relpath(data, Path(__file__).resolve().parents[1])  # no machine paths in results
+    report = {"model": args.model, "data": shown, "refine_steps": args.refine_steps, "runs": rows}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -283,7 +283,7 @@ def sample_conditional(args: argparse.Namespace, model) -> int:  # noqa: ANN001
             "property": head.target,
             "units": head.card.get("units", ""),
             "seed": args.seed,
-            "evaluator": None if evaluator is None else evaluator.card.get("source"),
+            "evaluator": None if evaluator is None else _describe(evaluator),
             "evaluator_mae": None if evaluator is None else evaluator.card.get("heldout_mae"),
             "command": "nesf " + " ".join(sys.argv[1:]),
         }
@@ -302,3 +302,10 @@ def sample_conditional(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         f"{summary['units']} by the head ({summary['n_unique_formulas']} formulas){judged}; wrote {args.out}"
     )
     return 0
+
+
+def _describe(evaluator) -> str | None:  # noqa: ANN001
+    """The evaluator's file as reports name it (``shipped:NAME`` for a shipped one)."""
+    from nesf.design.registry import describe_source
+
+    return describe_source(evaluator.card.get("source"))

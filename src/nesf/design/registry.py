@@ -31,6 +31,17 @@ def shipped_heads() -> list[tuple[str, str]]:
     return out
 
 
+def describe_source(source: str | None) -> str | None:
+    """How a report names a head or evaluator file: ``shipped:NAME`` for a shipped one, else the path given."""
+    if not source:
+        return source
+    path = Path(source)
+    try:
+        return f"shipped:{path.resolve().relative_to(heads_folder().resolve())}"
+    except ValueError:
+        return str(source)
+
+
 def model_name(source: str | None) -> str | None:
     """The shipped-model name of a model loaded from ``source`` (its file stem), None if unknown."""
     return Path(source).stem if source else None

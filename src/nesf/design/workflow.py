@@ -19,7 +19,7 @@ from nesf.design.data import targets
 from nesf.design.features import reduced_formula
 from nesf.design.head import HeadConfig, PropertyHead, fit_head, load_head
 from nesf.design.optimize import OptimizeResult, OptimizeSettings, optimize_codes, score_result
-from nesf.design.registry import model_name, resolve_head_path
+from nesf.design.registry import describe_source, model_name, resolve_head_path
 from nesf.design.success import CDVAE_PERCENTILES, best_scores, success_rates
 from nesf.errors import CheckpointError
 
@@ -173,7 +173,7 @@ def optimize(
         scores = score_result(result, evaluator)
         path_scores = scores[1:]
         minimize = s.goal == "minimize"
-        summary["evaluator"] = evaluator.card.get("source") or evaluator.card.get("method")
+        summary["evaluator"] = describe_source(evaluator.card.get("source")) or evaluator.card.get("method")
         summary["evaluator_mae"] = evaluator.card.get("heldout_mae")
         summary["evaluator_start_mean"] = float(np.nanmean(scores[0])) if np.isfinite(scores[0]).any() else None
         best = best_scores(path_scores, minimize)
