@@ -220,3 +220,47 @@ def test_breakdown_by_crystal_system_and_atom_count():
     assert "crystal system" in text and "atoms per cell" in text and "hexagonal" in text
     with pytest.raises(ValueError, match="one reconstruction"):
         breakdown(true, pred[:2], verdicts, "periodic")
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_running_tally_in_chunks_gives_the_pooled_metrics_and_breakdown(frame, classic):
+    from nesf.data.domain import crystal_system
+    from nesf.metrics.accumulate import Tally, crystal_stats
+    from nesf.metrics.breakdown import atom_bucket, breakdown
+    from nesf.metrics.report import evaluate_reconstruction
+    from nesf.metrics.verdicts import make_verdicts
+
+    rng = np.random.default_rng(3)
+    true = [c for c in classic if c.n_atoms <= 12][:9]
+    pred = []
+    for k, c in enumerate(true):  # moved atoms, a dropped atom, a wrong species, an empty one
+        cart = c.cart + rng.normal(0, 0.05 * (k % 3), c.cart.shape)
+        numbers = c.numbers.copy()
+        if k == 4:
+            numbers[0] = 1
+        if k == 5:
+            cart, numbers = cart[:-1], numbers[:-1]
+        if k == 7:
+            cart, numbers = cart[:0], numbers[:0]
+        pred.append(copy(c, cart=cart, numbers=numbers, lattice=c.lattice * (1 + 0.01 * k)))
+    whole = evaluate_reconstruction(true, pred, frame, n_jobs=1)
+    rmse = match_rmse(true, pred, n_jobs=1)
+    verdicts = make_verdicts(true, pred, rmse)
+    tally = Tally()
+    for s in (slice(0, 4), slice(4, 5), slice(5, 9)):  # chunks of any size give the same sums
+        groups = [(crystal_system(c), atom_bucket(c.n_atoms)) for c in true[s]]
+        tally.add(crystal_stats(true[s], pred[s], frame), [v.to_dict() for v in verdicts[s]], groups)
+    got = tally.metrics()
+    assert set(got) == set(whole)
+    for key, value in whole.items():
+        assert got[key] == pytest.approx(value, nan_ok=True, rel=1e-12), key
+    assert 0 < whole["match_rate_pct"] < 100 and whole["atom_count_error_pct"] > 0
+    parts = breakdown(true, pred, verdicts, frame)
+    mine = tally.breakdown()
+    assert list(mine) == list(parts)
+    for name in parts:
+        assert list(mine[name]) == list(parts[name])
+        for label, group in parts[name].items():
+            for key, value in group.items():
+                expect = None if value is None else pytest.approx(value, nan_ok=True, rel=1e-12)
+                assert mine[name][label][key] == expect, (name, label, key)

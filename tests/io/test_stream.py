@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,3 +81,82 @@ def test_two_processes_give_the_one_process_codes(many, reference, tmp_path):
     with np.load(out) as data:
         assert np.array_equal(data["latents"], reference["latents"])
         assert list(data["ids"]) == list(reference["ids"])
+
+
+def _reconstruct_args(many: Path, out: Path, *extra: str) -> list[str]:
+    csv = out.with_name(out.name + ".csv")
+    return ["reconstruct", str(many), "--out", str(out), "--csv", str(csv), "--chunk-size", "8", *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def reconstructed(many, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "ref"
+    assert main(_reconstruct_args(many, out)) == 0
+    return out
+
+
+def _folder(path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(path.iterdir())}
+
+
+def test_reconstruct_writes_every_crystal_in_input_order(reconstructed):
+    files = _folder(reconstructed)
+    assert len([n for n in files if n.endswith(".cif")]) == 96
+    ids = [
+        line.split("material_id=")[1].split()[0].strip('"')
+        for line in files["all.extxyz"].splitlines()
+        if "material_id=" in line
+    ]
+    assert ids == [f"x{k:03d}" for k in range(96)]
+    rows = reconstructed.with_name("ref.csv").read_text().splitlines()
+    assert len(rows) == 97 and rows[1].startswith("x000,")
+
+
+def test_a_killed_reconstruct_resumes_to_exactly_the_uninterrupted_cifs(many, reconstructed, tmp_path):
+    out = tmp_path / "rec"
+    partial = tmp_path / "rec.partial"
+    proc = _run(_reconstruct_args(many, out))
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(partial.glob("chunk-*.npz")))
+    assert 3 <= done < 12 and not out.exists(), "the run was not stopped partway"
+    assert main(_reconstruct_args(many, out)) == 2  # a half-done run is neither restarted nor overwritten
+    assert main(_reconstruct_args(many, out, "--resume")) == 0
+    assert not partial.exists()
+    assert _folder(out) == _folder(reconstructed)
+    assert out.with_name("rec.csv").read_text() == reconstructed.with_name("ref.csv").read_text()
+
+
+def test_a_killed_evaluate_resumes_to_exactly_the_uninterrupted_table(many, tmp_path):
+    def args(name: str, *extra: str) -> list[str]:
+        js, csv = tmp_path / f"{name}.json", tmp_path / f"{name}.csv"
+        return ["evaluate", str(many), "--json", str(js), "--csv", str(csv), "--chunk-size", "8", *FAST, *extra]
+
+    assert main(args("ref")) == 0
+    partial = tmp_path / "cut.json.partial"
+    proc = _run(args("cut"))
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert partial.is_dir() and not (tmp_path / "cut.json").exists()
+    assert main(args("cut", "--resume")) == 0
+    assert (tmp_path / "cut.csv").read_text() == (tmp_path / "ref.csv").read_text()
+    ref, cut = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("ref", "cut"))
+    timing = {"seconds", "seconds_per_structure"}
+    assert {k: v for k, v in cut.items() if k not in timing} == {k: v for k, v in ref.items() if k not in timing}
+    assert len(ref["structures"]) == 96 and ref["n_structures"] == 96
+
+
+def test_two_processes_evaluate_like_one(many, tmp_path):
+    out = {n: tmp_path / f"{n}.csv" for n in ("one", "two")}
+    base = ["evaluate", str(many), "--chunk-size", "8", *FAST]
+    assert main([*base, "--csv", str(out["one"])]) == 0
+    proc = _run([*base, "--csv", str(out["two"]), "--jobs", "2"])
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert out["two"].read_text() == out["one"].read_text()

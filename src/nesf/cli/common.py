@@ -221,8 +221,11 @@ def read_inputs(paths: Sequence[str], conventional: bool, skip_invalid: bool) ->
     return crystals, skipped
 
 
-def encodable(model, crystals: list, skip_invalid: bool) -> tuple[list, list[str]]:  # noqa: ANN001
-    """Crystals the model can encode; with ``skip_invalid`` the others are listed instead of refused."""
+def encodable(model, crystals: list, skip_invalid: bool, allow_empty: bool = False) -> tuple[list, list[str]]:  # noqa: ANN001
+    """Crystals the model can encode; with ``skip_invalid`` the others are listed instead of refused.
+
+    ``allow_empty``: a list with none left is returned (one chunk of a larger run), not refused.
+    """
     from ase.data import chemical_symbols
 
     if not skip_invalid:
@@ -236,7 +239,7 @@ def encodable(model, crystals: list, skip_invalid: bool) -> tuple[list, list[str
             skipped.append(f"crystal {c.id!r}: element(s) {names} not in the model's vocabulary")
         else:
             kept.append(c)
-    if not kept:
+    if not kept and not allow_empty:
         raise ValueError("no crystal left to reconstruct: " + "; ".join(skipped[:5]))
     return kept, skipped
 

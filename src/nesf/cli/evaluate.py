@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from nesf import DEFAULT_MODEL
 from nesf.cli.common import (
@@ -12,13 +16,11 @@ from nesf.cli.common import (
     MAX_ATOMS_HELP,
     THREADS_HELP,
     add_model_options,
+    add_stream_options,
     check_outputs,
-    encodable,
     load_model,
-    read_inputs,
     seed_everything,
     set_threads,
-    write_structures,
 )
 
 
@@ -43,7 +45,7 @@ def add_verdict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", metavar="OUT.csv", help="also write the per-crystal table as CSV")
     p.add_argument("--html", metavar="REPORT.html", help=HTML_HELP)
     p.add_argument("--no-match", action="store_true", help="skip the StructureMatcher comparison")
-    p.add_argument("--jobs", type=int, default=None, help="processes for StructureMatcher (default: all cores)")
+    add_stream_options(p)
     p.add_argument(
         "--strict",
         action="store_true",
@@ -170,150 +172,265 @@ def cmd_check_fields(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _round_trip(model, crystals: list, args: argparse.Namespace, strict: bool = False):  # noqa: ANN001, ANN202
-    """Reconstruct crystals (in the model's frame); metrics, reconstructions and per-crystal verdicts."""
-    from nesf.errors import NesfError
-    from nesf.metrics.matcher import match_rmse
-    from nesf.metrics.report import evaluate_reconstruction, matched_metrics
-    from nesf.metrics.verdicts import make_verdicts
-
-    check = getattr(model, "check_domain", None)
-    warnings = check(crystals) if check is not None else [[] for _ in crystals]
-    for c, w in zip(crystals, warnings):
-        if w:
-            print(f"warning: {c.id}: outside the model's domain: {'; '.join(w)}", file=sys.stderr)
-    if strict and any(warnings):
-        n = sum(1 for w in warnings if w)
-        raise NesfError(f"--strict: {n} of {len(crystals)} crystal(s) lie outside the model's domain; nothing written")
-    t0 = time.perf_counter()
-    pred = model.reconstruct_crystals(crystals, progress=not args.quiet)
-    seconds = time.perf_counter() - t0
-    metrics = evaluate_reconstruction(crystals, pred, model.frame, match=False)
-    refinement = getattr(model, "refinement", None)
-    if refinement is not None and refinement.steps and refinement.restarts:
-        metrics["codes_restarted"] = model.restart_counts["restarted"]
-        metrics["codes_recovered"] = model.restart_counts["recovered"]
-    rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.jobs)
-    if rmse is not None:
-        metrics.update(matched_metrics(crystals, pred, rmse, model.frame))
-    metrics["seconds"] = seconds
-    metrics["seconds_per_structure"] = seconds / len(crystals)
-    return metrics, pred, make_verdicts(crystals, pred, rmse, warnings)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Round-trip every crystal through the autoencoder and report the metrics."""
-    import numpy as np
-
-    from nesf.data.setting import RESETTLE_KINDS, resettle
-    from nesf.io.writers import write_json
-    from nesf.metrics.report import format_comparison, format_table
-    from nesf.metrics.verdicts import format_verdicts, matched_line, write_verdicts_csv
-
-    check_outputs(args, folder=False)
-    seed_everything(args.seed)
-    model = load_model(args)
-    data = ", ".join(args.data)
-    originals, skipped = read_inputs(args.data, args.conventional, args.skip_invalid)
-    originals, unencodable = encodable(model, originals, args.skip_invalid)
-    skipped += unencodable
-    prepared = model.prepare(originals)
-    metrics, pred, verdicts = _round_trip(model, prepared, args, strict=args.strict)
-    parts = {}
-    if args.breakdown:
-        from nesf.metrics.breakdown import breakdown
-
-        parts = breakdown(prepared, pred, verdicts, model.frame)
+def _evaluate_title(model, args: argparse.Namespace) -> tuple[str, str]:  # noqa: ANN001
+    """The setting of the model and the title of ``nesf evaluate``'s table."""
     setting = getattr(model, "setting", "as_given")
     steps = model.refinement.steps if hasattr(model, "refinement") else 0
     refined = f", codes refined {steps} steps" if steps else ""
-    title = f"{args.model} on {data} ({model.frame} frame, {setting} setting{refined})"
-    resettled: dict[str, dict] = {}
+    return setting, f"{args.model} on {', '.join(args.data)} ({model.frame} frame, {setting} setting{refined})"
+
+
+def _run_manifest(model, args: argparse.Namespace, command: str) -> dict:  # noqa: ANN001
+    """What identifies a round-trip run (a resumed run must be the same)."""
+    return {
+        "command": command,
+        "model": str(args.model),
+        "model_sha256": str(model.info.get("sha256") or ""),
+        "settings": model.settings.to_dict() if hasattr(model, "settings") else None,
+        "refinement": model.refinement.to_dict() if hasattr(model, "refinement") else None,
+        "conventional": bool(args.conventional),
+        "no_match": bool(args.no_match),
+        "skip_invalid": bool(args.skip_invalid),
+        "seed": int(getattr(args, "seed", 0)),
+        "resettle": bool(getattr(args, "resettle", False)),
+    }
+
+
+def _start(args: argparse.Namespace, anchor: str | None):  # noqa: ANN202
+    """Checks and model of a round-trip command; None when this process only relaunched it in ``--jobs`` processes."""
+    from nesf.io.stream import process_rank
+
+    world = process_rank()[1]
+    if (args.jobs > 1 or args.resume) and anchor is None:
+        raise ValueError("--jobs and --resume keep the run's chunks beside an output: give --json or --csv")
+    if args.jobs > 1 and world == 1:
+        return None
+    check_outputs(args, folder=getattr(args, "out", None) is not None and not args.resume)
+    args.match_jobs = None if world == 1 else 1  # several processes: each matches its own chunks
+    return load_model(args)
+
+
+def _checked(model) -> bool:  # noqa: ANN001
+    refinement = getattr(model, "refinement", None)
+    return bool(refinement is not None and refinement.steps and refinement.restarts)
+
+
+def _print_summary(merged, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """The first verdicts, the matched line and the skipped inputs."""
+    from nesf.metrics.verdicts import StructureVerdict, format_verdicts
+
+    first = [StructureVerdict(**r) for r in merged.first_records]
+    print(format_verdicts(first))
+    if merged.n > len(first):
+        print(f"... {merged.n - len(first)} more (all of them with --csv or --json)")
+    if not args.no_match:
+        line = f"{merged.n_matched} of {merged.n} matched (StructureMatcher stol=0.5, angle_tol=10, ltol=0.3)"
+        if merged.n_outside:
+            line += f"; {merged.n_outside} outside the model's domain"
+        print(line)
+    for line in merged.skipped:
+        print(f"skipped: {line}")
+
+
+class _Records:
+    """The per-crystal outputs shared by evaluate and reconstruct: CSV rows, JSON records and HTML views."""
+
+    def __init__(self, args: argparse.Namespace, csv_path: Path | None, json_path: Path | None) -> None:
+        import csv
+
+        from nesf.metrics.verdicts import VERDICT_KEYS
+
+        self.args, self.csv_path, self.json_path = args, csv_path, json_path
+        self.keys = VERDICT_KEYS
+        self.csv_fh = open(csv_path, "w", newline="") if csv_path else None  # noqa: SIM115
+        self.csv = csv.writer(self.csv_fh) if self.csv_fh else None
+        if self.csv:
+            self.csv.writerow(VERDICT_KEYS)
+        self.json_lines = tempfile.TemporaryFile("w+") if json_path else None
+        self.rows: list[dict] = []
+        self.views: list[tuple] = []
+
+    def add(self, shard: dict) -> None:
+        from nesf.viz.html_report import MAX_VIEWS
+
+        for rec in shard["records"]:
+            if self.csv:
+                row = dict(rec, warnings="; ".join(rec["warnings"]))
+                self.csv.writerow(["" if row[k] is None else row[k] for k in self.keys])
+            if self.json_lines:
+                self.json_lines.write(json.dumps(_clean(rec)) + "\n")
+        if self.args.html:
+            self.rows.extend(shard["records"])
+            for a, b in zip(shard["xyz_in"], shard["xyz"]):
+                if len(self.views) < MAX_VIEWS:
+                    self.views.append((_crystal(a), _crystal(b)))
+
+    def close(self, payload: dict, merged, title: str) -> None:  # noqa: ANN001
+        if self.csv_fh:
+            self.csv_fh.close()
+        if self.json_lines:
+            _write_json_with_records(self.json_path, payload, self.json_lines)
+        if self.args.html:
+            from nesf.viz.html_report import write_html_report
+
+            pairs = self.views + [(None, None)] * (len(self.rows) - len(self.views))
+            write_html_report(self.args.html, self.rows, pairs, title=title, summary=merged.metrics)
+
+
+def _crystal(text: str):  # noqa: ANN202
+    import io
+
+    import ase.io
+
+    from nesf.data.readers import to_crystal
+
+    return to_crystal(ase.io.read(io.StringIO(text), format="extxyz"))
+
+
+def _clean(obj):  # noqa: ANN001, ANN202
+    from nesf.io.writers import _clean as clean
+
+    return clean(obj)
+
+
+def _write_json_with_records(path: Path, payload: dict, lines) -> None:  # noqa: ANN001
+    """``payload`` as JSON at ``path``, its ``structures`` the JSON lines of the file ``lines``."""
+    head = json.dumps(_clean({k: v for k, v in payload.items() if k != "skipped"}), indent=2)
+    lines.seek(0)
+    with open(path, "w") as fh:
+        fh.write(head[: head.rstrip().rindex("}")].rstrip() + ',\n  "structures": [\n')
+        first = True
+        for line in lines:
+            fh.write(("" if first else ",\n") + "    " + line.rstrip("\n"))
+            first = False
+        fh.write('\n  ],\n  "skipped": ' + json.dumps(payload.get("skipped", [])) + "\n}\n")
+    lines.close()
+
+
+def _side_path(final: str | None, anchor: str, tmp: Path) -> Path | None:
+    """Where an output is written while merging: the anchor's temporary path, or beside the final one."""
+    if not final:
+        return None
+    if final == anchor:
+        return tmp
+    return Path(final).with_name(f".{Path(final).name}.merge-{os.getpid()}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Round-trip every crystal through the autoencoder and report the metrics, chunk by chunk."""
+    from nesf.cli.roundtrip import OutputWriter, run_round_trips
+    from nesf.metrics.report import format_comparison, format_table
+
+    seed_everything(args.seed)
+    anchor = args.json or args.csv
+    model = _start(args, anchor)
+    if model is None:
+        from nesf.io.stream import relaunch_with_jobs
+
+        return relaunch_with_jobs(args.argv, args.jobs)
+    setting, title = _evaluate_title(model, args)
+
+    class Writer(OutputWriter):
+        def __init__(self, tmp: Path) -> None:
+            super().__init__(tmp)
+            self.paths = {name: _side_path(getattr(args, name), anchor, tmp) for name in ("json", "csv")}
+            self.records = _Records(args, self.paths["csv"], self.paths["json"])
+
+        def add(self, shard: dict) -> None:
+            self.records.add(shard)
+
+        def finish(self, merged) -> None:  # noqa: ANN001
+            payload = {"model": str(args.model), "data": ", ".join(args.data), "frame": model.frame}
+            payload.update(setting=setting, **_metrics(merged, model), settings=model.settings.to_dict())
+            if hasattr(model, "refinement"):
+                payload["refinement"] = model.refinement.to_dict()
+            if args.resettle:
+                payload["resettled"], payload["resettle_seed"] = merged.resettled, args.seed
+            if args.breakdown:
+                payload.update(merged.parts)
+            payload["skipped"] = merged.skipped
+            self.records.close(payload, merged, title)
+            for name, path in self.paths.items():  # the non-anchor output into place
+                final = getattr(args, name)
+                if path is not None and final != anchor:
+                    os.replace(path, final)
+
+    merged = run_round_trips(model, args, args.data, anchor, _run_manifest(model, args, "evaluate"), Writer)
+    if merged is None:
+        return 0
+    metrics = _metrics(merged, model)
     if args.resettle:
-        for k, kind in enumerate(RESETTLE_KINDS):
-            rng = np.random.default_rng([args.seed, k])
-            copies = model.prepare([resettle(c, kind, rng) for c in originals])
-            resettled[kind] = _round_trip(model, copies, args)[0]
-        columns = {"as given": metrics, **{f"re-set: {kind}": m for kind, m in resettled.items()}}
+        columns = {"as given": metrics, **{f"re-set: {kind}": m for kind, m in merged.resettled.items()}}
         print(format_comparison(columns, title=title))
     else:
         print(format_table(metrics, title=title))
-    if parts:
+    if args.breakdown:
         from nesf.metrics.breakdown import format_breakdown
 
         print()
-        print(format_breakdown(parts))
+        print(format_breakdown(merged.parts))
     print()
-    print(format_verdicts(verdicts, limit=25))
-    if not args.no_match:
-        print(matched_line(verdicts))
-    for line in skipped:
-        print(f"skipped: {line}")
-    if args.csv:
-        write_verdicts_csv(args.csv, verdicts)
-    if args.json:
-        payload = {
-            "model": str(args.model),
-            "data": data,
-            "frame": model.frame,
-            "setting": setting,
-            **metrics,
-            "settings": model.settings.to_dict(),
-        }
-        if hasattr(model, "refinement"):
-            payload["refinement"] = model.refinement.to_dict()
-        if args.resettle:
-            payload["resettled"] = resettled
-            payload["resettle_seed"] = args.seed
-        payload.update(parts)
-        payload["structures"] = [v.to_dict() for v in verdicts]
-        payload["skipped"] = skipped
-        write_json(args.json, payload)
-    if args.html:
-        from nesf.viz.html_report import write_html_report
-
-        write_html_report(args.html, verdicts, list(zip(prepared, pred)), title=title, summary=metrics)
+    _print_summary(merged, args)
     return 0
 
 
+def _metrics(merged, model) -> dict:  # noqa: ANN001
+    """The merged metrics, the restart counts only where codes are checked."""
+    metrics = dict(merged.metrics)
+    if not _checked(model):
+        metrics.pop("codes_restarted", None)
+        metrics.pop("codes_recovered", None)
+    return metrics
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    """Round trip of input crystals; one CIF each plus one extxyz with all, and per-crystal verdicts."""
-    from nesf.io.writers import staged_folder, write_json
-    from nesf.metrics.verdicts import format_verdicts, matched_line, write_verdicts_csv
+    """Round trip of input crystals; one CIF each plus one extxyz with all, and per-crystal verdicts, chunk by chunk."""
+    from nesf.cli.roundtrip import OutputWriter, run_round_trips
+    from nesf.io.writers import safe_filename
 
-    check_outputs(args)
-    model = load_model(args)
-    crystals, skipped = read_inputs(args.inputs, args.conventional, args.skip_invalid)
-    crystals, unencodable = encodable(model, crystals, args.skip_invalid)
-    skipped += unencodable
-    prepared = model.prepare(crystals)
-    metrics, pred, verdicts = _round_trip(model, prepared, args, strict=args.strict)
-    print(format_verdicts(verdicts))
-    if not args.no_match:
-        print(matched_line(verdicts))
-    for line in skipped:
-        print(f"skipped: {line}")
-    with staged_folder(args.out, overwrite=args.overwrite) as tmp:
-        write_structures(tmp, pred)
-    if args.csv:
-        write_verdicts_csv(args.csv, verdicts)
-    if args.html:
-        from nesf.viz.html_report import write_html_report
+    if args.resume and Path(args.out).exists() and not Path(args.out + ".partial").exists():
+        from nesf.errors import OutputError
 
-        title = f"{args.model}: reconstruction of {', '.join(args.inputs)}"
-        write_html_report(args.html, verdicts, list(zip(prepared, pred)), title=title, summary=metrics)
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "model": str(args.model),
-                "inputs": list(args.inputs),
-                "setting": "input",
-                "n_matched": sum(1 for v in verdicts if v.matched),
-                **metrics,
-                "structures": [v.to_dict() for v in verdicts],
-                "skipped": skipped,
-            },
-        )
-    print(f"wrote {len(pred)} reconstructed crystal(s) to {args.out} (CIFs and all.extxyz, in the inputs' cells)")
+        raise OutputError(f"{args.out}: nothing to resume: the output is complete")
+    model = _start(args, args.out)
+    if model is None:
+        from nesf.io.stream import relaunch_with_jobs
+
+        return relaunch_with_jobs(args.argv, args.jobs)
+    args.seed, args.resettle = 0, False
+    title = f"{args.model}: reconstruction of {', '.join(args.inputs)}"
+
+    class Writer(OutputWriter):
+        def __init__(self, tmp: Path) -> None:
+            super().__init__(tmp)
+            tmp.mkdir(parents=True)
+            self.extxyz = open(tmp / "all.extxyz", "w")  # noqa: SIM115
+            self.seen: dict[str, int] = {}
+            self.paths = {name: _side_path(getattr(args, name), args.out, tmp) for name in ("json", "csv")}
+            self.records = _Records(args, self.paths["csv"], self.paths["json"])
+
+        def add(self, shard: dict) -> None:
+            for rec, cif, xyz in zip(shard["records"], shard["cif"], shard["xyz"]):
+                name = safe_filename(rec["id"])
+                self.seen[name] = self.seen.get(name, 0) + 1
+                if self.seen[name] > 1:
+                    name = f"{name}-{self.seen[name]}"
+                (self.tmp / f"{name}.cif").write_text(cif)
+                self.extxyz.write(xyz)
+            self.records.add(shard)
+
+        def finish(self, merged) -> None:  # noqa: ANN001
+            self.extxyz.close()
+            payload = {"model": str(args.model), "inputs": list(args.inputs), "setting": "input"}
+            payload.update(n_matched=merged.n_matched, **_metrics(merged, model), skipped=merged.skipped)
+            self.records.close(payload, merged, title)
+            for name, path in self.paths.items():
+                if path is not None:
+                    os.replace(path, getattr(args, name))
+
+    merged = run_round_trips(model, args, args.inputs, args.out, _run_manifest(model, args, "reconstruct"), Writer)
+    if merged is None:
+        return 0
+    _print_summary(merged, args)
+    print(f"wrote {merged.n} reconstructed crystal(s) to {args.out} (CIFs and all.extxyz, in the inputs' cells)")
     return 0

@@ -152,8 +152,8 @@ SETTING_NOTES = {
 }
 
 
-def write_cif(path: str | Path, crystal: Crystal) -> Path:
-    """Write one crystal as a CIF file (pymatgen ``CifWriter``), atomically.
+def cif_text(crystal: Crystal) -> str:
+    """One crystal as CIF text (pymatgen ``CifWriter``).
 
     A crystal whose ``info["setting"]`` is known gets a comment line saying which cell and
     origin it is written in.
@@ -164,15 +164,30 @@ def write_cif(path: str | Path, crystal: Crystal) -> Path:
     setting = crystal.info.get("setting")
     if setting in SETTING_NOTES:
         text = f"# nesf setting: {setting} ({SETTING_NOTES[setting]})\n" + text
+    return text
+
+
+def write_cif(path: str | Path, crystal: Crystal) -> Path:
+    """Write one crystal as a CIF file (:func:`cif_text`), atomically."""
+    text = cif_text(crystal)
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def extxyz_text(crystals: Sequence[Crystal]) -> str:
+    """Crystals as extended-XYZ text (``material_id`` in each frame)."""
+    import io
+
+    import ase.io
+
+    buffer = io.StringIO()
+    ase.io.write(buffer, [c.to_ase() for c in crystals], format="extxyz")
+    return buffer.getvalue()
 
 
 def write_extxyz(path: str | Path, crystals: Sequence[Crystal]) -> Path:
     """Write crystals as one extended-XYZ file (``material_id`` in each frame), atomically."""
-    import ase.io
-
-    frames = [c.to_ase() for c in crystals]
-    return atomic_write(path, lambda p: ase.io.write(str(p), frames, format="extxyz"))
+    text = extxyz_text(crystals)
+    return atomic_write(path, lambda p: p.write_text(text))
 
 
 def safe_filename(name: str) -> str:

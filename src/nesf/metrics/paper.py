@@ -99,36 +99,10 @@ def paper_metrics(true: Sequence[Crystal], pred: Sequence[Crystal], frame: str |
       ``species_error_detected_pct``: share of detected atoms whose nearest true atom differs.
     * ``lattice_length_mae`` (A) and ``lattice_angle_mae_deg`` (degrees).
     """
+    from nesf.metrics.accumulate import crystal_stats, paper_from_stats
+
     if len(true) != len(pred):
         raise ValueError(f"{len(true)} true crystals but {len(pred)} reconstructions")
     if not true:
         raise ValueError("no crystals to evaluate")
-    dists = pairwise_distances(true, pred, frame)
-    count_wrong = 0
-    pos_act, pos_det, spec_act_miss, spec_det_miss = [], [], 0, 0
-    n_true_atoms, n_det_atoms = 0, 0
-    for t, p, d in zip(true, pred, dists):
-        count_wrong += int(t.n_atoms != p.n_atoms)
-        n_true_atoms += t.n_atoms
-        n_det_atoms += p.n_atoms
-        if p.n_atoms == 0:
-            spec_act_miss += t.n_atoms
-            continue
-        j = d.argmin(axis=1)
-        pos_act.append(d[np.arange(t.n_atoms), j])
-        spec_act_miss += int(np.sum(p.numbers[j] != t.numbers))
-        i = d.argmin(axis=0)
-        pos_det.append(d[i, np.arange(p.n_atoms)])
-        spec_det_miss += int(np.sum(t.numbers[i] != p.numbers))
-    tl = np.stack([t.lattice_params for t in true])
-    pl = np.stack([p.lattice_params for p in pred])
-    return {
-        "n_structures": len(true),
-        "atom_count_error_pct": 100.0 * count_wrong / len(true),
-        "position_error_actual": float(np.concatenate(pos_act).mean()) if pos_act else float("nan"),
-        "position_error_detected": float(np.concatenate(pos_det).mean()) if pos_det else float("nan"),
-        "species_error_actual_pct": 100.0 * spec_act_miss / max(n_true_atoms, 1),
-        "species_error_detected_pct": 100.0 * spec_det_miss / n_det_atoms if n_det_atoms else float("nan"),
-        "lattice_length_mae": float(np.abs(tl[:, :3] - pl[:, :3]).mean()),
-        "lattice_angle_mae_deg": float(np.degrees(np.abs(tl[:, 3:] - pl[:, 3:])).mean()),
-    }
+    return paper_from_stats(crystal_stats(true, pred, frame).sum(axis=0), len(true))

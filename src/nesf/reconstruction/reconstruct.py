@@ -190,6 +190,15 @@ def vote_species(
         return torch.zeros(0, dtype=torch.long, device=atoms.device)
     offsets = species_offsets(s.species_grid, s.species_spacing, atoms.dtype, atoms.device)  # [G, 3]
     g = offsets.shape[0]
+    if hasattr(field, "species_logits_flat"):  # neural fields take flat points: no padding work
+        pts = (atoms.unsqueeze(1) + offsets).reshape(-1, 3)  # [A * G, 3]
+        crystal = owner.repeat_interleave(g)
+        if field.frame.periodic:
+            pts = field.geometry.wrap_flat(pts, crystal)
+        votes = field.species_logits_flat(pts, crystal).argmax(dim=-1).reshape(-1, g)  # [A, G]
+        tally = torch.zeros(atoms.shape[0], field.n_species, dtype=torch.int32, device=atoms.device)
+        tally.scatter_add_(1, votes, torch.ones_like(votes, dtype=torch.int32))
+        return tally.argmax(dim=-1)
     padded, rows, cols = to_padded(atoms, owner, batch_size)  # [B, Amax, 3]
     b, amax, _ = padded.shape
     pts = (padded.unsqueeze(2) + offsets).reshape(b, amax * g, 3)
