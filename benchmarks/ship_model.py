@@ -74,7 +74,12 @@ def prior_lines(name: str, model) -> list[str]:  # noqa: ANN001
         f"Latent prior (`weights/priors/{name}.pt`, {path.stat().st_size / 1e6:.1f} MB): flow matching over "
         f"{prior.cfg.components} principal components of the codes of {card.get('n_crystals')} training crystals "
         f"({card.get('epochs')} epochs, final loss {card.get('final_loss', float('nan')):.4f}); "
-        f"`nesf sample --model {name} --n N --out DIR`. Command: `{card.get('command', '')}`.",
+        f"`nesf sample --model {name} --n N --out DIR`. Command: `{card.get('command', '')}`."
+        + (
+            f" Default sampling temperature {prior.cfg.temperature:g} ({card['temperature_evidence']})."
+            if card.get("temperature_evidence")
+            else ""
+        ),
     ]
 
 

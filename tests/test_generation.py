@@ -205,3 +205,15 @@ def test_fingerprints_in_two_processes_are_the_same_as_in_one():
     one, two = fingerprints(crystals, progress=False), fingerprints(crystals, progress=False, jobs=2)
     assert np.array_equal(one.struct, two.struct, equal_nan=True)
     assert np.array_equal(one.comp, two.comp, equal_nan=True)
+
+
+def test_a_prior_samples_at_its_recorded_temperature_unless_told_otherwise():
+    import torch
+
+    from nesf.generation.prior import PriorConfig, fit_prior
+
+    z = torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
+    prior, _ = fit_prior(z, PriorConfig(latent_dim=6, epochs=2, hidden=16, layers=1, temperature=0.5), seed=0)
+    assert prior.cfg.temperature == 0.5
+    assert torch.equal(prior.sample(5, seed=1), prior.sample(5, seed=1, temperature=0.5))
+    assert not torch.equal(prior.sample(5, seed=1), prior.sample(5, seed=1, temperature=1.0))

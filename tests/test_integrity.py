@@ -80,3 +80,18 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path):
     keep.write_text("not ours")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and keep.exists()
+
+
+def test_the_registry_names_each_kind_as_its_module_does():
+    import importlib
+
+    from nesf.design import evaluator, head
+    from nesf.generation import prior
+    from nesf.registry import ARTEFACT_LOADERS, VOXEL_KIND
+    from nesf.voxel import train
+
+    assert VOXEL_KIND == train.KIND
+    assert set(ARTEFACT_LOADERS) == {prior.KIND, head.KIND, evaluator.KIND}
+    for target in ARTEFACT_LOADERS.values():
+        module, name = target.split(":")
+        assert callable(getattr(importlib.import_module(module), name))

@@ -388,3 +388,20 @@ def test_query_sampler_names_the_atom_each_local_query_was_drawn_around(classic,
         assert bool(batch.mask[index, atom].all())
         distance = (points - batch.cart[index, atom]).norm(dim=1)
         assert float(distance.max()) < 1.0  # drawn around that atom, not another
+
+
+def test_latent_adam_updates_exactly_as_torch_adam():
+    from nesf.encoding.refine import LatentAdam
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 24, generator=gen).requires_grad_(True)
+    b = a.detach().clone().requires_grad_(True)
+    opt, mine = torch.optim.Adam([a], lr=0.1), LatentAdam(b)
+    for k in range(20):
+        grad = torch.randn(8, 24, generator=gen)
+        for group in opt.param_groups:
+            group["lr"] = 0.1 * (1 - k / 20)
+        a.grad = grad.clone()
+        opt.step()
+        mine.step(grad, 0.1 * (1 - k / 20))
+    assert torch.equal(a, b) and not torch.equal(b, torch.zeros_like(b))

@@ -8,6 +8,7 @@ the voxel-autoencoder baseline (``"voxel"``) or a latent prior (``"latent-prior"
 
 from __future__ import annotations
 
+import importlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,18 @@ def checkpoint_kind(path: str | Path) -> str:
     return str(load_checkpoint(resolve_model_path(path), map_location="cpu").get("kind", "nesf"))
 
 
+#: The ``"kind"`` of voxel-autoencoder checkpoints (``nesf.voxel.train.KIND``).
+VOXEL_KIND = "voxel"
+
+#: Loader (``"module:function"``, called as ``function(checkpoint, source=...)``) of each kind of
+#: artefact that is not an autoencoder; modules are imported only when their kind is loaded.
+ARTEFACT_LOADERS = {
+    "latent-prior": "nesf.generation.prior:prior_from_checkpoint",
+    "property_head": "nesf.design.head:head_from_checkpoint",
+    "property_evaluator": "nesf.design.evaluator:evaluator_from_checkpoint",
+}
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu", priors: bool = True) -> Any:
     """Load a checkpoint (path or shipped model name) as the object of its kind.
 
@@ -80,25 +93,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", priors: boo
         CheckpointError: missing, corrupted, foreign or inconsistent file, or one of a kind not asked for.
     """
     from nesf.api import NeSF
-    from nesf.design.evaluator import KIND as EVALUATOR
-    from nesf.design.head import KIND as HEAD
-    from nesf.generation.prior import KIND as PRIOR
-    from nesf.generation.prior import prior_from_checkpoint
     from nesf.training.checkpoint import load_checkpoint
-    from nesf.voxel.api import VoxelAutoencoder
-    from nesf.voxel.train import KIND as VOXEL
 
     resolved = resolve_model_path(path)
     ck = load_checkpoint(resolved, map_location="cpu")
     kind = ck.get("kind", "nesf")
-    if kind == VOXEL:
-        return VoxelAutoencoder.from_checkpoint(ck, device=device, source=str(resolved))
-    if kind == PRIOR and priors:
-        return prior_from_checkpoint(ck, source=str(resolved))
-    if kind in (HEAD, EVALUATOR) and priors:  # property heads and their evaluators (nesf.design)
-        from nesf.design.evaluator import evaluator_from_checkpoint
-        from nesf.design.head import head_from_checkpoint
+    if kind == VOXEL_KIND:
+        from nesf.voxel.api import VoxelAutoencoder
 
-        loader = head_from_checkpoint if kind == HEAD else evaluator_from_checkpoint
-        return loader(ck, source=str(resolved))
+        return VoxelAutoencoder.from_checkpoint(ck, device=device, source=str(resolved))
+    if kind in ARTEFACT_LOADERS and priors:  # latent priors, property heads and their evaluators
+        module, name = ARTEFACT_LOADERS[kind].split(":")
+        return getattr(importlib.import_module(module), name)(ck, source=str(resolved))
     return NeSF.from_checkpoint(ck, device=device, source=str(resolved))  # refuses the kinds it is not

@@ -41,6 +41,13 @@ def add_fit_prior(sub: argparse._SubParsersAction) -> None:
         help="model the codes' leading principal components keeping this share of their variance "
         "(default 0.999; 1: every direction)",
     )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=1.0,
+        help="the sampling temperature the prior records as its default (default 1: the fitted flow); "
+        "choose it on validation data, e.g. with benchmarks/generation_study.py",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_fit_prior)
 
@@ -71,9 +78,9 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--temperature",
         type=positive_float,
-        default=1.0,
-        help="scale of the prior's starting noise (default 1: the fitted distribution; below 1: more typical, "
-        "less diverse crystals)",
+        default=None,
+        help="scale of the prior's starting noise (1: the fitted distribution; below 1: more typical, less "
+        "diverse crystals; default: the prior's own, chosen on validation data: 0.85 for mp's, 1 for the others)",
     )
     from nesf.cli.design import add_conditional_options
     from nesf.cli.relax import add_sample_relax_options
@@ -126,7 +133,9 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         model = model.with_refinement(steps=0)
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
-    cfg = PriorConfig(latent_dim=z.shape[1], epochs=args.epochs, variance_kept=args.variance_kept)
+    cfg = PriorConfig(
+        latent_dim=z.shape[1], epochs=args.epochs, variance_kept=args.variance_kept, temperature=args.temperature
+    )
     prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
     card = {
         "model": str(args.model),
@@ -166,6 +175,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_outputs(args)
     check_sample_relax(args)
     model = load_model(args)
+    if args.temperature is None and hasattr(model, "prior"):
+        args.temperature = float(model.prior(args.prior).cfg.temperature)
     if args.head is not None:  # conditional sampling: codes kept near a target by a property head
         from nesf.cli.design import sample_conditional
 

@@ -73,13 +73,43 @@ class CheckedEncoder:
                 chunk = crystals[start : start + step]
                 batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
                 z0, _, _ = self.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
-                z = refine_latents(self.model, batch, z0, self.train_cfg, r, self.bbox)
-                if checked:
-                    z, chunk_decoded = self._restart(chunk, z0, z, counts)
+                if checked and r.check_encoder:
+                    z, chunk_decoded = self._encoder_first(chunk, z0, counts)
                     decoded.extend(chunk_decoded)
+                else:
+                    z = refine_latents(self.model, batch, z0, self.train_cfg, r, self.bbox)
+                    if checked:
+                        z, chunk_decoded = self._restart(chunk, z0, z, counts)
+                        decoded.extend(chunk_decoded)
                 codes.append(z)
                 bar.update(len(chunk))
         return torch.cat(codes), (decoded if checked else None), counts
+
+    def _encoder_first(
+        self, crystals: Sequence[Crystal], z0: torch.Tensor, counts: dict[str, int]
+    ) -> tuple[torch.Tensor, list[Crystal]]:
+        """Encoder codes ``z0 [B, D]`` decoded first; only those whose crystal misses its composition are refined.
+
+        The crystals whose encoder code already decodes to their input's composition keep it
+        (``counts["encoder_kept"]``); the others are refined and checked as without this step.
+        Each crystal's code depends on that crystal alone, so the subset changes nothing else.
+
+        Returns:
+            The checked codes ``[B, D]`` and their decoded crystals.
+        """
+        decoded = self.decode(z0, ids=[c.id for c in crystals])
+        todo = [i for i, (c, d) in enumerate(zip(crystals, decoded)) if composition(d) != composition(c)]
+        counts["encoder_kept"] = counts.get("encoder_kept", 0) + len(crystals) - len(todo)
+        z = z0.clone()
+        if todo:
+            sub = [crystals[i] for i in todo]
+            batch = CrystalBatch.from_crystals(sub, self.vocab).to(self.device)
+            zr = refine_latents(self.model, batch, z0[todo], self.train_cfg, self.refinement, self.bbox)
+            zr, dr = self._restart(sub, z0[todo], zr, counts)
+            z[todo] = zr
+            for j, i in enumerate(todo):
+                decoded[i] = dr[j]
+        return z, decoded
 
     def _restart(
         self, crystals: Sequence[Crystal], z0: torch.Tensor, z: torch.Tensor, counts: dict[str, int]
@@ -114,6 +144,7 @@ class CheckedEncoder:
         z = z.clone()
         # how far each kept crystal is from its input's composition
         off = {i: composition_distance(composition(decoded[i]), want[i]) for i in todo}
+        stale = dict.fromkeys(todo, 0)  # restarts in a row that came no closer
         # the input atoms each crystal's decodes have missed so far (their queries weigh more)
         weigh = r.missed_atom_weight != 1
         missed = {}
@@ -135,13 +166,14 @@ class CheckedEncoder:
             still = []
             for j, i in enumerate(todo):
                 distance = composition_distance(composition(dk[j]), want[i])
+                stale[i] = 0 if distance < off[i] else stale[i] + 1
                 if distance < off[i]:  # the closest so far (the first of equally close ones stays)
                     z[i], decoded[i], off[i] = zk[j], dk[j], distance
                 if weigh:
                     missed[i] |= missed_now[j]
                 if distance == (0, 0):
                     counts["recovered"] += 1
-                else:
+                elif not r.restart_patience or stale[i] < r.restart_patience:
                     still.append(i)
             todo = still
         return z, decoded

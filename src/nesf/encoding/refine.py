@@ -61,6 +61,12 @@ class RefineSettings:
         restart_from: where each restart starts: ``"closest"``, the code kept so far (the one
             whose crystal comes closest to the input's composition), or ``"encoder"``, the
             encoder's code.
+        check_encoder: checked refinement: first decode the encoder's own code; a crystal whose
+            decode already has its input's composition keeps that code and is neither refined nor
+            restarted (only the others are). False: every code is refined first.
+        restart_patience: a crystal stops restarting after this many restarts in a row that did
+            not bring its decoded composition closer to its input's (0: it takes all
+            ``restarts``). Bounds the work spent on crystals a model cannot represent.
     """
 
     steps: int = 30
@@ -76,6 +82,8 @@ class RefineSettings:
     restart_position_weight: float = 4.0
     missed_atom_weight: float = 20.0
     restart_from: str = "closest"
+    check_encoder: bool = False
+    restart_patience: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -90,6 +98,8 @@ class RefineSettings:
             raise ValueError(f"missed_atom_weight must be at least 1, got {self.missed_atom_weight}")
         if self.restart_from not in ("closest", "encoder"):
             raise ValueError(f"restart_from must be 'closest' or 'encoder', got {self.restart_from!r}")
+        if self.restart_patience < 0:
+            raise ValueError(f"restart_patience must not be negative, got {self.restart_patience}")
         if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
             raise ValueError("restarts must not be negative, and each restart needs at least one step of positive size")
 
@@ -102,6 +112,7 @@ class RefineSettings:
             seed=self.seed + k,
             restarts=0,
             position_weight=self.restart_position_weight,
+            check_encoder=False,
         )
 
     def to_dict(self) -> dict:
@@ -110,7 +121,7 @@ class RefineSettings:
 
 
 #: The plain encoder (no refinement): what the paper does, and what latent priors are fitted to.
-NO_REFINEMENT = RefineSettings(steps=0, restarts=0)
+NO_REFINEMENT = RefineSettings(steps=0, restarts=0, check_encoder=False)
 
 
 def refine_latents(
@@ -150,11 +161,10 @@ def refine_latents(
     w_length = cfg.w_length * settings.lattice_weight
     w_angle = cfg.w_angle * settings.lattice_weight
     z = z0.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=settings.lr)
+    adam = LatentAdam(z)
     with torch.enable_grad():
         for step in range(settings.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr * 0.5 * (1.0 + math.cos(math.pi * step / settings.steps))
+            lr = settings.lr * 0.5 * (1.0 + math.cos(math.pi * step / settings.steps))
             s = sampler.sample(batch, generator)
             pos = model.position_field(model.position_decoder.latent_part(z), s.pos_points, s.pos_index, inverse)
             logits = model.species_field(model.species_decoder.latent_part(z), s.spec_points, s.spec_index, inverse)
@@ -172,9 +182,35 @@ def refine_latents(
                 + w_length * (lattice[:, :3] - lattice_true[:, :3]).pow(2).mean(dim=1)
                 + w_angle * (lattice[:, 3:] - lattice_true[:, 3:]).pow(2).mean(dim=1)
             ).sum()
-            (z.grad,) = torch.autograd.grad(loss, [z])
-            optimizer.step()
+            (grad,) = torch.autograd.grad(loss, [z])
+            adam.step(grad, lr)
     return z.detach()
+
+
+class LatentAdam:
+    """Adam (betas 0.9 / 0.999, eps 1e-8, no weight decay) on one tensor, step by step.
+
+    The same arithmetic as ``torch.optim.Adam``'s single-tensor update, so codes come out the
+    same; written out because constructing a ``torch.optim`` optimiser first imports
+    ``torch._dynamo``, which costs a one-crystal command seconds of start-up.
+    """
+
+    def __init__(self, param: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.param, self.betas, self.eps = param, betas, eps
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor, lr: float) -> None:
+        """One update of the tensor with gradient ``grad`` and step size ``lr``."""
+        beta1, beta2 = self.betas
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = lr / (1 - beta1**self.steps)
+        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(self.eps)
+        self.param.addcdiv_(self.exp_avg, denom, value=-step_size)
 
 
 def _query_weights(

@@ -48,6 +48,8 @@ class PriorConfig:
         variance_kept: share of the codes' variance the modelled principal components keep
             (1.0: every direction).
         components: number of modelled principal components (set by :func:`fit_prior`).
+        temperature: the scale of the starting noise when a sampler is not given one (1: the
+            fitted flow; a shipped prior may carry the value chosen on validation data).
     """
 
     latent_dim: int
@@ -60,6 +62,7 @@ class PriorConfig:
     steps: int = 64
     variance_kept: float = 0.999
     components: int | None = None
+    temperature: float = 1.0
 
 
 class LatentPrior(nn.Module):
@@ -122,7 +125,7 @@ class LatentPrior(nn.Module):
         return ((self.velocity(xt, t) - (x1 - x0)) ** 2).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, steps: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample(self, n: int, seed: int = 0, steps: int | None = None, temperature: float | None = None) -> torch.Tensor:
         """``n`` latent codes ``[n, D]`` (Heun integration of the flow from seeded noise).
 
         Args:
@@ -130,8 +133,10 @@ class LatentPrior(nn.Module):
             seed: seed of the noise.
             steps: integration steps (default: the configuration's).
             temperature: scale of the starting noise; below 1 trades diversity for codes
-                closer to the well-populated parts of the latent space (1: the fitted flow).
+                closer to the well-populated parts of the latent space (1: the fitted flow;
+                default: the prior's own, :attr:`PriorConfig.temperature`).
         """
+        temperature = self.cfg.temperature if temperature is None else temperature
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         steps = steps or self.cfg.steps

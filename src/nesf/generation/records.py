@@ -48,8 +48,7 @@ def format_samples(records: Sequence[dict], limit: int | None = 25) -> str:
     shown = list(records if limit is None else records[:limit])
     header = ("id", "formula", "atoms", f"space group ({SAMPLE_SYMPREC:g} A)", "valid")
     rows = [
-        (r["id"], r["formula"], str(r["n_atoms"]), r["spacegroup"] or "-", "yes" if r["valid"] else "NO")
-        for r in shown
+        (r["id"], r["formula"], str(r["n_atoms"]), r["spacegroup"] or "-", "yes" if r["valid"] else "NO") for r in shown
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(f"{h:<{w}}" for h, w in zip(header, widths)).rstrip()]

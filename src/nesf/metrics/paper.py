@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from nesf.data.crystal import Crystal
 from nesf.fields.frame import Frame, get_frame
@@ -81,7 +80,7 @@ def missed_atoms(
         cost = np.where(other, np.inf, dist)
         missed = np.ones(t.n_atoms, dtype=bool)
         if p.n_atoms:
-            rows, cols = linear_sum_assignment(np.where(np.isinf(cost), 1e6, cost))
+            rows, cols = _assignment()(np.where(np.isinf(cost), 1e6, cost))
             missed[rows[cost[rows, cols] <= tol]] = False
         out.append(missed)
     return out
@@ -106,3 +105,10 @@ def paper_metrics(true: Sequence[Crystal], pred: Sequence[Crystal], frame: str |
     if not true:
         raise ValueError("no crystals to evaluate")
     return paper_from_stats(crystal_stats(true, pred, frame).sum(axis=0), len(true))
+
+
+def _assignment():  # noqa: ANN202
+    """The ``linear_sum_assignment`` of scipy, imported when first needed (scipy.optimize costs start-up)."""
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment
