@@ -125,6 +125,13 @@ def write_cards() -> None:
                 else "as given: results hold for the origin and axes conventions of the training data",
             ),
             ("domain", model.domain.describe() if model.domain is not None else None),
+            (
+                "decoding defaults",
+                ", ".join(f"{k}={v}" for k, v in model.info.get("decoding", {}).items())
+                + f" ({card['decoding_evidence']})"
+                if model.info.get("decoding")
+                else None,
+            ),
             ("machine", card.get("machine")),
             ("date", card.get("date")),
         ]

@@ -95,3 +95,21 @@ def test_the_registry_names_each_kind_as_its_module_does():
     for target in ARTEFACT_LOADERS.values():
         module, name = target.split(":")
         assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_a_checkpoints_decoding_record_sets_its_defaults_and_not_its_identity(tmp_path):
+    from nesf.api import NeSF
+    from nesf.registry import resolve_model_path
+
+    ck = load_checkpoint(resolve_model_path("perov_5"))
+    payload = {k: v for k, v in ck.items() if k not in ("sha256", "file_sha256", "format", "format_version")}
+    plain = NeSF.load("perov_5")
+    assert plain.settings.symmetrize is False
+    save_checkpoint(tmp_path / "sym.pt", {**payload, "decoding": {"symmetrize": True, "polish_steps": 1}})
+    model = NeSF.load(tmp_path / "sym.pt")
+    assert model.settings.symmetrize is True and model.settings.polish_steps == 1
+    assert model.info["sha256"] == plain.info["sha256"]  # priors and heads still belong to it
+    assert model.with_settings(symmetrize=False).settings.symmetrize is False
+    save_checkpoint(tmp_path / "bad.pt", {**payload, "decoding": {"symmetrise": True}})
+    with pytest.raises(CheckpointError, match="unknown settings: symmetrise"):
+        NeSF.load(tmp_path / "bad.pt")

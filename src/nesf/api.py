@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,34 @@ from nesf.training.loop import prepare_crystals
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
 #: tolerances suited to a network's small residual wobble around an atom, and each detected atom
 #: polished twice on shells of field queries (on validation data: mp RMSE 0.041 -> 0.029, perov_5
-#: 0.0128 -> 0.0060, match rates unchanged; benchmarks/precision.py). Symmetrisation stays an
-#: option (``with_settings(symmetrize=True)``): it moved perov_5's atoms off their distorted sites.
+#: 0.0128 -> 0.0060, match rates unchanged; benchmarks/precision.py). Symmetrisation is a model's
+#: own default where validation data showed it to help (its checkpoint's ``decoding`` record: mp
+#: and lim_l6), else an option (``with_settings(symmetrize=True)``): it moved perov_5's atoms off
+#: their distorted sites.
 #: Species are voted on 3^3 points around each atom instead of the paper's 6^3: on 200 mp
 #: validation crystals (one-pass codes) the same species error and match rate, the decode 2.3x
 #: faster (benchmarks/RESULTS.md, "species vote grid").
 NEURAL_SETTINGS = ReconstructionSettings(converge_tol=1e-3, merge_tol=0.01, polish_steps=2, species_grid=3)
+
+
+def _decoding_settings(decoding: Any, source: str) -> ReconstructionSettings:
+    """:data:`NEURAL_SETTINGS` with a checkpoint's own decoding defaults (its ``"decoding"`` record).
+
+    A shipped model records there what validation data showed to help it (``symmetrize`` for
+    ``mp`` and ``lim_l6``); the command line's and :meth:`NeSF.with_settings`' choices still win.
+    """
+    if not decoding:
+        return NEURAL_SETTINGS
+    if not isinstance(decoding, dict):
+        raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable decoding record")
+    known = {f.name for f in fields(ReconstructionSettings)}
+    unknown = sorted(set(decoding) - known)
+    if unknown:
+        raise CheckpointError(f"{source}: the decoding record names unknown settings: {', '.join(unknown)}")
+    try:
+        return replace(NEURAL_SETTINGS, **decoding)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: inconsistent decoding record: {exc}") from None
 
 
 def _as_crystals(structures: Any) -> list[Crystal]:
@@ -141,7 +163,10 @@ class NeSF:
             train_cfg = config_from_dict(TrainConfig, ck["train_config"]) if ck.get("train_config") else None
         except (TypeError, ValueError):
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable training settings") from None
-        out = cls(model, vocab, None if bbox is None else np.asarray(bbox), device=device, train_cfg=train_cfg)
+        settings = _decoding_settings(ck.get("decoding"), source)
+        out = cls(
+            model, vocab, None if bbox is None else np.asarray(bbox), settings, device=device, train_cfg=train_cfg
+        )
         domain = ck.get("domain")
         if isinstance(domain, dict):
             try:
@@ -154,6 +179,7 @@ class NeSF:
             "nesf_version": ck.get("nesf_version"),
             "sha256": ck.get("sha256"),
             "card": dict(ck.get("model_card") or {}),
+            "decoding": dict(ck.get("decoding") or {}),
         }
         return out
 
