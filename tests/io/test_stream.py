@@ -160,3 +160,39 @@ def test_two_processes_evaluate_like_one(many, tmp_path):
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     assert out["two"].read_text() == out["one"].read_text()
+
+
+def test_a_killed_sample_resumes_to_exactly_the_uninterrupted_samples(tmp_path):
+    def args(name: str, *extra: str) -> list[str]:
+        out = tmp_path / name
+        return [
+            "sample",
+            "--model",
+            "perov_5",
+            "--n",
+            "64",
+            "--out",
+            str(out),
+            "--chunk-size",
+            "8",
+            "--grid",
+            "0",
+            "--threads",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+
+    assert main(args("ref")) == 0
+    partial = tmp_path / "cut.partial"
+    proc = _run(args("cut"))
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert partial.is_dir() and not (tmp_path / "cut").exists(), "the run was not stopped partway"
+    assert main(args("cut")) == 2  # a half-done run is neither restarted nor overwritten
+    assert main(args("cut", "--resume")) == 0
+    assert _folder(tmp_path / "cut") == _folder(tmp_path / "ref")
+    assert json.loads((tmp_path / "ref" / "summary.json").read_text())["n_requested"] == 64

@@ -11,13 +11,13 @@ from nesf.cli.common import (
     HTML_HELP,
     MAX_ATOMS_HELP,
     add_model_options,
+    add_stream_options,
     check_outputs,
     load_model,
     non_negative_int,
     positive_float,
     seed_everything,
     set_threads,
-    write_structures,
 )
 
 
@@ -87,6 +87,7 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
 
     add_conditional_options(p)
     add_sample_relax_options(p)
+    add_stream_options(p)
     p.set_defaults(func=cmd_sample)
 
 
@@ -168,64 +169,184 @@ def _prior_description(model, prior: str | None) -> str:  # noqa: ANN001
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """New crystals from the latent space: codes drawn from a prior, decoded, written as CIFs and extxyz."""
-    from nesf.cli.relax import check_sample_relax, relax_samples
-    from nesf.io.writers import staged_folder, write_json
+    """New crystals from the latent space: codes drawn from a prior, decoded chunk by chunk, written as they come."""
+    from nesf.cli.relax import check_sample_relax
+    from nesf.io.stream import process_rank, relaunch_with_jobs
 
-    check_outputs(args)
+    if args.jobs > 1 and process_rank()[1] == 1:
+        if args.head is not None:
+            raise ValueError("--jobs: conditional sampling (--property) runs in one process")
+        return relaunch_with_jobs(args.argv, args.jobs)
+    if not args.resume:
+        check_outputs(args)
     check_sample_relax(args)
     model = load_model(args)
     if args.temperature is None and hasattr(model, "prior"):
         args.temperature = float(model.prior(args.prior).cfg.temperature)
     if args.head is not None:  # conditional sampling: codes kept near a target by a property head
+        if args.resume:
+            raise ValueError("--resume: conditional sampling (--property) does not save chunks; run it again")
         from nesf.cli.design import sample_conditional
 
         return sample_conditional(args, model)
-    crystals = model.sample_crystals(
-        args.n, seed=args.seed, prior=args.prior, progress=not args.quiet, temperature=args.temperature
-    )
-    decoded = [c for c in crystals if c.n_atoms]
-    failed = [c.id for c in crystals if not c.n_atoms]
-    from nesf.generation.records import format_samples, sample_records
+    return _sample_in_chunks(args, model)
 
-    records = sample_records(decoded)
-    with staged_folder(args.out, overwrite=args.overwrite) as tmp:
-        relaxed = relax_samples(args, decoded, tmp)  # nothing without --relax
-        if decoded:
-            write_structures(tmp, decoded)
-            if args.grid:
-                from nesf.viz.plots import plot_grid
 
-                shown = decoded[: args.grid]
-                plot_grid(shown, tmp / "samples.png", title=f"{len(shown)} of {len(decoded)} sampled crystals")
-        write_json(
-            tmp / "summary.json",
-            {
-                "model": str(args.model),
-                "prior": _prior_description(model, args.prior),
-                "seed": args.seed,
-                "temperature": args.temperature,
-                "n_requested": args.n,
-                "n_decoded": len(decoded),
-                "n_failed": len(failed),
-                "failed": failed,
-                "samples": records,
-                "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
-                **relaxed,
-            },
-        )
-    if args.html and decoded:
-        from nesf.viz.html_report import write_html_report
+def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
+    """Draw every code (cheap), decode them chunk by chunk (saved as done, resumable), then write the outputs."""
+    import json
 
-        title = f"{len(decoded)} crystals sampled from {args.model}"
-        write_html_report(args.html, records, [(None, c) for c in decoded], title=title)
-    if records:
-        print(format_samples(records))
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from nesf.cli.roundtrip import read_shard
+    from nesf.generation.records import sample_records
+    from nesf.io.stream import ChunkedRun
+    from nesf.io.writers import cif_text, extxyz_text
+
+    if args.n < 1:
+        raise ValueError(f"the number of crystals to sample must be at least 1, got {args.n}")
+    z = model.prior(args.prior).sample(args.n, seed=args.seed, temperature=args.temperature)
+    manifest = {
+        "command": "sample",
+        "model": str(args.model),
+        "model_sha256": str(model.info.get("sha256") or ""),
+        "prior": _prior_description(model, args.prior),
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "n": args.n,
+        "settings": model.settings.to_dict() if hasattr(model, "settings") else None,
+        "codes_sha256": _digest(z),
+    }
+    run = ChunkedRun(args.out, manifest, resume=args.resume, chunk_size=args.chunk_size)
+    show = not args.quiet and run.rank == 0
+    initial = min(args.n, run.resumed_chunks * run.chunk_size)
+    with tqdm(total=args.n, initial=initial, desc="decode", unit="crystal", disable=not show) as bar:
+        for k, chunk in run.chunks(range(args.n)):
+            crystals = model.decode_crystals(z[chunk], ids=[f"sample-{i:05d}" for i in chunk])
+            decoded = [c for c in crystals if c.n_atoms]
+            run.save(
+                k,
+                records=np.array([json.dumps(r) for r in sample_records(decoded)], dtype=str),
+                cif=np.array([cif_text(c) for c in decoded], dtype=str),
+                xyz=np.array([extxyz_text([c]) for c in decoded], dtype=str),
+                failed=np.array([c.id for c in crystals if not c.n_atoms], dtype=str),
+            )
+            bar.update(min(len(chunk) * run.world, args.n - bar.n))
+    done: dict = {}
+
+    def merge(shards: list[Path], tmp: Path) -> None:
+        done.update(_write_samples(args, model, [read_shard(s) for s in shards] if args.relax else shards, tmp))
+
+    if not run.finish(merge):
+        return 0
+    from nesf.generation.records import format_samples
+
+    if done["first_records"]:
+        print(format_samples(done["first_records"], limit=None))
+        if done["n_decoded"] > len(done["first_records"]):
+            print(f"... {done['n_decoded'] - len(done['first_records'])} more (all of them in summary.json)")
     print(
-        f"sampled {args.n} latent codes: {len(decoded)} decoded to crystals, {len(failed)} failed (no atom found); "
-        f"wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if args.grid and decoded else ''})"
+        f"sampled {args.n} latent codes: {done['n_decoded']} decoded to crystals, {done['n_failed']} failed (no atom "
+        f"found); wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if done['grid'] else ''})"
     )
     return 0
+
+
+def _digest(z) -> str:  # noqa: ANN001
+    import hashlib
+
+    return hashlib.sha256(z.detach().cpu().numpy().tobytes()).hexdigest()
+
+
+def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> dict:  # noqa: ANN001
+    """Write the samples' outputs into ``tmp`` from the chunks, in order; what the summary line needs.
+
+    Without ``--relax`` the chunks are read one at a time; with it every decoded crystal is read
+    back (relaxation gives each its energy before the files are written).
+    """
+    from nesf.cli.relax import relax_samples
+    from nesf.cli.roundtrip import read_shard
+    from nesf.io.writers import safe_filename, write_json
+    from nesf.viz.html_report import MAX_VIEWS
+
+    tmp.mkdir(parents=True)
+    relaxed: dict = {}
+    if args.relax:  # relaxation adds properties to the crystals: their files are written from them
+        decoded = [_crystal(x) for s in shards for x in s["xyz"]]
+        relaxed = relax_samples(args, decoded, tmp)
+        shards = [{**s, "cif": None, "xyz": None} for s in shards]
+        texts = iter(decoded)
+    keep_views = max(args.grid, MAX_VIEWS if args.html else 0)
+    records: list[dict] = []
+    failed: list[str] = []
+    shown: list = []
+    seen: dict[str, int] = {}
+    with open(tmp / "all.extxyz", "w") as xyz_out:
+        for shard in shards:
+            s = shard if isinstance(shard, dict) else read_shard(shard)
+            recs = s["records"]
+            if s["cif"] is None:  # relaxed: written from the crystals
+                from nesf.io.writers import cif_text, extxyz_text
+
+                crystals = [next(texts) for _ in recs]
+                cifs, xyzs = [cif_text(c) for c in crystals], [extxyz_text([c]) for c in crystals]
+            else:
+                cifs, xyzs = s["cif"], s["xyz"]
+            for rec, cif, xyz in zip(recs, cifs, xyzs):
+                name = safe_filename(rec["id"])
+                seen[name] = seen.get(name, 0) + 1
+                name = name if seen[name] == 1 else f"{name}-{seen[name]}"
+                (tmp / f"{name}.cif").write_text(cif)
+                xyz_out.write(xyz)
+                if len(shown) < keep_views:
+                    shown.append(_crystal(xyz))
+            records.extend(recs)
+            failed.extend(s["failed"])
+    if not records:
+        (tmp / "all.extxyz").unlink()
+    grid = bool(args.grid and shown)
+    if grid:
+        from nesf.viz.plots import plot_grid
+
+        picture = shown[: args.grid]
+        plot_grid(picture, tmp / "samples.png", title=f"{len(picture)} of {len(records)} sampled crystals")
+    summary = {
+        "model": str(args.model),
+        "prior": _prior_description(model, args.prior),
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "n_requested": args.n,
+        "n_decoded": len(records),
+        "n_failed": len(failed),
+        "failed": failed,
+        "samples": records,
+        "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
+        **relaxed,
+    }
+    write_json(tmp / "summary.json", summary)
+    if args.html and records:
+        from nesf.viz.html_report import write_html_report
+
+        views = shown[:MAX_VIEWS]
+        pairs = [(None, c) for c in views] + [(None, None)] * (len(records) - len(views))
+        write_html_report(args.html, records, pairs, title=f"{len(records)} crystals sampled from {args.model}")
+    return {
+        "first_records": records[:25],
+        "n_decoded": len(records),
+        "n_failed": len(failed),
+        "grid": grid,
+    }
+
+
+def _crystal(text: str):  # noqa: ANN202
+    import io
+
+    import ase.io
+
+    from nesf.data.readers import to_crystal
+
+    return to_crystal(ase.io.read(io.StringIO(text), format="extxyz"))
 
 
 def cmd_generation_metrics(args: argparse.Namespace) -> int:
