@@ -63,6 +63,8 @@ def main() -> None:
             "rmse": m["rmse"],
             "atom_count_error_pct": m["atom_count_error_pct"],
             "position_error_actual_matched": m["position_error_actual_matched"],
+            "lattice_length_mae": m["lattice_length_mae"],
+            "spacegroup_kept_pct": m["spacegroup_kept_pct"],
             "seconds_per_crystal": seconds / len(crystals),
             **model.restart_counts,
         }
@@ -70,11 +72,13 @@ def main() -> None:
         write_json(args.json, out)
         print(f"{name}: match {row['match_rate_pct']:.2f} %, {row['seconds_per_crystal']:.3f} s/crystal", flush=True)
     print(f"\n{args.model} on {args.data} ({len(crystals)} crystals, {args.threads} thread(s))")
-    print(f"{'variant':<16} {'match %':>8} {'RMSE':>7} {'count err %':>11} {'pos err A':>9} {'s/crystal':>9}")
+    head = f"{'variant':<16} {'match %':>8} {'RMSE':>7} {'count err %':>11} {'pos err A':>9} {'lattice A':>9}"
+    print(head + f" {'sg kept %':>9} {'s/crystal':>9}")
     for r in out["variants"]:
         print(
             f"{r['name']:<16} {r['match_rate_pct']:>8.2f} {r['rmse']:>7.4f} {r['atom_count_error_pct']:>11.2f} "
-            f"{r['position_error_actual_matched']:>9.4f} {r['seconds_per_crystal']:>9.3f}"
+            f"{r['position_error_actual_matched']:>9.4f} {r['lattice_length_mae']:>9.4f} "
+            f"{r['spacegroup_kept_pct']:>9.1f} {r['seconds_per_crystal']:>9.3f}"
         )
 
 

@@ -196,3 +196,13 @@ def test_a_killed_sample_resumes_to_exactly_the_uninterrupted_samples(tmp_path):
     assert main(args("cut", "--resume")) == 0
     assert _folder(tmp_path / "cut") == _folder(tmp_path / "ref")
     assert json.loads((tmp_path / "ref" / "summary.json").read_text())["n_requested"] == 64
+
+
+def test_evaluate_without_outputs_prints_and_leaves_nothing(many, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(many), "--no-match", "--chunk-size", "48", *FAST]) == 0
+    assert "structures" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    # resuming and several processes need an output beside which to keep the chunks
+    assert main(["evaluate", str(many), "--resume", *FAST]) == 2
+    assert main(["evaluate", str(many), "--jobs", "2", *FAST]) == 2

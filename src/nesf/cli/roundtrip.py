@@ -271,6 +271,8 @@ def run_round_trips(
             out = writer(tmp)
             holder.append(summarize(merge_shards(shards, skipped_files), out.add))
             out.finish(holder[0])
+            if scratch is not None and not tmp.exists():  # no output asked for: only printed
+                tmp.write_text("")
 
         if not run.finish(merge):
             return None
