@@ -110,6 +110,11 @@ def test_a_checkpoints_decoding_record_sets_its_defaults_and_not_its_identity(tm
     assert model.settings.symmetrize is True and model.settings.polish_steps == 1
     assert model.info["sha256"] == plain.info["sha256"]  # priors and heads still belong to it
     assert model.with_settings(symmetrize=False).settings.symmetrize is False
+    # polishing and the record are for round trips: samples get them only when asked explicitly
+    assert model.for_sampling().settings.symmetrize is False
+    assert model.for_sampling().settings.polish_steps == 0
+    chosen = model.with_settings(symmetrize=True, polish_steps=1).for_sampling().settings
+    assert chosen.symmetrize is True and chosen.polish_steps == 1
     save_checkpoint(tmp_path / "bad.pt", {**payload, "decoding": {"symmetrise": True}})
     with pytest.raises(CheckpointError, match="unknown settings: symmetrise"):
         NeSF.load(tmp_path / "bad.pt")

@@ -181,6 +181,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         check_outputs(args)
     check_sample_relax(args)
     model = load_model(args)
+    if hasattr(model, "for_sampling"):  # a checkpoint's symmetrisation default is for round trips
+        model = model.for_sampling()
     if args.temperature is None and hasattr(model, "prior"):
         args.temperature = float(model.prior(args.prior).cfg.temperature)
     if args.head is not None:  # conditional sampling: codes kept near a target by a property head
