@@ -118,7 +118,7 @@ def round_trip_chunk(
     from nesf.cli.common import encodable
     from nesf.data.domain import crystal_system
     from nesf.io.writers import cif_text, extxyz_text
-    from nesf.metrics.accumulate import crystal_stats
+    from nesf.metrics.accumulate import STAT_COLUMNS, crystal_stats
     from nesf.metrics.breakdown import atom_bucket
 
     raw = [c for _, c in indexed]
@@ -126,7 +126,7 @@ def round_trip_chunk(
     index_of = {id(c): i for i, c in indexed}
     indices = [index_of[id(c)] for c in kept]
     prepared = model.prepare(kept)
-    result = ChunkResult(np.zeros((0, 11)), [], [], skipped, 0.0)
+    result = ChunkResult(np.zeros((0, len(STAT_COLUMNS))), [], [], skipped, 0.0)
     if not prepared:
         return result
     pred, rmse, verdicts, seconds = _reconstruct(model, prepared, args, warn=True)
