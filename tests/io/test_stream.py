@@ -206,3 +206,13 @@ def test_evaluate_without_outputs_prints_and_leaves_nothing(many, tmp_path, caps
     # resuming and several processes need an output beside which to keep the chunks
     assert main(["evaluate", str(many), "--resume", *FAST]) == 2
     assert main(["evaluate", str(many), "--jobs", "2", *FAST]) == 2
+
+
+def test_two_processes_sample_like_one(tmp_path):
+    # also: nesf's options pass through torchrun untouched (sample's --n is no abbreviation of --nnodes)
+    base = ["sample", "--model", "perov_5", "--n", "16", "--chunk-size", "4", "--grid", "0", "--threads", "1"]
+    assert main([*base, "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    proc = _run([*base, "--out", str(tmp_path / "two"), "--jobs", "2", "--quiet"])
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert _folder(tmp_path / "two") == _folder(tmp_path / "one")

@@ -214,7 +214,12 @@ def write_npz_streaming(path: Path, shards: Sequence[Path], stacked: Sequence[st
 
 def relaunch_with_jobs(argv: Sequence[str], jobs: int) -> int:
     """Run this command again in ``jobs`` processes under ``torchrun`` (one machine); its exit code."""
-    from torch.distributed.run import main as torchrun
+    from torch.distributed.run import get_args_parser, run
+
+    def torchrun(arguments: list[str]) -> None:
+        parser = get_args_parser()
+        parser.allow_abbrev = False  # nesf's options (e.g. sample's --n) are not torchrun's abbreviated ones
+        run(parser.parse_args(arguments))
 
     args = list(argv)
     while "--jobs" in args:
