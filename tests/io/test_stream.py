@@ -46,6 +46,17 @@ def _run(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "nesf", *args], env=env, stderr=subprocess.PIPE, text=True)
 
 
+def _kill_after(args: list[str], partial: Path, chunks: int) -> int:
+    """Start ``nesf ARGS`` in a child process, SIGKILL it once ``partial`` holds ``chunks`` chunks; chunks left."""
+    proc = _run(args)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < chunks:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(list(partial.glob("chunk-*.npz")))
+
+
 def test_encode_writes_the_model_and_every_code_in_input_order(reference):
     assert reference["latents"].shape == (96, 192)
     assert list(reference["ids"]) == [f"x{k:03d}" for k in range(96)]
@@ -55,13 +66,7 @@ def test_encode_writes_the_model_and_every_code_in_input_order(reference):
 def test_a_killed_encode_resumes_to_exactly_the_uninterrupted_codes(many, reference, tmp_path):
     out = tmp_path / "z.npz"
     partial = tmp_path / "z.npz.partial"
-    proc = _run(["encode", str(many), "--out", str(out), "--chunk-size", "8", *FAST])
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(partial.glob("chunk-*.npz")))
+    done = _kill_after(["encode", str(many), "--out", str(out), "--chunk-size", "8", *FAST], partial, 3)
     assert 3 <= done < 12 and not out.exists(), "the run was not stopped partway"
     # a half-done run is not silently restarted or overwritten
     assert main(["encode", str(many), "--out", str(out), "--chunk-size", "8", *FAST]) == 2
@@ -115,13 +120,7 @@ def test_reconstruct_writes_every_crystal_in_input_order(reconstructed):
 def test_a_killed_reconstruct_resumes_to_exactly_the_uninterrupted_cifs(many, reconstructed, tmp_path):
     out = tmp_path / "rec"
     partial = tmp_path / "rec.partial"
-    proc = _run(_reconstruct_args(many, out))
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(partial.glob("chunk-*.npz")))
+    done = _kill_after(_reconstruct_args(many, out), partial, 3)
     assert 3 <= done < 12 and not out.exists(), "the run was not stopped partway"
     assert main(_reconstruct_args(many, out)) == 2  # a half-done run is neither restarted nor overwritten
     assert main(_reconstruct_args(many, out, "--resume")) == 0
@@ -137,12 +136,7 @@ def test_a_killed_evaluate_resumes_to_exactly_the_uninterrupted_table(many, tmp_
 
     assert main(args("ref")) == 0
     partial = tmp_path / "cut.json.partial"
-    proc = _run(args("cut"))
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after(args("cut"), partial, 3)
     assert partial.is_dir() and not (tmp_path / "cut.json").exists()
     assert main(args("cut", "--resume")) == 0
     assert (tmp_path / "cut.csv").read_text() == (tmp_path / "ref.csv").read_text()
@@ -185,12 +179,7 @@ def test_a_killed_sample_resumes_to_exactly_the_uninterrupted_samples(tmp_path):
 
     assert main(args("ref")) == 0
     partial = tmp_path / "cut.partial"
-    proc = _run(args("cut"))
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after(args("cut"), partial, 2)
     assert partial.is_dir() and not (tmp_path / "cut").exists(), "the run was not stopped partway"
     assert main(args("cut")) == 2  # a half-done run is neither restarted nor overwritten
     assert main(args("cut", "--resume")) == 0

@@ -266,14 +266,10 @@ def check_outputs(args: argparse.Namespace, folder: bool = True) -> None:
 
 def write_structures(out: Path, crystals) -> None:  # noqa: ANN001
     """One CIF per crystal and all.extxyz into ``out`` (a fresh folder: see ``staged_folder``)."""
-    from nesf.io.writers import safe_filename, write_cif, write_extxyz
+    from nesf.io.writers import unique_stem, write_cif, write_extxyz
 
     out.mkdir(parents=True, exist_ok=True)
     seen: dict[str, int] = {}
     for c in crystals:
-        name = safe_filename(c.id)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}-{seen[name]}"
-        write_cif(out / f"{name}.cif", c)
+        write_cif(out / f"{unique_stem(c.id, seen)}.cif", c)
     write_extxyz(out / "all.extxyz", crystals)

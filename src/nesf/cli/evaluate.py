@@ -251,6 +251,8 @@ class _Records:
         self.views: list[tuple] = []
 
     def add(self, shard: dict) -> None:
+        from nesf.data.extxyz import crystal_from_extxyz_text
+        from nesf.io.writers import clean_json
         from nesf.viz.html_report import MAX_VIEWS
 
         for rec in shard["records"]:
@@ -258,12 +260,12 @@ class _Records:
                 row = dict(rec, warnings="; ".join(rec["warnings"]))
                 self.csv.writerow(["" if row[k] is None else row[k] for k in self.keys])
             if self.json_lines:
-                self.json_lines.write(json.dumps(_clean(rec)) + "\n")
+                self.json_lines.write(json.dumps(clean_json(rec)) + "\n")
         if self.args.html:
             self.rows.extend(shard["records"])
             for a, b in zip(shard["xyz_in"], shard["xyz"]):
                 if len(self.views) < MAX_VIEWS:
-                    self.views.append((_crystal(a), _crystal(b)))
+                    self.views.append((crystal_from_extxyz_text(a), crystal_from_extxyz_text(b)))
 
     def close(self, payload: dict, merged, title: str) -> None:  # noqa: ANN001
         if self.csv_fh:
@@ -277,25 +279,11 @@ class _Records:
             write_html_report(self.args.html, self.rows, pairs, title=title, summary=merged.metrics)
 
 
-def _crystal(text: str):  # noqa: ANN202
-    import io
-
-    import ase.io
-
-    from nesf.data.readers import to_crystal
-
-    return to_crystal(ase.io.read(io.StringIO(text), format="extxyz"))
-
-
-def _clean(obj):  # noqa: ANN001, ANN202
-    from nesf.io.writers import _clean as clean
-
-    return clean(obj)
-
-
 def _write_json_with_records(path: Path, payload: dict, lines) -> None:  # noqa: ANN001
     """``payload`` as JSON at ``path``, its ``structures`` the JSON lines of the file ``lines``."""
-    head = json.dumps(_clean({k: v for k, v in payload.items() if k != "skipped"}), indent=2)
+    from nesf.io.writers import clean_json
+
+    head = json.dumps(clean_json({k: v for k, v in payload.items() if k != "skipped"}), indent=2)
     lines.seek(0)
     with open(path, "w") as fh:
         fh.write(head[: head.rstrip().rindex("}")].rstrip() + ',\n  "structures": [\n')
@@ -386,7 +374,7 @@ def _metrics(merged, model) -> dict:  # noqa: ANN001
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Round trip of input crystals; one CIF each plus one extxyz with all, and per-crystal verdicts, chunk by chunk."""
     from nesf.cli.roundtrip import OutputWriter, run_round_trips
-    from nesf.io.writers import safe_filename
+    from nesf.io.writers import unique_stem
 
     if args.resume and Path(args.out).exists() and not Path(args.out + ".partial").exists():
         from nesf.errors import OutputError
@@ -411,11 +399,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
         def add(self, shard: dict) -> None:
             for rec, cif, xyz in zip(shard["records"], shard["cif"], shard["xyz"]):
-                name = safe_filename(rec["id"])
-                self.seen[name] = self.seen.get(name, 0) + 1
-                if self.seen[name] > 1:
-                    name = f"{name}-{self.seen[name]}"
-                (self.tmp / f"{name}.cif").write_text(cif)
+                (self.tmp / f"{unique_stem(rec['id'], self.seen)}.cif").write_text(cif)
                 self.extxyz.write(xyz)
             self.records.add(shard)
 

@@ -269,16 +269,17 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
     """
     from nesf.cli.relax import relax_samples
     from nesf.cli.roundtrip import read_shard
-    from nesf.io.writers import safe_filename, write_json
+    from nesf.data.extxyz import crystal_from_extxyz_text
+    from nesf.io.writers import unique_stem, write_json
     from nesf.viz.html_report import MAX_VIEWS
 
     tmp.mkdir(parents=True)
     relaxed: dict = {}
     if args.relax:  # relaxation adds properties to the crystals: their files are written from them
-        decoded = [_crystal(x) for s in shards for x in s["xyz"]]
+        decoded = [crystal_from_extxyz_text(x) for s in shards for x in s["xyz"]]
         relaxed = relax_samples(args, decoded, tmp)
         shards = [{**s, "cif": None, "xyz": None} for s in shards]
-        texts = iter(decoded)
+        relaxed_crystals = iter(decoded)
     keep_views = max(args.grid, MAX_VIEWS if args.html else 0)
     records: list[dict] = []
     failed: list[str] = []
@@ -291,18 +292,15 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
             if s["cif"] is None:  # relaxed: written from the crystals
                 from nesf.io.writers import cif_text, extxyz_text
 
-                crystals = [next(texts) for _ in recs]
+                crystals = [next(relaxed_crystals) for _ in recs]
                 cifs, xyzs = [cif_text(c) for c in crystals], [extxyz_text([c]) for c in crystals]
             else:
                 cifs, xyzs = s["cif"], s["xyz"]
             for rec, cif, xyz in zip(recs, cifs, xyzs):
-                name = safe_filename(rec["id"])
-                seen[name] = seen.get(name, 0) + 1
-                name = name if seen[name] == 1 else f"{name}-{seen[name]}"
-                (tmp / f"{name}.cif").write_text(cif)
+                (tmp / f"{unique_stem(rec['id'], seen)}.cif").write_text(cif)
                 xyz_out.write(xyz)
                 if len(shown) < keep_views:
-                    shown.append(_crystal(xyz))
+                    shown.append(crystal_from_extxyz_text(xyz))
             records.extend(recs)
             failed.extend(s["failed"])
     if not records:
@@ -339,16 +337,6 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         "n_failed": len(failed),
         "grid": grid,
     }
-
-
-def _crystal(text: str):  # noqa: ANN202
-    import io
-
-    import ase.io
-
-    from nesf.data.readers import to_crystal
-
-    return to_crystal(ase.io.read(io.StringIO(text), format="extxyz"))
 
 
 def cmd_generation_metrics(args: argparse.Namespace) -> int:

@@ -249,4 +249,23 @@ def _parse_group(lines: list[str], path: Path, frame0: int, line0: int) -> list[
     return crystals_from_frames(frames, path, first=frame0)
 
 
-__all__ = ["FRAMES_PER_GROUP", "crystals_from_frames", "iter_extxyz", "read_extxyz", "scalar_properties"]
+def crystal_from_extxyz_text(text: str) -> Crystal:
+    """The one crystal of an extxyz text written by nesf (:func:`nesf.io.writers.extxyz_text`).
+
+    For nesf's own chunk files (stored reconstructions and samples), not for user input: no checks.
+    """
+    import ase.io
+
+    from nesf.data.readers import to_crystal
+
+    return to_crystal(ase.io.read(io.StringIO(text), format="extxyz"))
+
+
+__all__ = [
+    "FRAMES_PER_GROUP",
+    "crystal_from_extxyz_text",
+    "crystals_from_frames",
+    "iter_extxyz",
+    "read_extxyz",
+    "scalar_properties",
+]

@@ -131,17 +131,18 @@ def _umask() -> int:
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Write a JSON object atomically (NaN written as null)."""
-    text = json.dumps(_clean(data), indent=2, sort_keys=False) + "\n"
+    text = json.dumps(clean_json(data), indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda p: p.write_text(text))
 
 
-def _clean(obj: Any) -> Any:
+def clean_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None, for JSON (nested dicts, lists and tuples)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: clean_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [clean_json(v) for v in obj]
     return obj
 
 
@@ -188,6 +189,13 @@ def write_extxyz(path: str | Path, crystals: Sequence[Crystal]) -> Path:
     """Write crystals as one extended-XYZ file (``material_id`` in each frame), atomically."""
     text = extxyz_text(crystals)
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def unique_stem(crystal_id: str, seen: dict[str, int]) -> str:
+    """A file-system-safe file stem for a crystal id, ``-2``, ``-3``, ... appended to repeats (``seen`` counts)."""
+    name = safe_filename(crystal_id)
+    seen[name] = seen.get(name, 0) + 1
+    return name if seen[name] == 1 else f"{name}-{seen[name]}"
 
 
 def safe_filename(name: str) -> str:
