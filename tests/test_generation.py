@@ -173,6 +173,39 @@ def test_generation_metrics_cli(tmp_path):
     assert read_crystals(data)
 
 
+def test_generation_metrics_cli_scores_samples_whose_atoms_overlap(tmp_path):
+    """A decode may put two atoms on one spot: structural validity counts it, reading must not refuse it."""
+    from nesf.data.crystal import LIMITS
+    from nesf.errors import CrystalInputError
+
+    good = demo_crystals(CUBIC[:3])
+    collapsed = Crystal(np.eye(3) * 4.0, [[0, 0, 0], [0.05, 0, 0], [2, 2, 2]], [11, 17, 17], "collapsed")
+    generated = tmp_path / "gen.extxyz"
+    write_extxyz(generated, [*good, collapsed])
+    reference = tmp_path / "ref.extxyz"
+    write_extxyz(reference, good)
+    with pytest.raises(CrystalInputError, match="overlapping atoms"):
+        read_crystals(generated)  # anywhere else such a file is refused
+    out = tmp_path / "m.json"
+    args = ["generation-metrics", str(generated), str(reference), "--preset", "perov_5", "--json", str(out), "--quiet"]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["n_generated"] == 4 and result["struct_validity_pct"] == 75.0
+    assert LIMITS.min_distance == 0.1  # restored
+    with pytest.raises(CrystalInputError):
+        read_crystals(generated)
+
+
+def test_generation_metrics_cli_still_checks_the_reference(tmp_path, capsys):
+    collapsed = Crystal(np.eye(3) * 4.0, [[0, 0, 0], [0.05, 0, 0], [2, 2, 2]], [11, 17, 17], "collapsed")
+    good = tmp_path / "good.extxyz"
+    write_extxyz(good, demo_crystals(CUBIC[:2]))
+    bad = tmp_path / "bad.extxyz"
+    write_extxyz(bad, [collapsed])
+    assert main(["generation-metrics", str(good), str(bad), "--quiet"]) == 2
+    assert "overlapping atoms" in capsys.readouterr().err
+
+
 def test_coverage_takes_the_nearest_crystal_by_structure_and_by_composition_separately():
     """The published definition: the structure-nearest and composition-nearest crystals may differ."""
     from nesf.metrics.generation import Fingerprints, _magpie_scaler, coverage, fingerprints

@@ -118,3 +118,20 @@ def test_a_checkpoints_decoding_record_sets_its_defaults_and_not_its_identity(tm
     save_checkpoint(tmp_path / "bad.pt", {**payload, "decoding": {"symmetrise": True}})
     with pytest.raises(CheckpointError, match="unknown settings: symmetrise"):
         NeSF.load(tmp_path / "bad.pt")
+
+
+def test_a_checkpoints_sampling_record_sets_what_samples_get(tmp_path):
+    from nesf.api import NeSF
+    from nesf.registry import resolve_model_path
+
+    ck = load_checkpoint(resolve_model_path("perov_5"))
+    payload = {k: v for k, v in ck.items() if k not in ("sha256", "file_sha256", "format", "format_version")}
+    save_checkpoint(tmp_path / "s.pt", {**payload, "sampling": {"species_min_atoms": 0.4}})
+    model = NeSF.load(tmp_path / "s.pt")
+    assert model.info["sha256"] == NeSF.load("perov_5").info["sha256"]
+    assert model.settings.species_min_atoms == 0  # round trips keep every atom's own vote
+    assert model.for_sampling().settings.species_min_atoms == 0.4
+    assert model.with_settings(species_min_atoms=0.0).for_sampling().settings.species_min_atoms == 0
+    save_checkpoint(tmp_path / "bad.pt", {**payload, "sampling": {"species_min_atom": 1}})
+    with pytest.raises(CheckpointError, match="unknown settings: species_min_atom"):
+        NeSF.load(tmp_path / "bad.pt")

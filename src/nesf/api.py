@@ -167,6 +167,8 @@ class NeSF:
         except (TypeError, ValueError):
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable training settings") from None
         settings = _decoding_settings(ck.get("decoding"), source)
+        sampling = dict(ck.get("sampling") or {})
+        _decoding_settings(sampling, source)  # the same checks as the decoding record
         out = cls(
             model, vocab, None if bbox is None else np.asarray(bbox), settings, device=device, train_cfg=train_cfg
         )
@@ -183,6 +185,7 @@ class NeSF:
             "sha256": ck.get("sha256"),
             "card": dict(ck.get("model_card") or {}),
             "decoding": dict(ck.get("decoding") or {}),
+            "sampling": sampling,
         }
         return out
 
@@ -468,17 +471,20 @@ class NeSF:
         return other
 
     def for_sampling(self) -> NeSF:
-        """This model as it decodes free codes (prior samples): polishing and symmetrisation left out.
+        """This model as it decodes free codes (prior samples).
 
-        Both were chosen on round trips of real crystals, where they help; on 500 ``mp`` prior
-        samples polishing lowered the structural validity from 99.8 to 97.0 % (atoms drawn
-        together where a sampled field is vague), and symmetrisation snapped noisy cells onto
-        high-symmetry groups (benchmarks/RESULTS.md, 2026-12-03). Settings chosen explicitly
-        (:meth:`with_settings`, ``--polish-steps``, ``--symmetrize``) are kept as they are.
+        Polishing and symmetrisation are left out: both were chosen on round trips of real
+        crystals, where they help; on 500 ``mp`` prior samples polishing lowered the structural
+        validity from 99.8 to 97.0 % (atoms drawn together where a sampled field is vague), and
+        symmetrisation snapped noisy cells onto high-symmetry groups (benchmarks/RESULTS.md,
+        2026-12-03). A checkpoint's ``sampling`` record (settings chosen on its own samples,
+        e.g. ``species_min_atoms`` for ``mp``) is applied on top. Settings chosen explicitly
+        (:meth:`with_settings`, ``--polish-steps``, ``--symmetrize``, ...) are kept as they are.
         """
+        wanted = {"polish_steps": 0, "symmetrize": False} | self.info.get("sampling", {})
         off = {
             name: value
-            for name, value in (("polish_steps", 0), ("symmetrize", False))
+            for name, value in wanted.items()
             if name not in self.chosen_settings and getattr(self.settings, name) != value
         }
         if not off:

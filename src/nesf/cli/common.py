@@ -58,6 +58,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     value = non_negative_int(text)
@@ -138,6 +149,15 @@ def add_model_options(
             help=SYMMETRIZE_HELP,
         )
         p.add_argument("--polish-steps", type=non_negative_int, default=None, help=POLISH_HELP)
+        p.add_argument(
+            "--species-min-atoms",
+            type=non_negative_float,
+            default=None,
+            metavar="ATOMS",
+            help="keep an element in a decoded crystal only if the species field gives it at least this many "
+            "atoms' worth of probability; its atoms take the best kept element (default 0: off, every atom keeps "
+            "its own vote)",
+        )
     if encoding:
         p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
         p.add_argument("--restarts", type=non_negative_int, default=None, help=RESTARTS_HELP)
@@ -181,7 +201,7 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
         changes["batch_size"] = args.batch_size
     if getattr(args, "grid_spacing", None):
         changes["grid_spacing"] = args.grid_spacing
-    for name in ("symmetrize", "polish_steps"):  # NeSF decoding settings, only when given
+    for name in ("symmetrize", "polish_steps", "species_min_atoms"):  # NeSF decoding settings, only when given
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     model = model.with_settings(**changes) if changes else model

@@ -341,12 +341,14 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
 
 def cmd_generation_metrics(args: argparse.Namespace) -> int:
     """Validity, coverage and property distances of generated crystals against reference ones."""
+    from nesf.data.crystal import limits_changed
     from nesf.data.readers import read_crystals
     from nesf.io.writers import write_json
     from nesf.metrics.generation import generation_metrics
 
     check_outputs(args, folder=False)
-    generated = read_crystals(args.generated)
+    with limits_changed(min_distance=0.0):  # overlapping atoms are what structural validity counts
+        generated = read_crystals(args.generated)
     reference = read_crystals(args.reference)
     jobs = set_threads(args.jobs)
     m = generation_metrics(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +52,27 @@ class Limits:
 
 #: The limits in force (``nesf ... --max-atoms N`` changes ``max_atoms``).
 LIMITS = Limits()
+
+
+@contextmanager
+def limits_changed(**changes: Any) -> Iterator[Limits]:
+    """Change fields of :data:`LIMITS` inside a ``with`` block, restoring them on the way out.
+
+    For instance ``limits_changed(min_distance=0.0)`` reads generated crystals whose atoms may
+    overlap, where structural validity is the thing being measured.
+    """
+    names = {f.name for f in fields(Limits)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ValueError(f"unknown limits: {', '.join(unknown)}")
+    before = {name: getattr(LIMITS, name) for name in changes}
+    for name, value in changes.items():
+        setattr(LIMITS, name, value)
+    try:
+        yield LIMITS
+    finally:
+        for name, value in before.items():
+            setattr(LIMITS, name, value)
 
 
 @dataclass

@@ -195,9 +195,13 @@ def vote_species(
         crystal = owner.repeat_interleave(g)
         if field.frame.periodic:
             pts = field.geometry.wrap_flat(pts, crystal)
-        votes = field.species_logits_flat(pts, crystal).argmax(dim=-1).reshape(-1, g)  # [A, G]
+        logits = field.species_logits_flat(pts, crystal)  # [A * G, S]
+        votes = logits.argmax(dim=-1).reshape(-1, g)  # [A, G]
         tally = torch.zeros(atoms.shape[0], field.n_species, dtype=torch.int32, device=atoms.device)
         tally.scatter_add_(1, votes, torch.ones_like(votes, dtype=torch.int32))
+        if s.species_min_atoms > 0:
+            probs = torch.softmax(logits.float(), dim=-1).reshape(-1, g, field.n_species).mean(dim=1)  # [A, S]
+            return palette_vote(tally, probs, owner, batch_size, s.species_min_atoms)
         return tally.argmax(dim=-1)
     padded, rows, cols = to_padded(atoms, owner, batch_size)  # [B, Amax, 3]
     b, amax, _ = padded.shape
@@ -208,6 +212,27 @@ def vote_species(
     tally = torch.zeros(b, amax, n_species, dtype=torch.int32, device=atoms.device)
     tally.scatter_add_(2, votes, torch.ones_like(votes, dtype=torch.int32))
     return tally.argmax(dim=-1)[rows, cols]
+
+
+def palette_vote(
+    tally: torch.Tensor, probs: torch.Tensor, owner: torch.Tensor, batch_size: int, min_atoms: float
+) -> torch.Tensor:
+    """Species ``[A]`` from vote counts restricted to each crystal's palette of well-supported elements.
+
+    Args:
+        tally: ``[A, S]`` votes per atom and species class.
+        probs: ``[A, S]`` each atom's mean species probability over its vote grid.
+        owner: ``[A]`` crystal index of each atom.
+        batch_size: number of crystals ``B``.
+        min_atoms: an element is kept in a crystal when its probabilities summed over the
+            crystal's atoms reach this; the crystal's most probable element is always kept.
+    """
+    mass = torch.zeros(batch_size, probs.shape[1], dtype=probs.dtype, device=probs.device)
+    mass.index_add_(0, owner, probs)  # [B, S] atoms' worth of each element
+    keep = mass >= min_atoms
+    keep[torch.arange(batch_size, device=mass.device), mass.argmax(dim=-1)] = True
+    score = tally.to(probs.dtype) + probs  # votes decide, probability breaks ties (probs < 1)
+    return score.masked_fill(~keep[owner], float("-inf")).argmax(dim=-1)
 
 
 def _probe_dtype_device(field: StructureField, geom: PeriodicGeometry | None) -> tuple[torch.dtype, torch.device]:

@@ -45,6 +45,12 @@ class ReconstructionSettings:
             tolerance below).
         symmetry_mean_move: a snap that moves the atoms farther than this on average
             (Angstrom) is refused and the next smaller tolerance tried (0: no such limit).
+        species_min_atoms: an element appears in a decoded crystal only if the species field
+            gives it at least this many atoms' worth of probability, summed over the crystal's
+            atoms (each atom's probability is the mean softmax over its vote grid); atoms voted
+            to a dropped element take the kept element with most votes, ties broken by
+            probability (beyond the paper; 0: off, every atom keeps its own vote). The crystal's
+            most probable element is always kept. Neural fields only.
     """
 
     grid_spacing: float = 0.5
@@ -64,6 +70,7 @@ class ReconstructionSettings:
     symmetry_tolerances: tuple[float, ...] = SYMMETRY_LADDER
     symmetry_rule: str = "largest"
     symmetry_mean_move: float = SYMMETRY_MEAN_MOVE
+    species_min_atoms: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("grid_spacing", "nms_radius", "species_spacing", "max_residual"):
@@ -79,6 +86,8 @@ class ReconstructionSettings:
             raise ValueError("polish_steps must not be negative, polish_directions and polish_radii must be positive")
         if not self.symmetry_tolerances or not all(t > 0 for t in self.symmetry_tolerances):
             raise ValueError(f"symmetry_tolerances must be positive, got {self.symmetry_tolerances}")
+        if self.species_min_atoms < 0:
+            raise ValueError(f"species_min_atoms must not be negative, got {self.species_min_atoms}")
         if self.symmetry_mean_move < 0:
             raise ValueError(f"symmetry_mean_move must not be negative, got {self.symmetry_mean_move}")
         if self.symmetry_rule not in SYMMETRY_RULES:
