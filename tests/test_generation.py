@@ -57,6 +57,22 @@ def test_fit_prior_then_sample_from_the_cli(vae_model, tmp_path, capsys):
     assert "failed" in capsys.readouterr().out
     # the same seed gives the same codes
     assert torch.equal(loaded.sample(4, seed=9), loaded.sample(4, seed=9))
+    assert ck["model_card"]["codes"] == "encoder"
+
+
+def test_fit_prior_on_refined_codes_models_other_codes(vae_model, tmp_path):
+    ckpt, data = vae_model
+    paths = {kind: tmp_path / f"{kind}.pt" for kind in ("encoder", "refined")}
+    for kind, path in paths.items():
+        args = ["fit-prior", "--model", str(ckpt), str(data), "--out", str(path), "--epochs", "1", "--quiet"]
+        assert main([*args, "--codes", kind]) == 0
+    (enc, enc_ck), (ref, ref_ck) = (load_prior(p) for p in paths.values())
+    assert ref_ck["model_card"]["codes"] == "refined"
+    model = NeSF.load(ckpt)
+    crystals = model.prepare(read_crystals(data))
+    expected = model.with_refinement(restarts=0).encode_crystals(crystals).mean(0)
+    assert torch.allclose(ref.mean, expected, atol=1e-5)  # the prior's centre is that of the refined codes
+    assert not torch.allclose(ref.mean, enc.mean, atol=1e-4)
 
 
 def test_a_prior_of_another_model_or_a_missing_prior_is_refused(vae_model, tmp_path):

@@ -48,6 +48,14 @@ def add_fit_prior(sub: argparse._SubParsersAction) -> None:
         help="the sampling temperature the prior records as its default (default 1: the fitted flow); "
         "choose it on validation data, e.g. with benchmarks/generation_study.py",
     )
+    p.add_argument(
+        "--codes",
+        choices=("encoder", "refined", "checked"),
+        default="encoder",
+        help="which codes of the training crystals the prior models: the encoder's own (default, one pass), "
+        "codes refined on each crystal (no restarts), or checked codes (refined and decoded until the "
+        "crystal comes back, the model's round-trip default; slow)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_fit_prior)
 
@@ -130,8 +138,13 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: is a folder; name the prior file, e.g. prior.pt")
     seed_everything(args.seed)
     model = load_model(args)
-    if hasattr(model, "with_refinement"):  # the prior models the encoder's own codes, which sampling decodes
-        model = model.with_refinement(steps=0)
+    if hasattr(model, "with_refinement"):
+        if args.codes == "encoder":
+            model = model.with_refinement(steps=0)
+        elif args.codes == "refined":
+            model = model.with_refinement(restarts=0)
+    elif args.codes != "encoder":
+        raise ValueError(f"--codes {args.codes}: {args.model} is a voxel model; only NeSF models refine codes")
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
     cfg = PriorConfig(
@@ -143,6 +156,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         "model_sha256": model.info.get("sha256"),
         "data": str(args.data),
         "n_crystals": len(crystals),
+        "codes": args.codes,
         "seed": args.seed,
         **record,
         "command": "nesf " + " ".join(sys.argv[1:]),
