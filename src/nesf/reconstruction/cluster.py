@@ -6,7 +6,7 @@ import torch
 
 from nesf.fields.frame import Frame
 from nesf.fields.geometry import PeriodicGeometry
-from nesf.reconstruction.particles import Particles
+from nesf.reconstruction.particles import Particles, to_padded
 
 
 def nms_cluster(
@@ -90,3 +90,45 @@ def nms_cluster(
         pos = geometry.select(owner).wrap(pos.unsqueeze(1)).squeeze(1)
     order = torch.argsort(owner * (rank.max() + 1) + rank)
     return pos[order], owner[order]
+
+
+def drop_overlapping(
+    atoms: torch.Tensor,
+    owner: torch.Tensor,
+    batch_size: int,
+    geometry: PeriodicGeometry | None,
+    radius: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Atoms ``[A, 3]`` without those closer than ``radius`` (Angstrom) to an earlier atom of their crystal.
+
+    Non-maximum suppression keeps cluster centres apart only through their best particles: where
+    a vague field spreads particles over a shell, two clusters' weighted centres can land almost
+    on top of each other. The earlier atom (the better residual) is kept, as suppression would.
+    Atoms must come sorted by crystal, then by detection order (as :func:`nms_cluster` returns
+    them); ``geometry``: the ``B`` cells for minimum images (None: plain distances).
+
+    Returns:
+        The kept atoms ``[A', 3]`` and their crystal indices ``[A']``, in the same order.
+    """
+    if atoms.shape[0] < 2:
+        return atoms, owner
+    padded, rows, cols = to_padded(atoms, owner, batch_size)  # [B, M, 3]
+    b, m, _ = padded.shape
+    delta = (padded.unsqueeze(2) - padded.unsqueeze(1)).reshape(b, m * m, 3)  # [B, M * M, 3]
+    if geometry is not None:
+        delta = geometry.minimum_image(delta)
+    close = ((delta * delta).sum(-1) < radius * radius).reshape(b, m, m)  # [B, M, M]: atom i near atom j
+    present = torch.zeros(b, m, dtype=torch.bool, device=atoms.device)
+    present[rows, cols] = True
+    earlier = torch.ones(m, m, dtype=torch.bool, device=atoms.device).tril(-1)  # j < i
+    close &= earlier & present.unsqueeze(1) & present.unsqueeze(2)
+    if not bool(close.any()):
+        return atoms, owner
+    kept = present.clone()
+    for _ in range(m):  # greedy, in detection order: an atom goes only if a kept earlier one is near
+        new = present & ~(close & kept.unsqueeze(1)).any(-1)
+        if torch.equal(new, kept):
+            break
+        kept = new
+    keep = kept[rows, cols]
+    return atoms[keep], owner[keep]

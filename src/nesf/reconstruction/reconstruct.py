@@ -20,7 +20,7 @@ import torch
 
 from nesf.fields.frame import Frame
 from nesf.fields.geometry import PeriodicGeometry
-from nesf.reconstruction.cluster import nms_cluster
+from nesf.reconstruction.cluster import drop_overlapping, nms_cluster
 from nesf.reconstruction.particles import Particles, merge_particles, to_padded
 from nesf.reconstruction.settings import ReconstructionSettings
 
@@ -104,6 +104,7 @@ def reconstruct(
 
     p = p.subset(p.residual <= s.max_residual)
     atoms, owner = nms_cluster(p, batch_size, frame, geom, s.nms_radius, s.min_particles)
+    atoms, owner = drop_overlapping(atoms, owner, batch_size, geom if frame.periodic else None, s.nms_radius)
     if s.polish_steps:
         atoms = polish_atoms(field, atoms, owner, batch_size, s)
     species = vote_species(field, atoms, owner, batch_size, s)
