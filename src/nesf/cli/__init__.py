@@ -112,6 +112,10 @@ class _QuietWhenClosed:
         return getattr(self._stream, name)
 
 
+#: Commands that keep their finished chunks when killed and continue with ``--resume``.
+RESUMABLE = ("check-fields", "encode", "evaluate", "reconstruct", "sample")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nesf`` command; returns the exit code."""
     if not isinstance(sys.stdout, _QuietWhenClosed):
@@ -138,7 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nesf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nesf: interrupted (training saves OUT/last.pt; continue with --resume)", file=sys.stderr)
+        command = getattr(args, "command", "")
+        if command == "train":
+            hint = " (training saves OUT/last.pt; continue with --resume)"
+        elif command in RESUMABLE:
+            hint = " (the finished chunks are kept in OUT.partial; continue with --resume)"
+        else:
+            hint = ""
+        print(f"nesf: interrupted{hint}", file=sys.stderr)
         return 130
 
 

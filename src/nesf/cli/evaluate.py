@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from nesf import DEFAULT_MODEL
 from nesf.cli.common import (
     HTML_HELP,
@@ -19,9 +21,11 @@ from nesf.cli.common import (
     add_stream_options,
     check_outputs,
     load_model,
+    positive_int,
     seed_everything,
     set_threads,
 )
+from nesf.io.stream import DEFAULT_CHUNK
 
 
 def add_reconstruction_options(p: argparse.ArgumentParser) -> None:
@@ -80,6 +84,18 @@ def add_check_fields(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from OUT.json.partial (needs --json; the finished chunks are kept)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=DEFAULT_CHUNK,
+        help=f"crystals per chunk, each saved as it is done beside --json (default {DEFAULT_CHUNK}); "
+        "under torchrun each process takes every N-th chunk",
+    )
     add_reconstruction_options(p)
     p.set_defaults(func=cmd_check_fields)
 
@@ -136,40 +152,98 @@ def add_reconstruct(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check_fields(args: argparse.Namespace) -> int:
-    """Reconstruct every crystal from its exact field and report the metrics."""
-    from nesf.data.readers import read_crystals
-    from nesf.io.writers import write_json
-    from nesf.metrics.report import evaluate_reconstruction, format_table
-    from nesf.reconstruction.exact import default_bbox, diagnose, reconstruct_exact
+    """Reconstruct every crystal from its exact field and report the metrics, chunk by chunk."""
+    from tqdm.auto import tqdm
 
+    from nesf.cli.roundtrip import input_files, iter_inputs, merge_shards, summarize
+    from nesf.io.stream import ChunkedRun, input_signature
+    from nesf.io.writers import write_json
+    from nesf.metrics.report import format_table
+
+    if args.resume and not args.json:
+        raise ValueError("--resume continues the run whose chunks sit beside --json OUT.json; give --json")
     seed_everything(args.seed)
     set_threads(args.threads)
     settings = _settings(args)
-    crystals = read_crystals(args.data, conventional=args.conventional)
-    if args.frame == "periodic":
-        crystals = [c.wrapped() for c in crystals]
-    bbox = default_bbox(crystals, settings) if args.frame == "paper" else None
-    t0 = time.perf_counter()
-    pred = reconstruct_exact(crystals, args.frame, settings, bbox=bbox, progress=not args.quiet)
-    seconds = time.perf_counter() - t0
-    metrics = evaluate_reconstruction(crystals, pred, args.frame, match=not args.no_match, n_jobs=args.jobs)
-    metrics["seconds"] = seconds
-    metrics["seconds_per_structure"] = seconds / len(crystals)
-    problems = []
-    for c, p in zip(crystals, pred):
-        if p.n_atoms != c.n_atoms:
-            reason = diagnose(c, args.frame, settings, bbox) or "the reconstruction found a different atom count"
-            problems.append({"id": c.id, "reason": reason})
-    result = {"data": str(args.data), "frame": args.frame, **metrics, "settings": settings.to_dict()}
-    result["unrepresentable"] = problems
+    files, _, total = input_files([args.data], skip_invalid=False, hint=False)
+    bbox = None
+    if args.frame == "paper":  # the particle domain covers every atom of the input: a first lazy pass
+        low, high = np.full(3, np.inf), np.full(3, -np.inf)
+        for _, c in iter_inputs(files, args.conventional):
+            low, high = np.minimum(low, c.cart.min(axis=0)), np.maximum(high, c.cart.max(axis=0))
+        bbox = np.stack([low - settings.grid_spacing, high + settings.grid_spacing])
+    manifest = {
+        "command": "check-fields",
+        "frame": args.frame,
+        "settings": settings.to_dict(),
+        "conventional": bool(args.conventional),
+        "no_match": bool(args.no_match),
+        "inputs": input_signature(files),
+    }
+    scratch = None if args.json else tempfile.TemporaryDirectory(prefix="nesf-run-")
+    anchor = args.json or str(Path(scratch.name) / "run.json")
+    result: dict = {}
+    try:
+        run = ChunkedRun(anchor, manifest, resume=args.resume, chunk_size=args.chunk_size)
+        show = not args.quiet and run.rank == 0
+        done = min(total, run.resumed_chunks * run.chunk_size)
+        with tqdm(
+            total=total, initial=done, desc=f"reconstruct ({args.frame})", unit="crystal", disable=not show
+        ) as bar:
+            for k, chunk in run.chunks(iter_inputs(files, args.conventional)):
+                run.save(k, **_exact_chunk([c for _, c in chunk], args, settings, bbox))
+                bar.update(min(len(chunk) * run.world, total - bar.n))
+
+        def merge(shards: list[Path], tmp: Path) -> None:
+            problems: list[dict] = []
+            merged = summarize(
+                merge_shards(shards, []), lambda shard: problems.extend(map(json.loads, shard["problems"]))
+            )
+            metrics = {k: v for k, v in merged.metrics.items() if not k.startswith("codes_")}
+            result.update({"data": str(args.data), "frame": args.frame, **metrics, "settings": settings.to_dict()})
+            result["unrepresentable"] = problems
+            write_json(tmp, result)
+
+        if not run.finish(merge):
+            return 0
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    metrics = {k: v for k, v in result.items() if k not in ("data", "frame", "settings", "unrepresentable")}
     print(format_table(metrics, title=f"exact-field reconstruction of {args.data} ({args.frame} frame)"))
+    problems = result["unrepresentable"]
     if problems:
         print(f"\n{len(problems)} crystal(s) cannot be represented with these settings:", file=sys.stderr)
         for prob in problems[:20]:
             print(f"  {prob['id']}: {prob['reason']}", file=sys.stderr)
-    if args.json:
-        write_json(args.json, result)
     return 1 if problems else 0
+
+
+def _exact_chunk(crystals: list, args: argparse.Namespace, settings, bbox) -> dict:  # noqa: ANN001
+    """One chunk of ``check-fields``: its shard arrays (pooled-metric terms, verdicts, unrepresentable crystals)."""
+    from nesf.cli.roundtrip import ChunkResult
+    from nesf.metrics.accumulate import crystal_stats
+    from nesf.metrics.matcher import match_rmse
+    from nesf.metrics.verdicts import make_verdicts
+    from nesf.reconstruction.exact import diagnose, reconstruct_exact
+
+    if args.frame == "periodic":
+        crystals = [c.wrapped() for c in crystals]
+    t0 = time.perf_counter()
+    pred = reconstruct_exact(crystals, args.frame, settings, bbox=bbox)
+    seconds = time.perf_counter() - t0
+    rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.jobs)
+    records = [v.to_dict() for v in make_verdicts(crystals, pred, rmse)]
+    problems = [
+        {
+            "id": c.id,
+            "reason": diagnose(c, args.frame, settings, bbox) or "the reconstruction found a different atom count",
+        }
+        for c, p in zip(crystals, pred)
+        if p.n_atoms != c.n_atoms
+    ]
+    chunk = ChunkResult(crystal_stats(crystals, pred, args.frame), records, [], [], seconds)
+    return {**chunk.arrays(), "problems": np.array([json.dumps(p) for p in problems], dtype=str)}
 
 
 def _evaluate_title(model, args: argparse.Namespace) -> tuple[str, str]:  # noqa: ANN001

@@ -27,12 +27,12 @@ import numpy as np
 PRINTED_VERDICTS = 25
 
 
-def input_files(paths: Sequence[str], skip_invalid: bool) -> tuple[list[Path], list[str], int]:
+def input_files(paths: Sequence[str], skip_invalid: bool, hint: bool = True) -> tuple[list[Path], list[str], int]:
     """The crystal files of ``paths``, each read through once before any work; skipped ones and the crystal count.
 
     Reading every file once first (lazily, one crystal at a time) refuses a bad file before any
     model work, gives the progress bar its total, and makes ``--skip-invalid`` skip whole files
-    as the in-memory readers do.
+    as the in-memory readers do. ``hint``: name ``--skip-invalid`` in the error (commands that have it).
 
     Raises:
         CrystalInputError: a file cannot be read (without ``skip_invalid``), or nothing can.
@@ -50,8 +50,8 @@ def input_files(paths: Sequence[str], skip_invalid: bool) -> tuple[list[Path], l
                 n = sum(1 for _ in iter_crystals(f))
             except CrystalInputError as exc:
                 if not skip_invalid:
-                    hint = " (--skip-invalid goes on past what cannot be read)"
-                    raise CrystalInputError(exc.source, exc.reason + hint, exc.location) from None
+                    tail = " (--skip-invalid goes on past what cannot be read)" if hint else ""
+                    raise CrystalInputError(exc.source, exc.reason + tail, exc.location) from None
                 skipped.append(str(exc))
                 continue
             files.append(f)

@@ -91,7 +91,8 @@ def _iter_path(path: Path) -> Iterator[Crystal]:
             n += 1
             yield c
         if n == 0:
-            raise CrystalInputError(str(path), "the file holds no structures")
+            empty = "the CSV has no rows" if reader is iter_csv else "the file holds no structures"
+            raise CrystalInputError(str(path), empty)
         return
     yield from _read_path(path)
 
