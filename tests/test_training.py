@@ -141,6 +141,41 @@ def test_resume_continues_exactly(tmp_path, tiny):
     assert len(second.history) == 3
 
 
+def test_fine_tuning_run_resumes_with_its_own_settings(tmp_path, tiny):
+    """A run started from another checkpoint, with all species and its own learning rate, resumes without them."""
+    train, val = tiny
+    m, t = small_configs()
+    Trainer(train, val, tmp_path / "base", replace(m, latent_dim=24), t, seed=0, progress=False).run(epochs=1)
+    base = tmp_path / "base" / "last.pt"
+    tuned_cfg = replace(t, lr=t.lr / 3, batch_size=4)
+    straight = Trainer(train, val, tmp_path / "s", m, tuned_cfg, seed=2, progress=False, init=base, vocab="all")
+    straight.run(epochs=2)
+    first = Trainer(train, val, tmp_path / "r", m, tuned_cfg, seed=2, progress=False, init=base, vocab="all")
+    first.run(epochs=1)
+    # what `nesf train --resume` passes: the preset's configurations and the default vocabulary
+    second = Trainer(train, val, tmp_path / "r", m, t, seed=2, progress=False, resume=tmp_path / "r" / "last.pt")
+    assert second.model_cfg.latent_dim == 24 and second.cfg.lr == tuned_cfg.lr and second.cfg.batch_size == 4
+    assert len(second.vocab) == len(straight.vocab) > len({n for c in train for n in c.numbers})
+    second.run(epochs=2)
+    assert_same(params_of(straight.model), params_of(second.model))
+
+
+def test_resume_refuses_options_that_would_change_the_run(tmp_path, tiny, capsys):
+    from nesf.cli import main
+
+    train, val = tiny
+    m, t = small_configs()
+    Trainer(train, val, tmp_path / "r", m, t, seed=0, progress=False).run(epochs=1)
+    files = []
+    for name, crystals in (("train", train), ("val", val)):
+        files.append(tmp_path / f"{name}.extxyz")
+        write_extxyz(files[-1], crystals)
+    argv = ["train", "--train", str(files[0]), "--val", str(files[1]), "--out", str(tmp_path / "r"), "--resume"]
+    assert main([*argv, "--lr", "1e-3", "--batch-size", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume continues the run" in err and "--batch-size, --lr" in err
+
+
 def test_checkpoint_contents_and_api_round_trip(tmp_path, tiny):
     train, val = tiny
     m, t = small_configs()

@@ -52,7 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt with the run's own architecture, species classes and training settings",
+    )
     p.add_argument(
         "--init",
         metavar="CKPT",
@@ -150,6 +154,24 @@ def _add_model_and_loss_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: Options that set a run's architecture or training settings: a resumed run keeps its own.
+RUN_SETTINGS = (
+    "batch_size",
+    "lr",
+    "shift_origins",
+    "kl_weight",
+    "label_smoothing",
+    "position_huber",
+    "ema",
+    "structure_factors",
+    "vae",
+    "latent_tokens",
+    "latent_every_layer",
+    "primitive_cell",
+    "setting",
+)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an autoencoder."""
     import torch
@@ -160,6 +182,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and not (Path(args.out) / "last.pt").is_file():
         raise ValueError(f"--resume: {Path(args.out) / 'last.pt'} does not exist")
+    if args.resume:
+        settings = [f"--{name.replace('_', '-')}" for name in RUN_SETTINGS if getattr(args, name, None)]
+        if settings:
+            raise ValueError(
+                f"--resume continues the run with the architecture and training settings saved in "
+                f"{Path(args.out) / 'last.pt'}; drop {', '.join(settings)}"
+            )
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = get_preset(args.preset, args.frame)

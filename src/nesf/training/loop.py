@@ -127,6 +127,9 @@ class Trainer:
         resume_ck = load_checkpoint(resume, map_location="cpu") if resume is not None else None
         if init_ck is not None and init_ck.get("kind", "nesf") != "nesf":
             raise ValueError(f"{init}: a {init_ck['kind']} checkpoint cannot initialise a NeSF model")
+        if resume_ck is not None:  # a resumed run keeps its own architecture and training settings
+            model_cfg = config_from_dict(ModelConfig, resume_ck["model_config"])
+            train_cfg = config_from_dict(TrainConfig, resume_ck["train_config"])
         if init_ck is not None:  # fine-tuning: the architecture is the initial model's
             model_cfg = config_from_dict(ModelConfig, init_ck["model_config"])
         if init_ck is not None and extend:
@@ -157,6 +160,8 @@ class Trainer:
         if not train or not val:
             raise ValueError("training needs at least one training and one validation crystal")
         self.vocab = make_vocab(list(train), vocab)
+        if resume_ck is not None:  # the run's own species classes (it may have been started with --vocab all)
+            self.vocab = SpeciesVocab.from_dict(resume_ck["vocab"])
         self.domain = Domain.from_crystals(train)
         self.trained_numbers = list(SpeciesVocab.from_crystals(train).numbers)
         if init_ck is not None:
