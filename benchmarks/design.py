@@ -190,6 +190,8 @@ def stage_conditional(args: argparse.Namespace) -> dict:
     from nesf.design.evaluator import load_evaluator
     from nesf.design.workflow import as_head
 
+    if "perov_5" not in args.models:
+        return {}
     model = NeSF.load("perov_5")
     head = as_head("dir_gap", model)
     ev = load_evaluator(HEADS / "perov_5-dir_gap.evaluator.pt")
@@ -309,6 +311,8 @@ def main() -> None:
             continue
         t0 = time.monotonic()
         result = stages[stage](args)
+        if not result:  # nothing of this stage for the models asked for
+            continue
         path = OUT / f"{stage}.json"
         if path.exists() and stage != "conditional":  # keep the records of models not run this time
             kept = json.loads(path.read_text()).get("results", {})
