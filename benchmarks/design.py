@@ -288,7 +288,7 @@ def main() -> None:
         nargs="+",
         default=["perov_5", "carbon_24"],
         choices=("perov_5", "carbon_24"),
-        help="models whose heads the ship, predict and optimize stages cover (default both); the stored JSON "
+        help="models the stages cover (default both; conditional sampling is perov_5 only); the stored JSON "
         "keeps the other models' records",
     )
     ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
