@@ -324,7 +324,7 @@ def main() -> None:
             "seconds": round(time.monotonic() - t0, 1),
             "results": result,
         }
-        write_json(OUT / f"{stage}.json", record)
+        write_json(path, record)
         if not args.no_results:
             append_result(
                 f"Design: {stage}",

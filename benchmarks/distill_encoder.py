@@ -135,9 +135,7 @@ def main() -> None:  # noqa: PLR0915 - one experiment, read top to bottom
     ck = load_checkpoint(resolve_model_path(a.model))
     ck["state_dict"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ck["distilled"] = {"loss": a.loss, "crystals": len(train), "held_out_before": before, "held_out_after": best}
-    for key in ("sha256", "file_sha256", "format", "format_version", "nesf_version"):
-        ck.pop(key, None)
-    save_checkpoint(a.out, ck)
+    save_checkpoint(a.out, ck)  # new hashes and format tags
     print(f"wrote {a.out}")
 
 
