@@ -169,5 +169,7 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     record = result["structures"][0]
     assert record["spacegroup_in"] and record["spacegroup_symprec"] == 0.1 and "symmetrized_symprec" in record
     assert "spacegroup_in" in csv.read_text().splitlines()[0]
-    assert main([*args, "--no-symmetrize", "--refine-steps", "0"]) == 0
-    assert json.loads(js.read_text())["settings"]["symmetrize"] is False
+    assert main([*args, "--no-symmetrize", "--no-pin-origin", "--refine-steps", "0"]) == 0
+    result = json.loads(js.read_text())
+    assert result["settings"]["symmetrize"] is False and result["settings"]["pin_origin"] is False
+    assert result["refinement"]["lattice_fit"] == 5  # the default refinement ends on the input's cell

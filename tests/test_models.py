@@ -405,3 +405,23 @@ def test_latent_adam_updates_exactly_as_torch_adam():
         opt.step()
         mine.step(grad, 0.1 * (1 - k / 20))
     assert torch.equal(a, b) and not torch.equal(b, torch.zeros_like(b))
+
+
+def test_fit_lattice_matches_the_cell_with_a_small_move_of_the_code():
+    from nesf.encoding.refine import RefineSettings, fit_lattice
+    from small_model import SMALL_MODEL
+
+    torch.manual_seed(0)
+    net = NeSFModel(ModelConfig(**SMALL_MODEL), 3)
+    z = torch.randn(5, net.cfg.latent_dim)
+    with torch.no_grad():
+        target = net.lattice_normalized(z) + 0.05 * torch.randn(5, 6)  # cells a few per cent away
+    fitted = fit_lattice(net, z, target, iterations=5)
+    with torch.no_grad():
+        assert (net.lattice_normalized(fitted) - target).abs().max() < 1e-4
+    assert (fitted - z).norm(dim=1).max() < 5.0  # a move, not a new code
+    assert fit_lattice(net, z, target, iterations=0) is z
+    # each crystal's code is fitted on its own: the others in the batch change nothing
+    assert torch.allclose(fit_lattice(net, z[:2], target[:2], iterations=5), fitted[:2], atol=1e-5)
+    with pytest.raises(ValueError, match="lattice_fit"):
+        RefineSettings(lattice_fit=-1)

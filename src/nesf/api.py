@@ -16,7 +16,7 @@ from nesf._memory import keep_freed_memory
 from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
 from nesf.data.domain import Domain
 from nesf.data.readers import from_objects
-from nesf.data.setting import SettingTransform, canonical_setting
+from nesf.data.setting import SettingTransform, canonical_setting, pin_origin
 from nesf.data.vocab import SpeciesVocab
 from nesf.encoding.checked import CheckedEncoder
 from nesf.encoding.refine import RefineSettings
@@ -41,7 +41,9 @@ from nesf.training.loop import prepare_crystals
 #: Species are voted on 3^3 points around each atom instead of the paper's 6^3: on 200 mp
 #: validation crystals (one-pass codes) the same species error and match rate, the decode 2.3x
 #: faster (benchmarks/RESULTS.md, "species vote grid").
-NEURAL_SETTINGS = ReconstructionSettings(converge_tol=1e-3, merge_tol=0.01, polish_steps=2, species_grid=3)
+NEURAL_SETTINGS = ReconstructionSettings(
+    converge_tol=1e-3, merge_tol=0.01, polish_steps=2, species_grid=3, pin_origin=True
+)
 
 
 def _decoding_settings(decoding: Any, source: str) -> ReconstructionSettings:
@@ -306,7 +308,9 @@ class NeSF:
         """Crystals decoded from latents ``[B, D]`` with the reconstruction algorithm.
 
         Each is snapped onto the space group found in it when :attr:`settings` say so
-        (``symmetrize``; :func:`~nesf.reconstruction.symmetry.finish_decoded`).
+        (``symmetrize``; :func:`~nesf.reconstruction.symmetry.finish_decoded`), then, for models
+        of the canonical setting, moved so that its atom nearest the origin sits on it
+        (``pin_origin``; :func:`~nesf.data.setting.pin_origin`).
         """
         z_all = torch.as_tensor(np.asarray(latents) if not isinstance(latents, torch.Tensor) else latents)
         z_all = z_all.to(self.device, torch.float32)
@@ -327,7 +331,10 @@ class NeSF:
                     Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i], dict(info))
                     for i, a in enumerate(atoms)
                 ]
-                out.extend(finish_decoded(batch, s, periodic=self.frame == "periodic"))
+                batch = finish_decoded(batch, s, periodic=self.frame == "periodic")
+                if s.pin_origin and self.setting == "canonical":
+                    batch = [pin_origin(c) for c in batch]
+                out.extend(batch)
                 bar.update(len(z))
         return out
 

@@ -17,6 +17,7 @@ from nesf.data.setting import (
     change_basis,
     lattice_rotations,
     niggli_basis,
+    pin_origin,
     resettle,
     shift_origin,
 )
@@ -209,3 +210,21 @@ def test_canonical_setting_is_invariant_on_real_data(shared_data):
             for kind in RESETTLE_KINDS:
                 again = canonical_setting(resettle(c, kind, rng), rule)[0]
                 assert same_crystal_same_setting(again, canon), (c.id, kind, rule)
+
+
+def test_pin_origin_moves_a_decoded_crystal_rigidly_onto_its_origin_atom(classic):
+    c = canonical_setting(classic[0])[0]  # one atom exactly at the origin
+    off = np.array([0.03, -0.02, 0.01]) @ np.linalg.inv(c.lattice)  # 0.037 A, fractional
+    decoded = shift_origin(c, off)  # a decoded crystal: every atom off by the same small vector
+    decoded.info["setting"] = "canonical"
+    assert not same_crystal_same_setting(decoded, c, tol=1e-3)
+    pinned = pin_origin(decoded)
+    assert same_crystal_same_setting(pinned, c, tol=1e-9)  # the convention puts every atom back
+    assert pinned.info == decoded.info and pinned.id == decoded.id
+    assert pin_origin(pinned) is pinned  # already pinned
+    # no atom within the radius of the origin, or no atom at all: unchanged
+    lone = Crystal(4.0 * np.eye(3), np.array([[2.0, 2.0, 2.0]]), np.array([11]), "lone")
+    assert pin_origin(lone) is lone
+    assert pin_origin(lone, radius=4.0).frac.tolist() == [[0.0, 0.0, 0.0]]
+    empty = Crystal(4.0 * np.eye(3), np.zeros((0, 3)), np.zeros(0, dtype=np.int64), "empty")
+    assert pin_origin(empty) is empty

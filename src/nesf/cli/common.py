@@ -26,6 +26,10 @@ SYMMETRIZE_HELP = (
     "NeSF models: snap each decoded crystal onto the space group spglib finds in it over a ladder of tolerances, "
     "in its own cell and origin (P1 crystals stay as they are; --no-symmetrize: off)"
 )
+PIN_ORIGIN_HELP = (
+    "NeSF models of the canonical setting: move each decoded crystal so that its atom nearest the origin sits "
+    "exactly on it, as the setting puts one there (--no-pin-origin: off)"
+)
 POLISH_HELP = (
     "NeSF models: times each detected atom moves to the mean of x + p(x) over shells of field queries around it "
     "(default 2 for learned fields; 0: the clustered positions)"
@@ -149,6 +153,7 @@ def add_model_options(
             help=SYMMETRIZE_HELP,
         )
         p.add_argument("--polish-steps", type=non_negative_int, default=None, help=POLISH_HELP)
+        p.add_argument("--pin-origin", action=argparse.BooleanOptionalAction, default=None, help=PIN_ORIGIN_HELP)
         p.add_argument(
             "--species-min-atoms",
             type=non_negative_float,
@@ -201,7 +206,8 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
         changes["batch_size"] = args.batch_size
     if getattr(args, "grid_spacing", None):
         changes["grid_spacing"] = args.grid_spacing
-    for name in ("symmetrize", "polish_steps", "species_min_atoms"):  # NeSF decoding settings, only when given
+    # NeSF decoding settings, only when given
+    for name in ("symmetrize", "polish_steps", "pin_origin", "species_min_atoms"):
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     model = model.with_settings(**changes) if changes else model

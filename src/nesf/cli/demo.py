@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from nesf import DEFAULT_MODEL
-from nesf.cli.common import POLISH_HELP, REFINE_HELP, SYMMETRIZE_HELP, non_negative_int, seed_everything, set_threads
+from nesf.cli.common import (
+    PIN_ORIGIN_HELP,
+    POLISH_HELP,
+    REFINE_HELP,
+    SYMMETRIZE_HELP,
+    non_negative_int,
+    seed_everything,
+    set_threads,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
     p.add_argument("--symmetrize", action=argparse.BooleanOptionalAction, default=None, help=SYMMETRIZE_HELP)
     p.add_argument("--polish-steps", type=non_negative_int, default=None, help=POLISH_HELP)
+    p.add_argument("--pin-origin", action=argparse.BooleanOptionalAction, default=None, help=PIN_ORIGIN_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
@@ -48,7 +57,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         refine_steps=args.refine_steps,
         overwrite=args.overwrite,
         decoding={
-            k: v for k, v in (("symmetrize", args.symmetrize), ("polish_steps", args.polish_steps)) if v is not None
+            k: v
+            for k, v in (
+                ("symmetrize", args.symmetrize),
+                ("polish_steps", args.polish_steps),
+                ("pin_origin", args.pin_origin),
+            )
+            if v is not None
         },
     )
     return 0

@@ -340,6 +340,33 @@ def shift_origin(crystal: Crystal, shift: np.ndarray) -> Crystal:
     return Crystal(lattice, frac @ lattice, crystal.numbers.copy(), crystal.id, carried_info(crystal.info))
 
 
+#: Largest distance (Angstrom) from the origin at which a decoded atom is taken for the atom the
+#: canonical setting put there (atoms of a crystal lie at least about 1 A apart).
+PIN_RADIUS = 0.5
+
+
+def pin_origin(crystal: Crystal, radius: float = PIN_RADIUS) -> Crystal:
+    """A crystal decoded in the canonical setting, moved rigidly so that its atom nearest the origin sits on it.
+
+    The canonical setting puts one atom of every crystal exactly at the origin
+    (:func:`canonical_setting`), so a network trained in it decodes an atom near the origin; its
+    distance from the origin is an error the whole crystal shares once it is symmetrised (the
+    other atoms sit where the symmetry puts them relative to it). Moving every atom by that
+    offset restores the setting's own convention from the decoded crystal alone. Crystals with no
+    atom within ``radius`` (Angstrom) of the origin are returned unchanged.
+    """
+    if crystal.n_atoms == 0:
+        return crystal
+    frac = crystal.frac - np.round(crystal.frac)  # [N, 3] nearest image of each atom to the origin
+    dist = np.linalg.norm(frac @ crystal.lattice, axis=1)
+    j = int(np.argmin(dist))
+    if dist[j] > radius or dist[j] == 0.0:
+        return crystal
+    moved = _wrap(crystal.frac - frac[j])
+    lattice = crystal.lattice.copy()
+    return Crystal(lattice, moved @ lattice, crystal.numbers.copy(), crystal.id, dict(crystal.info))
+
+
 def resettle(crystal: Crystal, kind: str, rng: np.random.Generator) -> Crystal:
     """An equivalent copy of ``crystal`` in another setting.
 

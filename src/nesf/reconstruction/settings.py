@@ -51,6 +51,10 @@ class ReconstructionSettings:
             to a dropped element take the kept element with most votes, ties broken by
             probability (beyond the paper; 0: off, every atom keeps its own vote). The crystal's
             most probable element is always kept. Neural fields only.
+        pin_origin: models trained in the canonical setting: move each decoded crystal rigidly so
+            that its atom nearest the origin (within 0.5 A) sits exactly on it, as the setting
+            puts one there (:func:`nesf.data.setting.pin_origin`; beyond the paper). Uses only the
+            decoded crystal; applied after symmetrising.
     """
 
     grid_spacing: float = 0.5
@@ -71,6 +75,7 @@ class ReconstructionSettings:
     symmetry_rule: str = "largest"
     symmetry_mean_move: float = SYMMETRY_MEAN_MOVE
     species_min_atoms: float = 0.0
+    pin_origin: bool = False
 
     def __post_init__(self) -> None:
         for name in ("grid_spacing", "nms_radius", "species_spacing", "max_residual"):
