@@ -36,7 +36,7 @@ DEFAULT_VARIANTS = (
 )
 
 #: Settings that act after decoding (variants differing only in these share a decode).
-AFTER_DECODE = ("symmetrize", "symmetry_tolerances", "symmetry_rule", "symmetry_mean_move")
+AFTER_DECODE = ("symmetrize", "symmetry_tolerances", "symmetry_rule", "symmetry_mean_move", "symmetry_max_strain")
 
 #: Columns of the table: (key, header, format).
 COLUMNS = (

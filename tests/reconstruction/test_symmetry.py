@@ -13,6 +13,7 @@ from nesf.reconstruction.exact import reconstruct_exact
 from nesf.reconstruction.settings import ReconstructionSettings
 from nesf.reconstruction.symmetry import (
     atom_moves,
+    cell_strain,
     crystal_system,
     finish_decoded,
     pick_tolerance,
@@ -125,3 +126,21 @@ def test_verdicts_and_metrics_carry_space_groups():
     full = evaluate_reconstruction(true, pred, "periodic", n_jobs=1)
     assert set(MATCHED_KEYS) <= set(full)
     assert crystal_system(225) == "cubic" and crystal_system(186) == "hexagonal" and crystal_system(1) == "triclinic"
+
+
+def test_a_strain_limit_keeps_a_pseudo_cubic_crystal_in_its_own_lower_group():
+    nacl = next(c for c in demo_crystals() if c.id.startswith("NaCl"))
+    stretch = np.diag([1.0, 1.0, 1.02])  # c 2 % longer: tetragonal, 0.11 A from its cubic parent
+    c = Crystal(nacl.lattice @ stretch, nacl.frac @ (nacl.lattice @ stretch), nacl.numbers.copy(), "NaCl-tetragonal")
+    assert space_group(c, 0.01).number == 139  # I4/mmm
+    ladder = (0.01, 0.05, 0.1, 0.2, 0.3)
+    loose, group = symmetrize(c, ladder, mean_move=0.0)
+    assert group.number == 225  # without a limit: snapped onto the cubic parent, the cell made cubic
+    assert cell_strain(c.lattice, loose.lattice) > 0.01
+    kept, group = symmetrize(c, ladder, mean_move=0.0, max_strain=0.005)
+    assert group.number == 139 and cell_strain(c.lattice, kept.lattice) < 1e-9
+    assert cell_strain(c.lattice, c.lattice) == 0.0
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert cell_strain(c.lattice, c.lattice @ turn) < 1e-12  # the metric, not the orientation
+    with pytest.raises(ValueError, match="symmetry_max_strain"):
+        ReconstructionSettings(symmetry_max_strain=-1.0)

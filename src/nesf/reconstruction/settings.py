@@ -45,6 +45,9 @@ class ReconstructionSettings:
             tolerance below).
         symmetry_mean_move: a snap that moves the atoms farther than this on average
             (Angstrom) is refused and the next smaller tolerance tried (0: no such limit).
+        symmetry_max_strain: a snap that changes the cell more than this is refused and the next
+            smaller tolerance tried (:func:`nesf.reconstruction.symmetry.cell_strain`: the
+            largest change of the metric tensor relative to its largest entry; 0: no limit).
         species_min_atoms: an element appears in a decoded crystal only if the species field
             gives it at least this many atoms' worth of probability, summed over the crystal's
             atoms (each atom's probability is the mean softmax over its vote grid); atoms voted
@@ -74,6 +77,7 @@ class ReconstructionSettings:
     symmetry_tolerances: tuple[float, ...] = SYMMETRY_LADDER
     symmetry_rule: str = "largest"
     symmetry_mean_move: float = SYMMETRY_MEAN_MOVE
+    symmetry_max_strain: float = 0.0
     species_min_atoms: float = 0.0
     pin_origin: bool = False
 
@@ -93,6 +97,8 @@ class ReconstructionSettings:
             raise ValueError(f"symmetry_tolerances must be positive, got {self.symmetry_tolerances}")
         if self.species_min_atoms < 0:
             raise ValueError(f"species_min_atoms must not be negative, got {self.species_min_atoms}")
+        if self.symmetry_max_strain < 0:
+            raise ValueError(f"symmetry_max_strain must not be negative, got {self.symmetry_max_strain}")
         if self.symmetry_mean_move < 0:
             raise ValueError(f"symmetry_mean_move must not be negative, got {self.symmetry_mean_move}")
         if self.symmetry_rule not in SYMMETRY_RULES:

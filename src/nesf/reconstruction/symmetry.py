@@ -138,6 +138,7 @@ def symmetrize(
     rule: str = "largest",
     wrap: bool = True,
     mean_move: float = SYMMETRY_MEAN_MOVE,
+    max_strain: float = 0.0,
 ) -> tuple[Crystal, SpaceGroup | None]:
     """The crystal snapped onto the space group found over a ladder of tolerances.
 
@@ -152,6 +153,10 @@ def symmetrize(
             next to where it was (the paper frame's plain Cartesian positions).
         mean_move: the largest mean move of the atoms a snap may make, Angstrom (0: any up to
             the tolerance).
+        max_strain: the largest change of the cell a snap may make (:func:`cell_strain`; 0: any).
+            A group whose metric the decoded cell does not have is refused: with cells decoded
+            to the input's (the refinement's lattice fit) this tells a pseudo-symmetric crystal
+            from its more symmetric parent.
 
     Returns:
         The symmetrised crystal (in the input crystal's cell and origin, atoms in the same
@@ -165,6 +170,8 @@ def symmetrize(
     while k is not None:
         snapped = snap_to_operations(crystal, data[k].rotations, data[k].translations, ladder[k], wrap)
         if snapped is not None and mean_move and float(atom_moves(crystal, snapped).mean()) > mean_move:
+            snapped = None
+        if snapped is not None and max_strain and cell_strain(crystal.lattice, snapped.lattice) > max_strain:
             snapped = None
         if snapped is not None:
             check = space_group(snapped, CHECK_SYMPREC)
@@ -183,9 +190,10 @@ def symmetrize_all(
     rule: str = "largest",
     wrap: bool = True,
     mean_move: float = SYMMETRY_MEAN_MOVE,
+    max_strain: float = 0.0,
 ) -> list[Crystal]:
     """:func:`symmetrize` of each crystal (one spglib search per crystal and tolerance)."""
-    return [symmetrize(c, tolerances, rule, wrap, mean_move)[0] for c in crystals]
+    return [symmetrize(c, tolerances, rule, wrap, mean_move, max_strain)[0] for c in crystals]
 
 
 def finish_decoded(
@@ -198,7 +206,20 @@ def finish_decoded(
     if not settings.symmetrize:
         return list(crystals)
     s = settings
-    return symmetrize_all(crystals, s.symmetry_tolerances, s.symmetry_rule, periodic, s.symmetry_mean_move)
+    return symmetrize_all(
+        crystals, s.symmetry_tolerances, s.symmetry_rule, periodic, s.symmetry_mean_move, s.symmetry_max_strain
+    )
+
+
+def cell_strain(before: np.ndarray, after: np.ndarray) -> float:
+    """How much a cell changed: the largest entry of the metric change ``|G' - G|`` over the largest of ``G``.
+
+    ``G = L L^T`` for cells ``[3, 3]`` (rows a, b, c); about twice the relative change of a
+    length, and about the change of an angle in radians. Independent of the cells' orientation.
+    """
+    g0 = before @ before.T
+    g1 = after @ after.T
+    return float(np.abs(g1 - g0).max() / np.abs(np.diag(g0)).max())
 
 
 def symmetric_lattice(lattice: np.ndarray, rotations: np.ndarray) -> np.ndarray:
@@ -283,6 +304,7 @@ __all__ = [
     "SpaceGroup",
     "TOLERANCE_RULES",
     "atom_moves",
+    "cell_strain",
     "crystal_system",
     "finish_decoded",
     "pick_tolerance",
