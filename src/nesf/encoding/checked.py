@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal
 from nesf.data.vocab import SpeciesVocab
-from nesf.encoding.refine import RefineSettings, refine_latents
+from nesf.encoding.refine import RefineSettings, fit_lattice, refine_latents
 from nesf.metrics.paper import missed_atoms
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
@@ -81,6 +81,14 @@ class CheckedEncoder:
                     if checked:
                         z, chunk_decoded = self._restart(chunk, z0, z, counts)
                         decoded.extend(chunk_decoded)
+                if r.steps and r.lattice_fit:
+                    target = self.model.normalize_lattice(batch.lattice_params)
+                    fitted = fit_lattice(self.model, z, target, r.lattice_fit)
+                    if checked:
+                        start_at = len(decoded) - len(chunk)
+                        z, decoded[start_at:] = self._keep_fitted(chunk, z, fitted, decoded[start_at:], counts)
+                    else:
+                        z = fitted
                 codes.append(z)
                 bar.update(len(chunk))
         return torch.cat(codes), (decoded if checked else None), counts
@@ -110,6 +118,35 @@ class CheckedEncoder:
             for j, i in enumerate(todo):
                 decoded[i] = dr[j]
         return z, decoded
+
+    def _keep_fitted(
+        self,
+        crystals: Sequence[Crystal],
+        z: torch.Tensor,
+        fitted: torch.Tensor,
+        decoded: list[Crystal],
+        counts: dict[str, int],
+    ) -> tuple[torch.Tensor, list[Crystal]]:
+        """Checked codes ``z [B, D]`` replaced by their lattice-fitted versions where those decode no worse.
+
+        A fitted code is kept when its crystal comes at least as close to the input's
+        composition as the checked code's (``counts["lattice_fitted"]`` counts them), so the
+        fit never costs an atom the check had won.
+
+        Returns:
+            The codes ``[B, D]`` and their decoded crystals.
+        """
+        trial = self.decode(fitted, ids=[c.id for c in crystals])
+        z = z.clone()
+        out = list(decoded)
+        kept = 0
+        for i, (c, d, t) in enumerate(zip(crystals, decoded, trial)):
+            want = composition(c)
+            if composition_distance(composition(t), want) <= composition_distance(composition(d), want):
+                z[i], out[i] = fitted[i], t
+                kept += 1
+        counts["lattice_fitted"] = counts.get("lattice_fitted", 0) + kept
+        return z, out
 
     def _restart(
         self, crystals: Sequence[Crystal], z0: torch.Tensor, z: torch.Tensor, counts: dict[str, int]

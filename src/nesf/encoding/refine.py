@@ -67,9 +67,10 @@ class RefineSettings:
         restart_patience: a crystal stops restarting after this many restarts in a row that did
             not bring its decoded composition closer to its input's (0: it takes all
             ``restarts``). Bounds the work spent on crystals a model cannot represent.
-        lattice_fit: Gauss-Newton iterations that end each refinement by moving the code the
-            least distance that makes its decoded cell the input's (:func:`fit_lattice`; 0: off).
-            The field barely notices a move that small; the check that follows sees the result.
+        lattice_fit: Gauss-Newton iterations that move each final code the least distance that
+            makes its decoded cell the input's (:func:`fit_lattice`; 0: off). Checked codes keep
+            the fitted code only where its crystal comes as close to the input's composition
+            as the unfitted one (the field barely notices a move that small, but it is checked).
     """
 
     steps: int = 30
@@ -190,7 +191,7 @@ def refine_latents(
             ).sum()
             (grad,) = torch.autograd.grad(loss, [z])
             adam.step(grad, lr)
-    return fit_lattice(model, z.detach(), lattice_true, settings.lattice_fit)
+    return z.detach()
 
 
 #: Damping of the Gauss-Newton steps of :func:`fit_lattice` (normalised lattice units squared).
