@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -285,9 +286,9 @@ class NeSF:
         The decoded crystals (in the network's setting) come back only when the refinement
         restarts, which decodes every code; otherwise None (see :class:`~nesf.encoding.checked.CheckedEncoder`).
         """
-        encoder = CheckedEncoder(
-            self.model, self.vocab, self.train_cfg, self.refinement, self.decode_crystals, self.bbox, self.device
-        )
+        decode = partial(self.decode_crystals, exact_cells=self.fits_cells)
+        r = self.refinement
+        encoder = CheckedEncoder(self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device)
         codes, decoded, self.restart_counts = encoder.encode(crystals, batch_size, progress)
         return codes, decoded
 
@@ -301,11 +302,25 @@ class NeSF:
         """
         return self.encode_crystals(self.prepare(structures)).cpu().numpy()
 
+    @property
+    def fits_cells(self) -> bool:
+        """Whether encoding fits each code's decoded cell to its input's (refinement with ``lattice_fit``)."""
+        return bool(self.refinement.steps and self.refinement.lattice_fit)
+
     @torch.no_grad()
     def decode_crystals(
-        self, latents: np.ndarray | torch.Tensor, ids: Sequence[str] | None = None, progress: bool = False
+        self,
+        latents: np.ndarray | torch.Tensor,
+        ids: Sequence[str] | None = None,
+        progress: bool = False,
+        exact_cells: bool = False,
     ) -> list[Crystal]:
         """Crystals decoded from latents ``[B, D]`` with the reconstruction algorithm.
+
+        ``exact_cells``: the codes' cells were fitted to their inputs' (round trips with the
+        refinement's lattice fit); only then does symmetrisation refuse snaps that strain the
+        cell (``symmetry_max_strain``): a cell decoded from any other code is only about 0.5 %
+        right, which the limit would take for a lower symmetry.
 
         Each is snapped onto the space group found in it when :attr:`settings` say so
         (``symmetrize``; :func:`~nesf.reconstruction.symmetry.finish_decoded`), then, for models
@@ -317,7 +332,7 @@ class NeSF:
         if z_all.ndim != 2 or z_all.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape [B, {self.latent_dim}], got {list(z_all.shape)}")
         ids = list(ids) if ids is not None else [f"decoded-{i}" for i in range(len(z_all))]
-        s = self.settings
+        s = self.settings if exact_cells else replace(self.settings, symmetry_max_strain=0.0)
         out: list[Crystal] = []
         with tqdm(total=len(z_all), desc="decode", unit="crystal", disable=not progress) as bar:
             for start in range(0, len(z_all), s.batch_size):
@@ -355,7 +370,9 @@ class NeSF:
         inner, transforms = self.to_model_setting(crystals)
         z, decoded = self._encode_in_setting(inner, progress=progress)
         if decoded is None:
-            decoded = self.decode_crystals(z, ids=[c.id for c in crystals], progress=progress)
+            decoded = self.decode_crystals(
+                z, ids=[c.id for c in crystals], progress=progress, exact_cells=self.fits_cells
+            )
         else:  # decoded while checking the codes
             decoded = [d if d.id == c.id else replace(d, id=c.id) for c, d in zip(crystals, decoded)]
         return [d if t is None else t.to_input(d) for t, d in zip(transforms, decoded)]
