@@ -130,8 +130,9 @@ class CheckedEncoder:
         """Checked codes ``z [B, D]`` replaced by their lattice-fitted versions where those decode no worse.
 
         A fitted code is kept when its crystal comes at least as close to the input's
-        composition as the checked code's (``counts["lattice_fitted"]`` counts them), so the
-        fit never costs an atom the check had won.
+        composition as the checked code's and is not empty where that one was not
+        (``counts["lattice_fitted"]`` counts them), so the fit never costs an atom the check
+        had won.
 
         Returns:
             The codes ``[B, D]`` and their decoded crystals.
@@ -142,7 +143,8 @@ class CheckedEncoder:
         kept = 0
         for i, (c, d, t) in enumerate(zip(crystals, decoded, trial)):
             want = composition(c)
-            if composition_distance(composition(t), want) <= composition_distance(composition(d), want):
+            no_worse = composition_distance(composition(t), want) <= composition_distance(composition(d), want)
+            if no_worse and (t.n_atoms > 0 or d.n_atoms == 0):
                 z[i], out[i] = fitted[i], t
                 kept += 1
         counts["lattice_fitted"] = counts.get("lattice_fitted", 0) + kept
