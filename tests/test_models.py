@@ -415,7 +415,7 @@ def test_fit_lattice_matches_the_cell_with_a_small_move_of_the_code():
     net = NeSFModel(ModelConfig(**SMALL_MODEL), 3)
     z = torch.randn(5, net.cfg.latent_dim)
     with torch.no_grad():
-        target = net.lattice_normalized(z) + 0.05 * torch.randn(5, 6)  # cells a few per cent away
+        target = net.lattice_normalized(z) + 0.01 * torch.randn(5, 6)  # cells about a per cent away
     fitted = fit_lattice(net, z, target, iterations=5)
     with torch.no_grad():
         assert (net.lattice_normalized(fitted) - target).abs().max() < 1e-4
@@ -425,3 +425,24 @@ def test_fit_lattice_matches_the_cell_with_a_small_move_of_the_code():
     assert torch.allclose(fit_lattice(net, z[:2], target[:2], iterations=5), fitted[:2], atol=1e-5)
     with pytest.raises(ValueError, match="lattice_fit"):
         RefineSettings(lattice_fit=-1)
+    # a cell the heads cannot make (far outside what they give) would take a new code: left alone
+    far = target.clone()
+    far[0, 3:] += 40.0
+    refused = fit_lattice(net, z, far, iterations=5)
+    assert torch.equal(refused[0], z[0]) and torch.allclose(refused[1:], fitted[1:], atol=1e-5)
+
+
+def test_a_cell_outside_a_specialist_leaves_its_code_bounded():
+    """hcp Mg (60 degree angle) through the cubic perovskite model: the fit must not blow the code up."""
+    from nesf.api import NeSF
+    from nesf.data.batch import CrystalBatch
+    from nesf.data.examples import classic_crystals
+    from nesf.encoding.refine import LATTICE_FIT_MAX_MOVE
+
+    model = NeSF.load("perov_5").with_refinement(steps=2, restarts=0)
+    mg = next(c for c in classic_crystals() if c.id == "Mg-hcp-conventional")
+    inner, _ = model.to_model_setting([mg])
+    batch = CrystalBatch.from_crystals(inner, model.vocab)
+    z0, _, _ = model.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
+    z = model.encode_crystals([mg])
+    assert (z - z0).norm() <= (LATTICE_FIT_MAX_MOVE + 0.1) * z0.norm()
