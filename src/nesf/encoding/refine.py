@@ -211,8 +211,8 @@ def fit_lattice(model: NeSFModel, z: torch.Tensor, target: torch.Tensor, iterati
     Each iteration linearises the lattice heads around the codes (``J``: ``[B, 6, D]``, from six
     backward passes) and takes the minimum-norm step ``J^T (J J^T + lambda I)^-1 r`` that removes
     the residual ``r`` ``[B, 6]`` between ``target`` and the decoded normalised lattice
-    parameters. Six numbers per crystal against a code of ``D``: the heads can always be
-    matched, and the smallest move leaves the fields as they were (the check decodes the result).
+    parameters. Six numbers per crystal against a code of ``D``: the heads can match in-domain
+    cells, and the smallest move leaves the fields as they were (the check decodes the result).
 
     Args:
         model: the network (unchanged).
