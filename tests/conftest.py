@@ -11,7 +11,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "src" / "nesf" / "examples" / "classic_crystals.extxyz"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread per pytest-xdist worker (the workers share the cores), else up to two
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 def data_dir() -> Path | None:

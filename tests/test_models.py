@@ -297,7 +297,8 @@ def test_latent_refinement_lowers_the_field_loss_and_is_deterministic(classic):
     assert model.refinement.steps > 0
     plain = model.with_refinement(steps=0)
     assert torch.allclose(plain.encode_crystals(crystals), z0, atol=1e-6)
-    assert not torch.allclose(model.encode_crystals(crystals), z0, atol=1e-4)
+    # (without the check's restarts: a briefly trained network fails every check, and each restart decodes)
+    assert not torch.allclose(model.with_refinement(restarts=0).encode_crystals(crystals), z0, atol=1e-4)
     with pytest.raises(ValueError, match="negative"):
         RefineSettings(steps=-1)
     with pytest.raises(ValueError, match="restarts must not be negative"):

@@ -65,7 +65,11 @@ def test_perov_5_round_trips_the_perovskite_frame():
 
 @pytest.mark.parametrize("name", ["lim_l6", "mp", "perov_5"])
 def test_shipped_models_do_not_care_how_a_cell_is_set(name):
-    """Demo crystals with another origin (Cl at the origin, arbitrary shifts) or permuted axes come back alike."""
+    """Demo crystals with another origin (Cl at the origin, arbitrary shifts) or permuted axes come back alike.
+
+    Only the crystals inside the model's training domain: outside it (rock salt for perov_5) the
+    checked codes spend every restart, which costs time and says nothing about the setting.
+    """
     import numpy as np
 
     from nesf.data.setting import resettle, shift_origin
@@ -74,6 +78,8 @@ def test_shipped_models_do_not_care_how_a_cell_is_set(name):
     assert model.setting == "canonical"
     names = ("NaCl-rocksalt", "TiO2-rutile", "ZnO-wurtzite", "SrTiO3-perovskite", "CsCl", "MgO-rocksalt")
     crystals = [c for c in demo_crystals(names) if set(c.numbers.tolist()) <= set(model.vocab.numbers)]
+    crystals = [c for c, why in zip(crystals, model.check_domain(crystals)) if not why]
+    assert crystals
     rng = np.random.default_rng(0)
     variants = {
         "given": crystals,
