@@ -97,6 +97,30 @@ def test_reconstruct_writes_cifs_and_extxyz(trained, tmp_path):
     assert cifs[0].read_text().startswith("# nesf setting: input")
 
 
+def test_reconstruct_writes_no_file_for_a_decode_that_found_no_atom(trained, tmp_path, monkeypatch, capsys):
+    """A crystal decoded to no atom keeps its CSV row; no CIF or extxyz frame (which readers refuse) is written."""
+    from dataclasses import replace
+
+    from nesf.api import NeSF
+
+    real = NeSF.reconstruct_crystals
+
+    def first_empty(self, crystals, progress=False):  # noqa: ANN001, ANN202
+        pred = real(self, crystals, progress)
+        return [replace(pred[0], cart=np.zeros((0, 3)), numbers=np.zeros(0, dtype=int)), *pred[1:]]
+
+    monkeypatch.setattr(NeSF, "reconstruct_crystals", first_empty)
+    model, data = trained
+    out, csv = tmp_path / "rec", tmp_path / "rec.csv"
+    args = ["reconstruct", "--model", str(model), str(data), "--out", str(out), "--csv", str(csv), "--quiet"]
+    assert main([*args, "--restarts", "0", "--refine-steps", "0"]) == 0
+    first = read_crystals(data)[0].id
+    assert f"1 reconstruction(s) found no atom ({first})" in capsys.readouterr().out
+    assert len(list(out.glob("*.cif"))) == 2
+    assert [c.id for c in read_crystals(out / "all.extxyz")] == [c.id for c in read_crystals(data)][1:]
+    assert len(csv.read_text().splitlines()) == 4  # header and all three crystals
+
+
 def test_encode_then_decode(trained, tmp_path):
     model, data = trained
     npz = tmp_path / "z.npz"

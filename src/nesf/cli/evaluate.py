@@ -337,8 +337,8 @@ class _Records:
                 self.json_lines.write(json.dumps(clean_json(rec)) + "\n")
         if self.args.html:
             self.rows.extend(shard["records"])
-            for a, b in zip(shard["xyz_in"], shard["xyz"]):
-                if len(self.views) < MAX_VIEWS:
+            for rec, a, b in zip(shard["records"], shard["xyz_in"], shard["xyz"]):
+                if len(self.views) < MAX_VIEWS and rec["n_atoms_out"]:
                     self.views.append((crystal_from_extxyz_text(a), crystal_from_extxyz_text(b)))
 
     def close(self, payload: dict, merged, title: str) -> None:  # noqa: ANN001
@@ -468,17 +468,24 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             tmp.mkdir(parents=True)
             self.extxyz = open(tmp / "all.extxyz", "w")  # noqa: SIM115
             self.seen: dict[str, int] = {}
+            self.empty: list[str] = []  # ids of inputs whose decode found no atom
             self.paths = {name: _side_path(getattr(args, name), args.out, tmp) for name in ("json", "csv")}
             self.records = _Records(args, self.paths["csv"], self.paths["json"])
 
         def add(self, shard: dict) -> None:
             for rec, cif, xyz in zip(shard["records"], shard["cif"], shard["xyz"]):
+                if not rec["n_atoms_out"]:  # no atom decoded: a row in the CSV / JSON, no file a reader refuses
+                    self.empty.append(rec["id"])
+                    continue
                 (self.tmp / f"{unique_stem(rec['id'], self.seen)}.cif").write_text(cif)
                 self.extxyz.write(xyz)
             self.records.add(shard)
 
         def finish(self, merged) -> None:  # noqa: ANN001
             self.extxyz.close()
+            if self.empty:
+                shown = ", ".join(self.empty[:5]) + (", ..." if len(self.empty) > 5 else "")
+                print(f"{len(self.empty)} reconstruction(s) found no atom ({shown}): no CIF or extxyz frame written")
             payload = {"model": str(args.model), "inputs": list(args.inputs), "setting": "input"}
             payload.update(n_matched=merged.n_matched, **_metrics(merged, model), skipped=merged.skipped)
             self.records.close(payload, merged, title)
