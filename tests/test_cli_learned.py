@@ -121,6 +121,29 @@ def test_reconstruct_writes_no_file_for_a_decode_that_found_no_atom(trained, tmp
     assert len(csv.read_text().splitlines()) == 4  # header and all three crystals
 
 
+def test_decode_writes_no_file_for_a_code_that_decodes_to_no_atom(trained, tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from nesf.api import NeSF
+
+    real = NeSF.decode_crystals
+
+    def first_empty(self, z, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        pred = real(self, z, *args, **kwargs)
+        return [replace(pred[0], cart=np.zeros((0, 3)), numbers=np.zeros(0, dtype=int)), *pred[1:]]
+
+    model, data = trained
+    npz, out = tmp_path / "z.npz", tmp_path / "dec"
+    assert main(["encode", "--model", str(model), str(data), "--out", str(npz), "--refine-steps", "0", "--quiet"]) == 0
+    monkeypatch.setattr(NeSF, "decode_crystals", first_empty)
+    assert main(["decode", "--model", str(model), str(npz), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    first = read_crystals(data)[0].id
+    assert f"1 decode(s) found no atom ({first})" in printed and "wrote 2 decoded crystal(s)" in printed
+    assert len(list(out.glob("*.cif"))) == 2
+    assert [c.id for c in read_crystals(out / "all.extxyz")] == [c.id for c in read_crystals(data)][1:]
+
+
 def test_encode_then_decode(trained, tmp_path):
     model, data = trained
     npz = tmp_path / "z.npz"

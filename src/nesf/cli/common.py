@@ -290,12 +290,26 @@ def check_outputs(args: argparse.Namespace, folder: bool = True) -> None:
         check_output_folder(out, overwrite=getattr(args, "overwrite", False))
 
 
-def write_structures(out: Path, crystals) -> None:  # noqa: ANN001
-    """One CIF per crystal and all.extxyz into ``out`` (a fresh folder: see ``staged_folder``)."""
+def write_structures(out: Path, crystals) -> list[str]:  # noqa: ANN001
+    """One CIF per crystal and all.extxyz into ``out`` (a fresh folder: see ``staged_folder``).
+
+    Crystals without atoms (a decode that found none) get no file, since readers refuse them;
+    their ids are returned (see :func:`say_no_atoms`).
+    """
     from nesf.io.writers import unique_stem, write_cif, write_extxyz
 
     out.mkdir(parents=True, exist_ok=True)
+    kept = [c for c in crystals if c.n_atoms]
     seen: dict[str, int] = {}
-    for c in crystals:
+    for c in kept:
         write_cif(out / f"{unique_stem(c.id, seen)}.cif", c)
-    write_extxyz(out / "all.extxyz", crystals)
+    if kept:
+        write_extxyz(out / "all.extxyz", kept)
+    return [c.id for c in crystals if not c.n_atoms]
+
+
+def say_no_atoms(ids: list[str], what: str = "decode") -> None:
+    """Name the crystals written without a file because their ``what`` found no atom."""
+    if ids:
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        print(f"{len(ids)} {what}(s) found no atom ({shown}): no CIF or extxyz frame written")

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from nesf import DEFAULT_MODEL
-from nesf.cli.common import add_model_options, add_stream_options, check_outputs, load_model, write_structures
+from nesf.cli.common import (
+    add_model_options,
+    add_stream_options,
+    check_outputs,
+    load_model,
+    say_no_atoms,
+    write_structures,
+)
 
 
 def add_encode(sub: argparse._SubParsersAction) -> None:
@@ -145,8 +152,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
         )
     pred = model.decode_crystals(z, ids=ids, progress=not args.quiet)
     with staged_folder(args.out, overwrite=args.overwrite) as tmp:
-        write_structures(tmp, pred)
-    print(f"wrote {len(pred)} decoded crystal(s) to {args.out} (CIFs and all.extxyz)")
+        empty = write_structures(tmp, pred)
+    say_no_atoms(empty)
+    print(f"wrote {len(pred) - len(empty)} decoded crystal(s) to {args.out} (CIFs and all.extxyz)")
     return 0
 
 
@@ -189,7 +197,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     ids = [f"step{k:02d}" for k in range(args.steps)]
     decoded = model.decode_crystals(path, ids=ids, progress=not args.quiet)
     with staged_folder(args.out, overwrite=args.overwrite) as tmp:
-        write_structures(tmp, decoded)
+        say_no_atoms(write_structures(tmp, decoded))
         plot_strip(decoded, tmp / "interpolation.png", title=f"latent path {a[0].id} -> {b[0].id}")
     print(f"wrote {len(decoded)} crystals and interpolation.png to {args.out}")
     return 0

@@ -447,6 +447,7 @@ def _metrics(merged, model) -> dict:  # noqa: ANN001
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Round trip of input crystals; one CIF each plus one extxyz with all, and per-crystal verdicts, chunk by chunk."""
+    from nesf.cli.common import say_no_atoms
     from nesf.cli.roundtrip import OutputWriter, run_round_trips
     from nesf.io.writers import unique_stem
 
@@ -483,9 +484,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
         def finish(self, merged) -> None:  # noqa: ANN001
             self.extxyz.close()
-            if self.empty:
-                shown = ", ".join(self.empty[:5]) + (", ..." if len(self.empty) > 5 else "")
-                print(f"{len(self.empty)} reconstruction(s) found no atom ({shown}): no CIF or extxyz frame written")
+            say_no_atoms(self.empty, "reconstruction")
             payload = {"model": str(args.model), "inputs": list(args.inputs), "setting": "input"}
             payload.update(n_matched=merged.n_matched, **_metrics(merged, model), skipped=merged.skipped)
             self.records.close(payload, merged, title)
