@@ -19,13 +19,13 @@ from nesf.io.writers import write_extxyz
 
 REPO = Path(__file__).resolve().parents[2]
 #: Crystals in the test file and crystals per chunk: 8 chunks, so a run can be stopped partway.
-N, CHUNK = 32, "4"
+N, CHUNK = 16, "2"
 FAST = ["--model", "perov_5", "--refine-steps", "2", "--restarts", "0", "--threads", "1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory, classic):
-    """32 crystals (one classic crystal under 32 ids) in one extxyz file."""
+    """16 crystals (one classic crystal under 16 ids) in one extxyz file."""
     small = [c for c in classic if c.n_atoms <= 12 and set(c.numbers) <= {8, 11, 12, 17, 20, 22, 38}]
     small = small or [c for c in classic if c.n_atoms <= 12]
     crystals = [Crystal(c.lattice, c.cart, c.numbers, f"{c.id}-{k}") for k in range(N) for c in small[:1]]
