@@ -6,15 +6,18 @@ on the training part, everything is reported on the held-out part.
 
 Stages (``--stage``, any of them, in this order):
 
-- ``ship``: fit the heads (perov_5 heat_ref and dir_gap, carbon_24 energy_per_atom) and their
-  independent evaluators, write them to ``src/nesf/weights/heads/``;
-- ``predict``: held-out MAE / R^2 of each head and evaluator beside a random forest on Magpie
-  features (matminer) fitted on the same training part;
+- ``ship``: fit the latent heads (perov_5 heat_ref and dir_gap, carbon_24 energy_per_atom) and
+  their independent evaluators, write them to ``src/nesf/weights/heads/``;
+- ``ship-evaluator``: fit the independent evaluators alone (the heads stay);
+- ``ship-crystal``: fit the crystal heads (the same targets, read from the crystals' site tables)
+  and write them beside the latent ones (``MODEL-TARGET.crystal.pt``);
+- ``predict``: held-out MAE / R^2 of each head (latent and crystal) and evaluator beside a random
+  forest on Magpie features (matminer) fitted on the same training part;
 - ``optimize``: CDVAE's protocol from the first 100 held-out crystals (SR5 / SR10 / SR15 by the
   evaluator), with and without the trust region and the decode-encode cycle;
 - ``conditional``: 200 perov_5 samples at dir_gap 1.5 +- 0.3 eV, plain prior draws and head-guided.
 
-    python benchmarks/design.py --stage ship predict optimize conditional --threads 1
+    python benchmarks/design.py --stage ship ship-crystal predict optimize conditional --threads 1
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ HEADS = REPO / "src" / "nesf" / "weights" / "heads"
 SHIPPED = (("perov_5", "heat_ref", "l1"), ("perov_5", "dir_gap", "mse"), ("carbon_24", "energy_per_atom", "l1"))
 
 
+#: Site-table rows the evaluators read (perov_5: all five sites; carbon_24: none, every site is carbon).
+EVALUATOR_SITES = {"perov_5": 5}
+
+
 def split_data(name: str) -> tuple[list, np.ndarray, Path]:
     """The crystals of CDVAE's ``name/val.csv``, the training-part mask, and the file."""
     from nesf.data.readers import read_crystals
@@ -48,18 +55,59 @@ def split_data(name: str) -> tuple[list, np.ndarray, Path]:
 
 
 def features(name: str, crystals: list) -> np.ndarray:
-    """Evaluator features of crystals (structure only for the all-carbon set)."""
+    """Evaluator features of crystals (structure only for the all-carbon set; site rows for perov_5)."""
     from nesf.design.features import crystal_features
 
-    return crystal_features(crystals, composition=name != "carbon_24")
+    return crystal_features(crystals, composition=name != "carbon_24", sites=EVALUATOR_SITES.get(name, 0))
+
+
+def ship_evaluator(name: str, target: str, units: str, crystals: list, train: np.ndarray, path: Path):  # noqa: ANN201
+    """Fit the independent evaluator of ``name``/``target`` on the training part, score it on the rest, write it."""
+    from nesf.design import fit_evaluator, save_evaluator
+    from nesf.design.data import targets
+    from nesf.design.evaluator import evaluate_evaluator
+
+    y = targets(crystals, target, path)
+    x = features(name, crystals)
+    ev = fit_evaluator(
+        None,
+        y[train],
+        "gbr",
+        name != "carbon_24",
+        features=x[train],
+        card={
+            "target": target,
+            "units": units,
+            "model": name,
+            "train_data": f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0: training part",
+        },
+        sites=EVALUATOR_SITES.get(name, 0),
+    )
+    evaluate_evaluator(ev, x[~train], y[~train])
+    save_evaluator(HEADS / f"{name}-{target}.evaluator.pt", ev)
+    return ev
+
+
+def stage_ship_evaluator(args: argparse.Namespace) -> dict:
+    """Fit and write the independent evaluators only (the heads stay)."""
+    from nesf.design.workflow import UNITS
+
+    out = {}
+    for name, target, _ in SHIPPED:
+        if name not in args.models:
+            continue
+        t0 = time.monotonic()
+        crystals, train, path = split_data(name)
+        ev = ship_evaluator(name, target, UNITS.get(target, ""), crystals, train, path)
+        out[f"{name}/{target}"] = {"evaluator": ev.card, "seconds": round(time.monotonic() - t0, 1)}
+        print(name, target, "evaluator MAE", ev.card["heldout_mae"], flush=True)
+    return out
 
 
 def stage_ship(args: argparse.Namespace) -> dict:
     """Fit and write the shipped heads and evaluators."""
     from nesf.api import NeSF
-    from nesf.design import HeadConfig, fit_evaluator, fit_property, save_evaluator, save_head
-    from nesf.design.data import targets
-    from nesf.design.evaluator import evaluate_evaluator
+    from nesf.design import HeadConfig, fit_property, save_head
 
     HEADS.mkdir(parents=True, exist_ok=True)
     out = {}
@@ -83,29 +131,50 @@ def stage_ship(args: argparse.Namespace) -> dict:
             }
         )
         save_head(HEADS / f"{name}-{target}.pt", head, model.vocab.to_dict())
-        y = targets(crystals, target, path)
-        x = features(name, crystals)
-        ev = fit_evaluator(
-            None,
-            y[train],
-            "gbr",
-            name != "carbon_24",
-            features=x[train],
-            card={
-                "target": target,
-                "units": head.card["units"],
-                "model": name,
-                "train_data": f"{data_note}: training part",
-            },
-        )
-        evaluate_evaluator(ev, x[~train], y[~train])
-        save_evaluator(HEADS / f"{name}-{target}.evaluator.pt", ev)
+        ev = ship_evaluator(name, target, head.card["units"], crystals, train, path)
         out[f"{name}/{target}"] = {
             "head": {k: v for k, v in head.card.items() if k != "command"},
             "evaluator": ev.card,
             "seconds": round(time.monotonic() - t0, 1),
         }
         print(name, target, "head MAE", head.card["val_mae"], "evaluator MAE", ev.card["heldout_mae"], flush=True)
+    return out
+
+
+def stage_ship_crystal(args: argparse.Namespace) -> dict:
+    """Fit and write the shipped crystal heads."""
+    from nesf.api import NeSF
+    from nesf.design.crystal_head import CrystalHeadConfig, save_crystal_head
+    from nesf.design.workflow import fit_property
+
+    out = {}
+    for name, target, loss in SHIPPED:
+        if name not in args.models:
+            continue
+        t0 = time.monotonic()
+        crystals, train, path = split_data(name)
+        model = NeSF.load(name)
+        tr = model.prepare([c for c, m in zip(crystals, train) if m])
+        ho = model.prepare([c for c, m in zip(crystals, train) if not m])
+        data_note = f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0"
+        cfg = CrystalHeadConfig(max_sites=max(c.n_atoms for c in tr), loss=loss, epochs=args.crystal_epochs)
+        head = fit_property(
+            model, tr, target, val=ho, cfg=cfg, train_source=path, val_source=path, reads="crystal", progress=True
+        )
+        head.card.update(
+            {
+                "model": name,
+                "train_data": f"{data_note}: training part",
+                "val_data": f"{data_note}: held-out part",
+                "command": command(),
+            }
+        )
+        save_crystal_head(HEADS / f"{name}-{target}.crystal.pt", head)
+        out[f"{name}/{target}"] = {
+            "head": {k: v for k, v in head.card.items() if k != "command"},
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        print(name, target, "crystal head MAE", head.card["val_mae"], flush=True)
     return out
 
 
@@ -128,8 +197,14 @@ def stage_predict(args: argparse.Namespace) -> dict:
         y = targets(crystals, target, path)
         model = NeSF.load(name)
         t0 = time.monotonic()
-        mean, spread = model.predict(ho, target)
+        mean, spread = model.predict(ho, target, reads="latent")
         head_s = time.monotonic() - t0
+        crystal_head = None
+        if (HEADS / f"{name}-{target}.crystal.pt").is_file():
+            t0 = time.monotonic()
+            c_mean, _ = model.predict(ho, target, reads="crystal")
+            crystal_head = regression_metrics(c_mean, y[~train])
+            crystal_head["seconds_per_crystal"] = (time.monotonic() - t0) / len(ho)
         x = features(name, crystals)
         ev = load_evaluator(HEADS / f"{name}-{target}.evaluator.pt")
         baseline_x = x[:, :N_MAGPIE] if name != "carbon_24" else x  # Magpie is constant for pure carbon
@@ -140,6 +215,7 @@ def stage_predict(args: argparse.Namespace) -> dict:
             "n_train": int(train.sum()),
             "n_heldout": int((~train).sum()),
             "head": regression_metrics(mean, y[~train]),
+            "crystal_head": crystal_head,
             "head_seconds_per_crystal": head_s / len(ho),
             "head_spread_error_corr": float(np.corrcoef(spread, err)[0, 1]),
             "evaluator": regression_metrics(ev.predict_features(x[~train]), y[~train]),
@@ -228,14 +304,16 @@ def tables() -> str:
     pred = load("predict")
     if pred:
         out += [
-            "| model / property | training crystals | held-out | head MAE / R^2 | evaluator MAE / R^2 | "
-            "random forest MAE / R^2 (features) | mean of training MAE |",
-            "|---|---|---|---|---|---|---|",
+            "| model / property | training crystals | held-out | latent head MAE / R^2 | crystal head MAE / R^2 | "
+            "evaluator MAE / R^2 | random forest MAE / R^2 (features) | mean of training MAE |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key, r in pred.items():
             h, e, b = r["head"], r["evaluator"], r["baseline_rf"]
+            c = r.get("crystal_head") or {"mae": None, "r2": None}
             out.append(
                 f"| {key} | {r['n_train']} | {r['n_heldout']} | {f(h['mae'], 4)} / {f(h['r2'])} | "
+                f"{f(c['mae'], 4)} / {f(c['r2'])} | "
                 f"{f(e['mae'], 4)} / {f(e['r2'])} | {f(b['mae'], 4)} / {f(b['r2'])} ({r['baseline_features']}) "
                 f"| {f(r['mean_predictor']['mae'], 4)} |"
             )
@@ -276,10 +354,11 @@ def main() -> None:
         "--stage",
         nargs="+",
         default=["predict", "optimize", "conditional"],
-        choices=("ship", "predict", "optimize", "conditional"),
+        choices=("ship", "ship-evaluator", "ship-crystal", "predict", "optimize", "conditional"),
     )
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=200, help="head training epochs (ship)")
+    ap.add_argument("--epochs", type=int, default=200, help="latent head training epochs (ship)")
+    ap.add_argument("--crystal-epochs", type=int, default=300, help="crystal head training epochs (ship-crystal)")
     ap.add_argument("--starts", type=int, default=100, help="held-out crystals to optimise from")
     ap.add_argument("--steps", type=int, default=5000, help="Adam steps")
     ap.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="conditional sampling guidance")
@@ -302,11 +381,13 @@ def main() -> None:
 
     stages = {
         "ship": stage_ship,
+        "ship-evaluator": stage_ship_evaluator,
+        "ship-crystal": stage_ship_crystal,
         "predict": stage_predict,
         "optimize": stage_optimize,
         "conditional": stage_conditional,
     }
-    for stage in ("ship", "predict", "optimize", "conditional"):
+    for stage in ("ship", "ship-evaluator", "ship-crystal", "predict", "optimize", "conditional"):
         if stage not in args.stage:
             continue
         t0 = time.monotonic()

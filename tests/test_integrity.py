@@ -85,13 +85,13 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path):
 def test_the_registry_names_each_kind_as_its_module_does():
     import importlib
 
-    from nesf.design import evaluator, head
+    from nesf.design import crystal_head, evaluator, head
     from nesf.generation import prior
     from nesf.registry import ARTEFACT_LOADERS, VOXEL_KIND
     from nesf.voxel import train
 
     assert VOXEL_KIND == train.KIND
-    assert set(ARTEFACT_LOADERS) == {prior.KIND, head.KIND, evaluator.KIND}
+    assert set(ARTEFACT_LOADERS) == {prior.KIND, head.KIND, crystal_head.KIND, evaluator.KIND}
     for target in ARTEFACT_LOADERS.values():
         module, name = target.split(":")
         assert callable(getattr(importlib.import_module(module), name))

@@ -458,24 +458,28 @@ class NeSF:
         return [c.to_pymatgen() for c in crystals if c.n_atoms]
 
     # ------------------------------------------------------------------ design
-    def predict(self, structures: Any, head: Any) -> tuple[np.ndarray, np.ndarray]:
-        """A property of structures predicted by a head on their latent codes.
+    def predict(self, structures: Any, head: Any, reads: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """A property of structures predicted by a property head.
 
         Args:
             structures: objects or file paths (see :meth:`prepare`).
-            head: a :class:`~nesf.design.head.PropertyHead`, a head file, or the target name of
-                a head shipped for this model (``"heat_ref"`` with ``perov_5``).
+            head: a :class:`~nesf.design.head.PropertyHead` (reads latent codes), a
+                :class:`~nesf.design.crystal_head.CrystalHead` (reads the crystals' site
+                tables), a head file, or the target name of a head shipped for this model
+                (``"heat_ref"`` with ``perov_5``).
+            reads: for a target name, which shipped head: ``"auto"`` (the crystal head where
+                one ships: the better predictor), ``"latent"`` or ``"crystal"``.
 
         Returns:
             The ensemble's mean and spread (standard deviation over members) ``[N]`` each, in
             the head's units (``head.card["units"]``).
 
         Raises:
-            CheckpointError: no such head, or a head fitted to another model.
+            CheckpointError: no such head, or a latent head fitted to another model.
         """
         from nesf.design.workflow import predict
 
-        return predict(self, structures, head)
+        return predict(self, structures, head, reads=reads)
 
     def with_settings(self, **changes: Any) -> NeSF:
         """A copy sharing the network, with other reconstruction settings."""

@@ -71,6 +71,7 @@ VOXEL_KIND = "voxel"
 ARTEFACT_LOADERS = {
     "latent-prior": "nesf.generation.prior:prior_from_checkpoint",
     "property_head": "nesf.design.head:head_from_checkpoint",
+    "crystal_property_head": "nesf.design.crystal_head:crystal_head_from_checkpoint",
     "property_evaluator": "nesf.design.evaluator:evaluator_from_checkpoint",
 }
 

@@ -149,6 +149,15 @@ def test_evaluator_is_stored_without_pickle(design_setup, tmp_path):
     raw = torch.load(path, weights_only=True)  # tensors and plain data only
     assert raw["kind"] == "property_evaluator" and all(isinstance(v, torch.Tensor) for v in raw["state_dict"].values())
     np.testing.assert_allclose(load_evaluator(path).predict(crystals), ev.predict(crystals))
+    # an evaluator that also reads site-table rows keeps that through its file
+    from nesf.design.features import feature_names
+
+    sited = fit_evaluator(crystals, y, "rf", card={"target": "vpa"}, sites=3)
+    assert sited.features(crystals).shape == (7, len(feature_names(True, 3))) == (7, x.shape[1] + 3 * 13)
+    assert np.isnan(sited.features([c for c in crystals if c.n_atoms < 3])[:, -13:]).all()  # beyond its atoms
+    reloaded = load_evaluator(save_evaluator(tmp_path / "sited.pt", sited))
+    assert reloaded.sites == 3
+    np.testing.assert_allclose(reloaded.predict(crystals), sited.predict(crystals))
 
 
 def test_conditional_sampling(design_setup, tiny_head):
@@ -200,3 +209,72 @@ def test_the_command_line_end_to_end(design_setup, tmp_path):
     assert main([*args, "--target", "15", "--tolerance", "100", "--quiet"]) == 0
     s = json.loads((sample / "summary.json").read_text())
     assert s["n_delivered"] == 3 and {"within_tolerance_pct", "n_drawn", "n_unique_formulas"} <= set(s)
+
+
+# ------------------------------------------------------------------ heads that read crystals
+def test_site_table_orders_a_perovskite_by_coordination_and_keeps_it_under_noise():
+    from nesf.data.crystal import Crystal
+    from nesf.design.sites import ELEMENT_PROPERTY_NAMES, site_table
+
+    a = 3.905
+    frac = np.array([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    # SrTiO3 written with the oxygens first and Ti before Sr: the table puts Sr (12 neighbours), Ti (6), O (2)
+    order = [2, 3, 4, 1, 0]
+    numbers = np.array([38, 22, 8, 8, 8])
+    srtio3 = Crystal(np.eye(3) * a, frac[order] * a, numbers[order], "SrTiO3")
+    t = site_table(srtio3)
+    assert t.numbers.tolist() == [38, 22, 8, 8, 8]
+    cn = t.values[:, len(ELEMENT_PROPERTY_NAMES) + 1]
+    assert cn.tolist() == [12, 6, 2, 2, 2]
+    np.testing.assert_allclose(t.values[1, len(ELEMENT_PROPERTY_NAMES)], a / 2, atol=1e-9)
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # decoded positions are ~0.02 A off: the order does not change
+        noisy = Crystal(srtio3.lattice, srtio3.cart + rng.normal(0, 0.02, (5, 3)), srtio3.numbers, "noisy")
+        assert site_table(noisy).numbers.tolist() == [38, 22, 8, 8, 8]
+    with pytest.raises(ValueError, match="no atoms"):
+        site_table(Crystal(np.eye(3) * 4, np.zeros((0, 3)), [], "empty"))
+
+
+def test_crystal_head_fits_saves_loads_and_predicts(design_setup, tmp_path):
+    from nesf.api import NeSF
+    from nesf.design.crystal_head import CrystalHead, CrystalHeadConfig, save_crystal_head
+    from nesf.design.workflow import as_head, fit_property, load_any_head
+
+    model = NeSF.load(design_setup["model"])
+    crystals = model.prepare(design_setup["crystals"])
+    cfg = CrystalHeadConfig(max_sites=max(c.n_atoms for c in crystals), members=3, hidden=16, epochs=300)
+    head = fit_property(model, crystals, "vpa", cfg=cfg, reads="crystal", train_source=design_setup["data"])
+    assert isinstance(head, CrystalHead) and head.card["reads"].startswith("crystal")
+    truth = np.array([volume_per_atom(c) for c in crystals])
+    mean, spread = head.predict_crystals(crystals)
+    # the volume per atom is one of its inputs: 300 epochs fit 7 crystals far better than their mean does
+    assert np.abs(mean - truth).mean() < 0.5 * np.abs(truth - truth.mean()).mean()
+    assert (spread > 0).all()
+    path = save_crystal_head(tmp_path / "crystal.pt", head)
+    assert torch.load(path, weights_only=True)["kind"] == "crystal_property_head"
+    loaded = load_any_head(path)
+    np.testing.assert_allclose(model.predict(design_setup["crystals"], path)[0], mean, rtol=1e-5)
+    np.testing.assert_allclose(loaded.predict_crystals(crystals)[0], mean, rtol=1e-5)
+    from nesf.registry import load_model
+
+    assert isinstance(load_model(path), CrystalHead)
+    with pytest.raises(CheckpointError, match="cannot steer"):
+        as_head(path, model)  # optimisation and conditional sampling need a latent head
+    big = crystals[0].to_pymatgen() * (2, 2, 2)
+    from nesf.data.crystal import Crystal
+
+    with pytest.raises(ValueError, match="at most"):
+        head.predict_crystals([Crystal.from_pymatgen(big, "big")])
+
+
+def test_predict_command_with_a_crystal_head(design_setup, tmp_path):
+    model, data = str(design_setup["model"]), str(design_setup["data"])
+    head = tmp_path / "crystal.pt"
+    fit = ["fit-property", "--model", model, data, "--target", "vpa", "--out", str(head), "--reads", "crystal"]
+    assert main([*fit, "--members", "2", "--epochs", "3", "--quiet", "--threads", "1"]) == 0
+    pred = tmp_path / "pred.json"
+    assert main(["predict", "--model", model, "--property", str(head), data, "--json", str(pred), "--quiet"]) == 0
+    out = json.loads(pred.read_text())
+    assert out["reads"] == "crystal" and out["n"] == 7 and np.isfinite(out["mae"])
+    args = ["optimize", "--model", model, "--property", str(head), "--start", data, "--out", str(tmp_path / "o")]
+    assert main([*args, "--n", "1", "--steps", "2", "--save-every", "1", "--quiet"]) != 0  # cannot steer codes

@@ -1,4 +1,4 @@
-"""``nesf fit-property``, ``predict`` and ``optimize``: property heads on latent codes, and design with them."""
+"""``nesf fit-property``, ``predict`` and ``optimize``: property heads (on latent codes or on crystals), and design."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ def add_fit_property(sub: argparse._SubParsersAction) -> None:
     """Register ``nesf fit-property``."""
     p = sub.add_parser(
         "fit-property",
-        help="fit a property head (an MLP ensemble) on a model's latent codes",
-        description="Encode TRAIN with MODEL (the encoder's own codes) and fit an ensemble of small MLPs from the "
-        "codes to the property KEY that each crystal carries (a CSV column or an extxyz info key). Writes OUT, "
-        "a checkpoint with a SHA-256 and a card (target, units, model, data, validation MAE and R^2 with --val).",
+        help="fit a property head (an MLP ensemble) on a model's latent codes or on the crystals",
+        description="Fit an ensemble of small MLPs to the property KEY that each crystal of TRAIN carries (a CSV "
+        "column or an extxyz info key). With --reads latent (the default) the MLPs read MODEL's codes (the "
+        "encoder's own): the head that 'nesf optimize' and conditional sampling steer. With --reads crystal they "
+        "read each crystal's site table (which element on which site, how each site is coordinated): the better "
+        "predictor for 'nesf predict', which cannot steer codes. Writes OUT, a checkpoint with a SHA-256 and a card "
+        "(target, units, model, data, validation MAE and R^2 with --val).",
     )
     add_model_options(p, decoding=False, encoding=False)
     p.add_argument("train", help="training crystals carrying the property (CSV, extxyz)")
@@ -29,8 +32,19 @@ def add_fit_property(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", default=None, help="validation crystals carrying the property (MAE and R^2 in the card)")
     p.add_argument("--out", required=True, help="the head file to write (e.g. head.pt)")
     p.add_argument("--units", default=None, help="the property's units (default: known for the shared data sets)")
+    p.add_argument(
+        "--reads",
+        choices=("latent", "crystal"),
+        default="latent",
+        help="what the head reads: latent codes (default; can steer optimisation and sampling) or crystals",
+    )
     p.add_argument("--members", type=positive_int, default=5, help="ensemble members (default 5)")
-    p.add_argument("--epochs", type=positive_int, default=200, help="passes over the codes (default 200)")
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="passes over the training data (default 200 for a latent head, 300 for a crystal head)",
+    )
     p.add_argument(
         "--loss",
         choices=("l1", "huber", "mse"),
@@ -46,13 +60,20 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="predict a property of crystals with a property head",
-        description="Encode DATA with MODEL and predict a property with a head: the ensemble's mean and spread "
-        "per crystal. With --json / --csv the predictions are written; when DATA carries the property, the MAE "
-        "and R^2 as well.",
+        description="Predict a property of the crystals in DATA with a head: the ensemble's mean and spread per "
+        "crystal. A shipped target name uses the shipped crystal head where there is one (it reads the crystals "
+        "in MODEL's setting), else the latent head (it reads MODEL's codes). With --json / --csv the predictions "
+        "are written; when DATA carries the property, the MAE and R^2 as well.",
     )
     add_model_options(p, decoding=False, encoding=False)
     p.add_argument("data", help="crystals (CSV, extxyz, CIF(s))")
     p.add_argument("--property", required=True, dest="head", help=HEAD_HELP)
+    p.add_argument(
+        "--reads",
+        choices=("auto", "latent", "crystal"),
+        default="auto",
+        help="with a shipped target name: which head (default auto: the crystal head where one ships)",
+    )
     p.add_argument("--json", metavar="OUT.json", help="write predictions (and MAE / R^2) as JSON")
     p.add_argument("--csv", metavar="OUT.csv", help="write predictions as CSV (id, prediction, spread[, target])")
     p.set_defaults(func=cmd_predict)
@@ -110,6 +131,7 @@ def _elements(text: str | None) -> tuple[str, ...] | None:
 
 def cmd_fit_property(args: argparse.Namespace) -> int:
     """Fit a property head on a model's codes and write it."""
+    from nesf.design.crystal_head import CrystalHeadConfig, save_crystal_head
     from nesf.design.head import HeadConfig, save_head
     from nesf.design.workflow import fit_property
 
@@ -118,13 +140,38 @@ def cmd_fit_property(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: is a folder; name the head file, e.g. head.pt")
     seed_everything(args.seed)
     model = load_model(args)
-    cfg = HeadConfig(latent_dim=model.latent_dim, members=args.members, epochs=args.epochs, loss=args.loss)
-    head = fit_property(model, args.train, args.target, val=args.val, cfg=cfg, seed=args.seed, units=args.units)
+    cfg: HeadConfig | CrystalHeadConfig | None
+    if args.reads == "crystal":
+        crystals = model.prepare(args.train)
+        sites = max((c.n_atoms for c in crystals), default=1)
+        cfg = CrystalHeadConfig(max_sites=sites, members=args.members, epochs=args.epochs or 300, loss=args.loss)
+        train = crystals
+    else:
+        cfg = HeadConfig(latent_dim=model.latent_dim, members=args.members, epochs=args.epochs or 200, loss=args.loss)
+        train = args.train
+    head = fit_property(
+        model,
+        train,
+        args.target,
+        val=args.val,
+        cfg=cfg,
+        seed=args.seed,
+        units=args.units,
+        train_source=args.train,
+        reads=args.reads,
+        progress=not args.quiet,
+    )
     head.card["command"] = "nesf " + " ".join(sys.argv[1:])
-    save_head(args.out, head, model.vocab.to_dict())
+    if args.reads == "crystal":
+        save_crystal_head(args.out, head)  # type: ignore[arg-type]
+    else:
+        save_head(args.out, head, model.vocab.to_dict())  # type: ignore[arg-type]
     c = head.card
     val = f"; validation MAE {c['val_mae']:.4g} {c['units']}, R^2 {c['val_r2']:.3f} on {c['val_n']}" if args.val else ""
-    print(f"fitted a {c['members']}-member head of {args.target} on {c['n_train']} crystals{val}; wrote {args.out}")
+    print(
+        f"fitted a {c['members']}-member {args.reads} head of {args.target} on {c['n_train']} crystals{val}; "
+        f"wrote {args.out}"
+    )
     return 0
 
 
@@ -134,21 +181,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from nesf.design.data import targets
     from nesf.design.head import regression_metrics
-    from nesf.design.workflow import as_head, design_codes
+    from nesf.design.workflow import as_head, predict_prepared
     from nesf.io.writers import atomic_write, write_json
 
     check_outputs(args, folder=False)
     model = load_model(args)
-    head = as_head(args.head, model)
+    head = as_head(args.head, model, reads=args.reads)
     crystals = model.prepare(args.data)
-    mean, spread = head.predict(design_codes(model, crystals))
+    mean, spread = predict_prepared(model, crystals, head)
     truth = targets(crystals, head.target, args.data, required=False)
     known = bool(len(truth)) and bool(np.isfinite(truth).all())
     records = [
         {"id": c.id, "prediction": float(m), "spread": float(s), **({"target": float(t)} if known else {})}
         for c, m, s, t in zip(crystals, mean, spread, truth)
     ]
-    out = {"target": head.target, "units": head.card.get("units", ""), "head": head.card.get("source")}
+    out = {
+        "target": head.target,
+        "units": head.card.get("units", ""),
+        "head": head.card.get("source"),
+        "reads": getattr(head, "reads", "latent"),
+    }
     out["predictions"] = records
     if known:
         out.update({k: v for k, v in regression_metrics(mean, truth).items() if k in ("mae", "r2", "n")})

@@ -35,11 +35,15 @@ class Evaluator:
         trees: the fitted trees.
         composition: whether the features start with the 132 Magpie composition features.
         card: description (target, units, method, training data and size, held-out MAE).
+        sites: site-table rows read after the structure features (0: none).
     """
 
-    def __init__(self, trees: TreeEnsemble, composition: bool = True, card: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, trees: TreeEnsemble, composition: bool = True, card: dict[str, Any] | None = None, sites: int = 0
+    ) -> None:
         self.trees = trees
         self.composition = composition
+        self.sites = sites
         self.card: dict[str, Any] = dict(card or {})
 
     @property
@@ -49,7 +53,7 @@ class Evaluator:
 
     def features(self, crystals: Sequence[Crystal]) -> np.ndarray:
         """The features ``[N, F]`` this evaluator reads."""
-        return crystal_features(crystals, self.composition)
+        return crystal_features(crystals, self.composition, self.sites)
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Predictions ``[N]`` (property units) of feature rows ``[N, F]``."""
@@ -75,6 +79,7 @@ def fit_evaluator(
     seed: int = 0,
     features: np.ndarray | None = None,
     card: dict[str, Any] | None = None,
+    sites: int = 0,
 ) -> Evaluator:
     """Fit an :class:`Evaluator` on crystals (or their precomputed features ``[N, F]``) and targets ``[N]``.
 
@@ -85,8 +90,11 @@ def fit_evaluator(
             600 trees of depth 6) or ``"rf"`` (a random forest of 300 trees).
         composition: read the Magpie composition features as well as the structure ones.
         seed: seeds the regressor.
-        features: precomputed :func:`~nesf.design.features.crystal_features` rows.
+        features: precomputed :func:`~nesf.design.features.crystal_features` rows (with the
+            same ``composition`` and ``sites``).
         card: description stored with it (target, units, data); the size and seconds are added.
+        sites: also read the first ``sites`` rows of each crystal's site table (which element
+            on which site; :mod:`nesf.design.sites`).
 
     Raises:
         ValueError: unknown method, or features and targets that disagree in number.
@@ -95,7 +103,7 @@ def fit_evaluator(
 
     if method not in METHODS:
         raise ValueError(f"unknown evaluator method {method!r}; choose one of {', '.join(METHODS)}")
-    x = crystal_features(list(crystals or []), composition) if features is None else np.asarray(features, float)
+    x = crystal_features(list(crystals or []), composition, sites) if features is None else np.asarray(features, float)
     y = np.asarray(targets, dtype=float).reshape(-1)
     if len(x) != len(y) or len(y) < 2:
         raise ValueError(f"need features and targets of the same number (>= 2), got {len(x)} and {len(y)}")
@@ -126,11 +134,12 @@ def fit_evaluator(
             "n_train": len(y),
             "fit_seconds": round(time.monotonic() - start, 1),
             "composition_features": composition,
+            "site_rows": sites,
             "n_features": int(x.shape[1]),
             "seed": seed,
         }
     )
-    return Evaluator(trees, composition, info)
+    return Evaluator(trees, composition, info, sites)
 
 
 def evaluate_evaluator(evaluator: Evaluator, features: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -154,6 +163,7 @@ def save_evaluator(path: str | Path, evaluator: Evaluator) -> Path:
                 "base": t.base,
                 "scale": t.scale,
                 "composition": evaluator.composition,
+                "sites": evaluator.sites,
             },
             "vocab": {},
             "state_dict": t.to_state(),
@@ -184,7 +194,7 @@ def evaluator_from_checkpoint(ck: dict[str, Any], source: str = "<checkpoint>") 
     try:
         cfg = ck["model_config"]
         trees = TreeEnsemble.from_state(ck["state_dict"], cfg["combine"], cfg["base"], cfg["scale"])
-        out = Evaluator(trees, bool(cfg["composition"]), ck.get("model_card") or {})
+        out = Evaluator(trees, bool(cfg["composition"]), ck.get("model_card") or {}, int(cfg.get("sites", 0)))
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{source}: inconsistent property evaluator: {str(exc).splitlines()[0][:200]}") from None
     out.card["evaluator_sha256"] = ck.get("sha256")

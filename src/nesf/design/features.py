@@ -9,8 +9,11 @@ preset; missing features 0) beside structure features computed from the cell and
 - shortest interatomic distance (A) and each atom's nearest-neighbour distance averaged (A);
 - the pair-distance histogram: neighbours per atom in 0.25 A shells from 1.0 to 4.0 A (12).
 
-Composition alone tells a perovskite's formation energy well; the structure features are what
-an evaluator of an all-carbon set (carbon_24) has to go on.
+Composition alone tells a perovskite's formation energy only roughly: which element sits on
+which site matters as much. With ``sites=K`` the first K rows of each crystal's site table
+(:mod:`nesf.design.sites`: every atom's element properties and environment, in the order of
+its coordination) follow, flattened (NaN beyond a crystal's atoms). The structure features are
+what an evaluator of an all-carbon set (carbon_24) has to go on.
 """
 
 from __future__ import annotations
@@ -122,21 +125,40 @@ def structure_features(crystal: Crystal) -> np.ndarray:
     return out
 
 
-def crystal_features(crystals: Sequence[Crystal], composition: bool = True) -> np.ndarray:
-    """Evaluator features ``[N, F]``: Magpie (132, when ``composition``) then structure features (NaN: failed)."""
+def _site_rows(crystal: Crystal, sites: int) -> np.ndarray:
+    """The first ``sites`` rows of a crystal's site table, flattened ``[sites * P]`` (NaN beyond its atoms)."""
+    from nesf.design.sites import ELEMENT_PROPERTY_NAMES, ENVIRONMENT_NAMES, site_table
+
+    width = len(ELEMENT_PROPERTY_NAMES) + len(ENVIRONMENT_NAMES)
+    out = np.full((sites, width), np.nan)
+    if crystal.n_atoms:
+        values = site_table(crystal).values[:sites]
+        out[: len(values)] = values
+    return out.reshape(-1)
+
+
+def crystal_features(crystals: Sequence[Crystal], composition: bool = True, sites: int = 0) -> np.ndarray:
+    """Evaluator features ``[N, F]``: Magpie (132, when ``composition``), structure features, then ``sites`` site rows.
+
+    NaN marks a feature that could not be computed (or a site row beyond a crystal's atoms).
+    """
     rows = []
     for c in crystals:
         parts = [magpie_features(c)] if composition else []
         parts.append(structure_features(c))
+        if sites:
+            parts.append(_site_rows(c, sites))
         rows.append(np.concatenate(parts))
-    width = (N_MAGPIE if composition else 0) + len(STRUCTURE_NAMES)
-    return np.array(rows, dtype=float).reshape(len(rows), width)
+    return np.array(rows, dtype=float).reshape(len(rows), len(feature_names(composition, sites)))
 
 
-def feature_names(composition: bool = True) -> list[str]:
+def feature_names(composition: bool = True, sites: int = 0) -> list[str]:
     """Names of the columns of :func:`crystal_features`."""
+    from nesf.design.sites import ELEMENT_PROPERTY_NAMES, ENVIRONMENT_NAMES
+
     magpie = [f"magpie_{i}" for i in range(N_MAGPIE)] if composition else []
-    return magpie + list(STRUCTURE_NAMES)
+    site = [f"site{k}_{name}" for k in range(sites) for name in (*ELEMENT_PROPERTY_NAMES, *ENVIRONMENT_NAMES)]
+    return magpie + list(STRUCTURE_NAMES) + site
 
 
 __all__ = [

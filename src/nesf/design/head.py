@@ -87,6 +87,9 @@ class PropertyHead(nn.Module):
         card: plain-data description (target, units, model and its SHA-256, data, metrics).
     """
 
+    #: What the head reads (a crystal head reads ``"crystal"``).
+    reads = "latent"
+
     def __init__(self, cfg: HeadConfig, card: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg

@@ -1,7 +1,9 @@
 """Shipped property heads and evaluators (``weights/heads/``), found by model and target name or by path.
 
-A head of model ``M`` for target ``T`` ships as ``weights/heads/M-T.pt`` and the evaluator
-that scores its designs as ``weights/heads/M-T.evaluator.pt``.
+A head of model ``M`` for target ``T`` ships as ``weights/heads/M-T.pt`` (it reads latent codes:
+what optimisation and conditional sampling steer), a head that reads the crystal itself, for
+prediction, as ``weights/heads/M-T.crystal.pt``, and the evaluator that scores designs as
+``weights/heads/M-T.evaluator.pt``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def shipped_heads() -> list[tuple[str, str]]:
         return []
     out = []
     for p in sorted(folder.glob("*.pt")):
-        if p.name.endswith(".evaluator.pt") or "-" not in p.stem:
+        if p.name.endswith((".evaluator.pt", ".crystal.pt")) or "-" not in p.stem:
             continue
         model, target = p.stem.split("-", 1)
         out.append((model, target))
@@ -47,8 +49,12 @@ def model_name(source: str | None) -> str | None:
     return Path(source).stem if source else None
 
 
-def resolve_head_path(spec: str | Path, model: str | None = None) -> Path:
+def resolve_head_path(spec: str | Path, model: str | None = None, reads: str = "latent") -> Path:
     """A head file: ``spec`` itself when it is a file, else the shipped head of ``model`` for target ``spec``.
+
+    ``reads``: which shipped head a target name means: ``"latent"`` (the head on codes),
+    ``"crystal"`` (the head on site tables) or ``"auto"`` (the crystal head where one ships,
+    else the latent one: the better predictor).
 
     Raises:
         CheckpointError: neither a file nor a shipped head (the message lists the shipped ones).
@@ -57,9 +63,11 @@ def resolve_head_path(spec: str | Path, model: str | None = None) -> Path:
     if path.is_file():
         return path
     if model:
-        candidate = heads_folder() / f"{model}-{spec}.pt"
-        if candidate.is_file():
-            return candidate
+        names = {"latent": ["pt"], "crystal": ["crystal.pt"], "auto": ["crystal.pt", "pt"]}.get(reads, ["pt"])
+        for suffix in names:
+            candidate = heads_folder() / f"{model}-{spec}.{suffix}"
+            if candidate.is_file():
+                return candidate
     shipped = ", ".join(f"{m} {t}" for m, t in shipped_heads()) or "none"
     where = f" of model {model}" if model else ""
     raise CheckpointError(f"{spec}: no such head file, and no shipped head{where} for that target (shipped: {shipped})")

@@ -1,8 +1,9 @@
 """Design with a model's latent space, end to end: fit a head, predict, optimise, sample conditionally.
 
-Heads read the encoder's own codes (``refine_steps=0``): they are what the prior models and what
-the optimisation starts from, they take milliseconds per crystal, and the same crystal always
-gets the same code.
+Latent heads read the encoder's own codes (``refine_steps=0``): they are what the prior models and
+what the optimisation starts from, they take milliseconds per crystal, and the same crystal
+always gets the same code. Crystal heads (:mod:`nesf.design.crystal_head`) read the crystal's
+site table instead; they predict given crystals better and cannot steer codes.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import numpy as np
 import torch
 
 from nesf.data.crystal import Crystal
+from nesf.design.crystal_head import CrystalHead, CrystalHeadConfig, fit_crystal_head
 from nesf.design.data import targets
 from nesf.design.features import reduced_formula
-from nesf.design.head import HeadConfig, PropertyHead, fit_head, load_head
+from nesf.design.head import HeadConfig, PropertyHead, fit_head
 from nesf.design.optimize import OptimizeResult, OptimizeSettings, optimize_codes, score_result
 from nesf.design.registry import describe_source, model_name, resolve_head_path
 from nesf.design.success import CDVAE_PERCENTILES, best_scores, success_rates
 from nesf.errors import CheckpointError
 
+#: What a head can read.
+READS = ("latent", "crystal")
 #: Units of the shared data sets' properties. perov_5's heats of formation are those of the
 #: whole 5-atom cell (Castelli et al.'s data, as matbench_perovskites states: eV/unit cell).
 UNITS = {
@@ -48,13 +52,15 @@ def fit_property(
     train: Any,
     target: str,
     val: Any = None,
-    cfg: HeadConfig | None = None,
+    cfg: HeadConfig | CrystalHeadConfig | None = None,
     seed: int = 0,
     units: str | None = None,
     train_source: str | Path | None = None,
     val_source: str | Path | None = None,
-) -> PropertyHead:
-    """Fit a property head of ``nesf``'s codes for ``target``.
+    reads: str = "latent",
+    progress: bool = False,
+) -> PropertyHead | CrystalHead:
+    """Fit a property head for ``target``: on ``nesf``'s codes, or on the crystals' site tables.
 
     Args:
         nesf: the :class:`~nesf.api.NeSF` model.
@@ -68,42 +74,88 @@ def fit_property(
         train_source: the training file, for the card and the CSV fallback (default: ``train``
             when it is a path).
         val_source: the same for ``val``.
+        reads: ``"latent"`` (a :class:`PropertyHead` on the encoder's codes: what optimisation
+            and conditional sampling steer) or ``"crystal"`` (a :class:`CrystalHead` on the
+            crystals, in the model's setting, as :meth:`NeSF.prepare` gives them).
+        progress: show a progress bar (crystal heads).
 
     Raises:
         CrystalInputError: a crystal carries no numeric value of ``target``.
+        ValueError: ``reads`` is neither ``"latent"`` nor ``"crystal"``.
     """
+    if reads not in READS:
+        raise ValueError(f"a head reads one of {', '.join(READS)}, got {reads!r}")
     train_source = train_source or (train if isinstance(train, (str, Path)) else None)
     val_source = val_source or (val if isinstance(val, (str, Path)) else None)
     crystals = nesf.prepare(train)
     y = targets(crystals, target, train_source)
-    z = design_codes(nesf, crystals)
-    val_pair = None
-    if val is not None:
-        val_crystals = nesf.prepare(val)
-        val_pair = (design_codes(nesf, val_crystals), torch.as_tensor(targets(val_crystals, target, val_source)))
+    val_crystals = nesf.prepare(val) if val is not None else None
+    val_y = targets(val_crystals, target, val_source) if val_crystals is not None else None
     card = {
         "target": target,
         "units": units if units is not None else UNITS.get(target, ""),
         "model": model_name(nesf.info.get("source")),
         "model_sha256": nesf.info.get("sha256"),
-        "codes": "encoder (refine_steps=0)",
         "train_data": str(train_source) if train_source else "crystals given in Python",
         "val_data": str(val_source) if val_source else (None if val is None else "crystals given in Python"),
     }
-    cfg = cfg or HeadConfig(latent_dim=z.shape[1])
-    head, _ = fit_head(z, torch.as_tensor(y), cfg, seed=seed, val=val_pair, card=card)
-    return head
+    if reads == "crystal":
+        card["reads"] = "crystal (site tables of the crystals in the model's setting)"
+        ccfg = cfg if isinstance(cfg, CrystalHeadConfig) else None
+        val_pair = (val_crystals, val_y) if val_crystals is not None else None
+        head, _ = fit_crystal_head(crystals, y, ccfg, seed=seed, val=val_pair, card=card, progress=progress)
+        return head
+    card["codes"] = "encoder (refine_steps=0)"
+    z = design_codes(nesf, crystals)
+    val_codes = (design_codes(nesf, val_crystals), torch.as_tensor(val_y)) if val_crystals is not None else None
+    lcfg = cfg if isinstance(cfg, HeadConfig) else HeadConfig(latent_dim=z.shape[1])
+    latent_head, _ = fit_head(z, torch.as_tensor(y), lcfg, seed=seed, val=val_codes, card=card)
+    return latent_head
 
 
-def as_head(head: Any, nesf: Any = None) -> PropertyHead:
-    """A :class:`PropertyHead` from a head, a head file, or a shipped head's target name (with ``nesf``'s model).
+def load_any_head(path: str | Path) -> PropertyHead | CrystalHead:
+    """A latent or crystal head from its file, by the ``kind`` the checkpoint records.
 
     Raises:
-        CheckpointError: no such head, or a head of another model (its card's SHA-256 differs).
+        CheckpointError: missing, corrupted, or not a property head of either kind.
     """
-    if not isinstance(head, PropertyHead):
+    from nesf.design.crystal_head import KIND as CRYSTAL_KIND
+    from nesf.design.crystal_head import crystal_head_from_checkpoint
+    from nesf.design.head import head_from_checkpoint
+    from nesf.training.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    if ck.get("kind") == CRYSTAL_KIND:
+        return crystal_head_from_checkpoint(ck, source=str(path))
+    return head_from_checkpoint(ck, source=str(path))
+
+
+def as_head(head: Any, nesf: Any = None, reads: str = "latent") -> PropertyHead | CrystalHead:
+    """A head from a head object, a head file, or a shipped head's target name (with ``nesf``'s model).
+
+    Args:
+        head: the head, its file, or a target name.
+        nesf: the model whose codes a latent head reads (checked against the head's card).
+        reads: what the caller needs: ``"latent"`` (a head that can steer codes; a crystal
+            head is refused), ``"crystal"`` or ``"auto"`` (either; a target name means the
+            shipped crystal head where there is one).
+
+    Raises:
+        CheckpointError: no such head, a head of another model (its card's SHA-256 differs), or
+            a crystal head where a latent one is needed.
+    """
+    if not isinstance(head, (PropertyHead, CrystalHead)):
         model = model_name(nesf.info.get("source")) if nesf is not None else None
-        head = load_head(resolve_head_path(head, model))
+        head = load_any_head(resolve_head_path(head, model, reads=reads))
+    if isinstance(head, CrystalHead):
+        if reads == "latent":
+            raise CheckpointError(
+                f"{head.card.get('source', 'head')}: this head reads crystals, not latent codes, so it cannot steer "
+                "codes; fit a latent head with 'nesf fit-property --reads latent'"
+            )
+        return head
+    if reads == "crystal":
+        raise CheckpointError(f"{head.card.get('source', 'head')}: this head reads latent codes, not crystals")
     if nesf is not None:
         fitted_to, this = head.card.get("model_sha256"), nesf.info.get("sha256")
         if fitted_to and this and fitted_to != this:
@@ -119,10 +171,23 @@ def as_head(head: Any, nesf: Any = None) -> PropertyHead:
     return head
 
 
-def predict(nesf: Any, structures: Any, head: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread ``[N]`` (the head's units) of structures (objects or paths) by a head of ``nesf``."""
-    h = as_head(head, nesf)
-    return h.predict(design_codes(nesf, nesf.prepare(structures)))
+def predict_prepared(
+    nesf: Any, crystals: Sequence[Crystal], head: PropertyHead | CrystalHead
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread ``[N]`` (the head's units) of crystals already in ``nesf``'s setting."""
+    if isinstance(head, CrystalHead):
+        return head.predict_crystals(crystals)
+    return head.predict(design_codes(nesf, crystals))
+
+
+def predict(nesf: Any, structures: Any, head: Any, reads: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread ``[N]`` (the head's units) of structures (objects or paths) by a head of ``nesf``.
+
+    ``reads`` (for a target name): ``"auto"`` uses the shipped crystal head where there is
+    one, ``"latent"`` / ``"crystal"`` ask for that kind.
+    """
+    h = as_head(head, nesf, reads=reads)
+    return predict_prepared(nesf, nesf.prepare(structures), h)
 
 
 def optimize(
@@ -187,4 +252,14 @@ def optimize(
     return result, summary
 
 
-__all__ = ["UNITS", "as_head", "design_codes", "fit_property", "optimize", "predict"]
+__all__ = [
+    "READS",
+    "UNITS",
+    "as_head",
+    "design_codes",
+    "fit_property",
+    "load_any_head",
+    "optimize",
+    "predict",
+    "predict_prepared",
+]
