@@ -181,6 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from nesf.design.data import targets
     from nesf.design.head import regression_metrics
+    from nesf.design.registry import describe_source
     from nesf.design.workflow import as_head, predict_prepared
     from nesf.io.writers import atomic_write, write_json
 
@@ -198,7 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = {
         "target": head.target,
         "units": head.card.get("units", ""),
-        "head": head.card.get("source"),
+        "head": describe_source(head.card.get("source")),
         "reads": getattr(head, "reads", "latent"),
     }
     out["predictions"] = records
