@@ -61,6 +61,17 @@ def features(name: str, crystals: list) -> np.ndarray:
     return crystal_features(crystals, composition=name != "carbon_24", sites=EVALUATOR_SITES.get(name, 0))
 
 
+def shipped_card(name: str) -> dict:
+    """What a shipped head's card says of its model, data and the command that made it."""
+    note = f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0"
+    return {
+        "model": name,
+        "train_data": f"{note}: training part",
+        "val_data": f"{note}: held-out part",
+        "command": command(),
+    }
+
+
 def ship_evaluator(name: str, target: str, units: str, crystals: list, train: np.ndarray, path: Path):  # noqa: ANN201
     """Fit the independent evaluator of ``name``/``target`` on the training part, score it on the rest, write it."""
     from nesf.design import fit_evaluator, save_evaluator
@@ -79,7 +90,7 @@ def ship_evaluator(name: str, target: str, units: str, crystals: list, train: np
             "target": target,
             "units": units,
             "model": name,
-            "train_data": f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0: training part",
+            "train_data": shipped_card(name)["train_data"],
         },
         sites=EVALUATOR_SITES.get(name, 0),
     )
@@ -119,17 +130,9 @@ def stage_ship(args: argparse.Namespace) -> dict:
         model = NeSF.load(name)
         tr = [c for c, m in zip(crystals, train) if m]
         ho = [c for c, m in zip(crystals, train) if not m]
-        data_note = f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0"
         cfg = HeadConfig(latent_dim=model.latent_dim, loss=loss, epochs=args.epochs)
         head = fit_property(model, tr, target, val=ho, cfg=cfg, train_source=path, val_source=path)
-        head.card.update(
-            {
-                "model": name,
-                "train_data": f"{data_note}: training part",
-                "val_data": f"{data_note}: held-out part",
-                "command": command(),
-            }
-        )
+        head.card.update(shipped_card(name))
         save_head(HEADS / f"{name}-{target}.pt", head, model.vocab.to_dict())
         ev = ship_evaluator(name, target, head.card["units"], crystals, train, path)
         out[f"{name}/{target}"] = {
@@ -154,21 +157,13 @@ def stage_ship_crystal(args: argparse.Namespace) -> dict:
         t0 = time.monotonic()
         crystals, train, path = split_data(name)
         model = NeSF.load(name)
-        tr = model.prepare([c for c, m in zip(crystals, train) if m])
-        ho = model.prepare([c for c, m in zip(crystals, train) if not m])
-        data_note = f"CDVAE {name} val.csv, nesf split --fraction 0.9 --seed 0"
-        cfg = CrystalHeadConfig(max_sites=max(c.n_atoms for c in tr), loss=loss, epochs=args.crystal_epochs)
+        tr = [c for c, m in zip(crystals, train) if m]
+        ho = [c for c, m in zip(crystals, train) if not m]
+        cfg = CrystalHeadConfig(max_sites=0, loss=loss, epochs=args.crystal_epochs)
         head = fit_property(
             model, tr, target, val=ho, cfg=cfg, train_source=path, val_source=path, reads="crystal", progress=True
         )
-        head.card.update(
-            {
-                "model": name,
-                "train_data": f"{data_note}: training part",
-                "val_data": f"{data_note}: held-out part",
-                "command": command(),
-            }
-        )
+        head.card.update(shipped_card(name))
         save_crystal_head(HEADS / f"{name}-{target}.crystal.pt", head)
         out[f"{name}/{target}"] = {
             "head": {k: v for k, v in head.card.items() if k != "command"},

@@ -141,17 +141,13 @@ def cmd_fit_property(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     model = load_model(args)
     cfg: HeadConfig | CrystalHeadConfig | None
-    if args.reads == "crystal":
-        crystals = model.prepare(args.train)
-        sites = max((c.n_atoms for c in crystals), default=1)
-        cfg = CrystalHeadConfig(max_sites=sites, members=args.members, epochs=args.epochs or 300, loss=args.loss)
-        train = crystals
+    if args.reads == "crystal":  # max_sites 0: the most atoms of a training crystal
+        cfg = CrystalHeadConfig(max_sites=0, members=args.members, epochs=args.epochs or 300, loss=args.loss)
     else:
         cfg = HeadConfig(latent_dim=model.latent_dim, members=args.members, epochs=args.epochs or 200, loss=args.loss)
-        train = args.train
     head = fit_property(
         model,
-        train,
+        args.train,
         args.target,
         val=args.val,
         cfg=cfg,

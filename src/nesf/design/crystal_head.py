@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nesf.data.crystal import Crystal
-from nesf.design.head import LOSSES, FitRecord, _EnsembleLinear, regression_metrics
+from nesf.design.head import LOSSES, FitRecord, _EnsembleLinear, member_loss, regression_metrics
 from nesf.design.sites import ELEMENT_PROPERTY_NAMES, ENVIRONMENT_NAMES, GLOBAL_NAMES, site_arrays
 from nesf.errors import CheckpointError
 
@@ -45,7 +45,8 @@ class CrystalHeadConfig:
     """Architecture and training of a crystal head.
 
     Attributes:
-        max_sites: rows of the padded site table (the most atoms of a training crystal).
+        max_sites: rows of the padded site table (0: the most atoms of a training crystal, set
+            when the head is fitted).
         members: ensemble members.
         embed: size of the learned element embedding.
         hidden: width of each hidden layer.
@@ -197,7 +198,9 @@ def fit_crystal_head(
     empty = [c.id for c in crystals if c.n_atoms == 0]
     if empty:
         raise ValueError(f"{len(empty)} training crystals have no atoms (first: {empty[0]!r})")
-    cfg = cfg or CrystalHeadConfig(max_sites=max(c.n_atoms for c in crystals))
+    cfg = cfg or CrystalHeadConfig(max_sites=0)
+    if cfg.max_sites <= 0:
+        cfg = replace(cfg, max_sites=max(c.n_atoms for c in crystals))
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     torch.manual_seed(seed)
@@ -224,6 +227,7 @@ def fit_crystal_head(
     warm = max(1, int(0.3 * total))
     v_norm = torch.nan_to_num((values - head.v_mean) / head.v_std, nan=0.0) * mask[..., None]
     g_norm = torch.nan_to_num((glob - head.g_mean) / head.g_std, nan=0.0)
+    member = torch.arange(m)[:, None, None]  # indexes each member's own embedding
     head.train()
     for _ in tqdm(range(cfg.epochs), desc="fit crystal head", unit="epoch", disable=not progress):
         order = samples[:, torch.randperm(n, generator=g)]  # [M, N]
@@ -233,20 +237,13 @@ def fit_crystal_head(
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * scale
             idx = order[:, s * cfg.batch_size : (s + 1) * cfg.batch_size]  # [M, b]
-            member = torch.arange(m)[:, None]
-            emb = head.embedding[member[..., None], numbers[idx]] * mask[idx][..., None]  # [M, b, S, E]
+            emb = head.embedding[member, numbers[idx]] * mask[idx][..., None]  # [M, b, S, E]
             x = torch.cat([emb, v_norm[idx]], dim=-1).reshape(m, idx.shape[1], -1)
             h = torch.cat([x, g_norm[idx]], dim=-1)
             for layer in head.hidden:
                 h = head.drop(nn.functional.silu(layer(h)))
             out = head.out(h).squeeze(-1)  # [M, b], normalised units
-            err = out - yn[idx]
-            if cfg.loss == "l1":
-                loss = err.abs().mean()
-            elif cfg.loss == "mse":
-                loss = err.pow(2).mean()
-            else:
-                loss = nn.functional.smooth_l1_loss(out, yn[idx], beta=0.1)
+            loss = member_loss(out, yn[idx], cfg.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

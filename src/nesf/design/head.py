@@ -165,6 +165,15 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     }
 
 
+def member_loss(out: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """The training loss of ensemble outputs ``[M, b]`` against normalised targets ``[M, b]`` (see ``LOSSES``)."""
+    if loss == "l1":
+        return (out - target).abs().mean()
+    if loss == "mse":
+        return (out - target).pow(2).mean()
+    return nn.functional.smooth_l1_loss(out, target, beta=0.1)
+
+
 def fit_head(
     latents: torch.Tensor,
     targets: torch.Tensor,
@@ -224,13 +233,7 @@ def fit_head(
             for layer in head.hidden:
                 h = head.drop(nn.functional.silu(layer(h)))
             out = head.out(h).squeeze(-1)  # [M, b], normalised units
-            err = out - yn[idx]
-            if cfg.loss == "l1":
-                loss = err.abs().mean()
-            elif cfg.loss == "mse":
-                loss = err.pow(2).mean()
-            else:
-                loss = nn.functional.smooth_l1_loss(out, yn[idx], beta=0.1)
+            loss = member_loss(out, yn[idx], cfg.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
