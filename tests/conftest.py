@@ -35,7 +35,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def classic():
-    """The generated example set of classic crystals in non-orthogonal cells."""
-    from nesf.data.examples import classic_crystals
+    """The example set of classic crystals in non-orthogonal cells, as shipped (``classic_crystals()``'s)."""
+    from nesf import read_crystals
 
-    return classic_crystals()
+    return read_crystals(EXAMPLES)

@@ -77,6 +77,17 @@ def test_extxyz_round_trip_classic_cells(tmp_path):
         _assert_identical(a, b)
 
 
+def test_the_shipped_example_set_is_the_one_the_builder_makes():
+    """``classic_crystals()`` writes ``examples/classic_crystals.extxyz`` (the tests read the file)."""
+    from nesf.data.examples import classic_crystals
+
+    shipped, built = read_crystals(EXAMPLES), classic_crystals()
+    assert [c.id for c in shipped] == [c.id for c in built]
+    for a, b in zip(shipped, built):
+        assert np.array_equal(a.numbers, b.numbers), a.id
+        assert np.abs(a.lattice - b.lattice).max() < 1e-8 and np.abs(a.cart - b.cart).max() < 1e-7, a.id
+
+
 def test_extxyz_xyz_suffix_and_missing_ids(tmp_path):
     crystals = [Crystal(c.lattice, c.cart, c.numbers) for c in _small_crystals()]  # no ids
     back = read_crystals(write_extxyz(tmp_path / "noid.xyz", crystals))
