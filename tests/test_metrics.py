@@ -264,3 +264,22 @@ def test_running_tally_in_chunks_gives_the_pooled_metrics_and_breakdown(frame, c
             for key, value in group.items():
                 expect = None if value is None else pytest.approx(value, nan_ok=True, rel=1e-12)
                 assert mine[name][label][key] == expect, (name, label, key)
+
+
+def test_largest_displacement_ignores_a_rigid_shift_and_sees_a_moved_atom():
+    from nesf.metrics.paper import largest_displacements
+
+    lat = np.diag([4.0, 4.0, 6.0])
+    cart = np.array([[0.0, 0.0, 0.0], [2.0, 2.0, 3.0]])
+    true = Crystal(lattice=lat, numbers=np.array([30, 8]), cart=cart, id="t")
+    shifted = Crystal(lattice=lat, numbers=np.array([30, 8]), cart=cart + [0.0, 0.0, 0.05], id="shifted")
+    moved = Crystal(lattice=lat, numbers=np.array([30, 8]), cart=cart + [[0.0, 0.0, 0.0], [0.0, 0.0, 0.04]], id="m")
+    across = Crystal(lattice=lat, numbers=np.array([30, 8]), cart=cart - [0.0, 0.0, 0.01], id="across")  # wraps
+    empty = Crystal(lattice=lat, numbers=np.zeros(0, dtype=int), cart=np.zeros((0, 3)), id="empty")
+    aligned = largest_displacements([true] * 4, [shifted, moved, across, empty], "periodic")
+    pinned = largest_displacements([true] * 4, [shifted, moved, across, empty], "periodic", align=False)
+    assert aligned[0] == pytest.approx(0.0, abs=1e-12) and pinned[0] == pytest.approx(0.05)
+    # one atom 0.04 A off: the best overlay splits it, 0.02 A each; as written, 0.04 A
+    assert aligned[1] == pytest.approx(0.02) and pinned[1] == pytest.approx(0.04)
+    assert aligned[2] == pytest.approx(0.0, abs=1e-12) and pinned[2] == pytest.approx(0.01)
+    assert aligned[3] is None and pinned[3] is None

@@ -24,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Round-trip a dozen well-known crystals (NaCl, SrTiO3, Si, ZnO, TiO2, ...) through a shipped "
             "model, print the metrics, and write OUT/inputs/*.cif, OUT/reconstructions/*.cif, "
-            "OUT/metrics.json and OUT/demo.png (input vs reconstruction, and a slice of the learned field)."
+            "OUT/metrics.json and OUT/demo.png (input vs reconstruction, and a slice of the learned field). "
+            "'max move' is the largest distance of an input atom to its reconstructed atom after the rigid "
+            "translation that best overlays the two; metrics.json also has it as written (max_move_pinned)."
         ),
     )
     p.add_argument("--out", default="nesf-demo", help="output folder (default nesf-demo; must be new or empty)")

@@ -56,6 +56,47 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
     return out
 
 
+def largest_displacements(
+    true: Sequence[Crystal], pred: Sequence[Crystal], frame: str | Frame, align: bool = True
+) -> list[float | None]:
+    """Largest distance (Angstrom) of a true atom to its nearest reconstructed atom, per crystal.
+
+    With ``align`` the reconstruction is first moved by the rigid translation that best overlays
+    it on the true crystal (the mean of the true-to-nearest displacement vectors, paired again
+    after the move), as crystal structures are compared: where the origin is free, as along the
+    polar axis of wurtzite, a uniform shift of every atom is no displacement. Without it the
+    distances are those of the written cells. ``None`` for a crystal with no reconstructed atom.
+
+    Args:
+        true: the input crystals.
+        pred: their reconstructions (fractional coordinates read in the true cell when periodic).
+        frame: the model's frame (``"periodic"`` or ``"paper"``).
+        align: remove the best rigid translation first.
+
+    Returns:
+        One distance or ``None`` per crystal.
+    """
+    frame = get_frame(frame)
+    out: list[float | None] = []
+    for t, p in zip(true, pred):
+        if not p.n_atoms or not t.n_atoms:
+            out.append(None)
+            continue
+        pc = p.frac @ t.lattice if frame.periodic else p.cart
+        geom = PeriodicGeometry.from_lattices(t.lattice[None], dtype=torch.float64) if frame.periodic else None
+        shift = np.zeros(3)
+        for _ in range(2 if align else 1):
+            delta = torch.as_tensor((pc + shift)[None, :, :] - t.cart[:, None, :])  # [Nt, Np, 3]
+            if geom is not None:
+                delta = geom.minimum_image(delta.reshape(1, -1, 3)).reshape(delta.shape)
+            delta = delta.numpy()
+            nearest = delta[np.arange(t.n_atoms), np.linalg.norm(delta, axis=-1).argmin(axis=1)]  # [Nt, 3]
+            if align:
+                shift = shift - nearest.mean(axis=0)
+        out.append(float(np.linalg.norm(nearest, axis=-1).max()))
+    return out
+
+
 def missed_atoms(
     true: Sequence[Crystal], decoded: Sequence[Crystal], frame: str | Frame, tol: float = 0.5
 ) -> list[np.ndarray]:
