@@ -59,7 +59,8 @@ def main() -> None:
     evaluator = load_evaluator(heads_folder() / f"perov_5-{args.property}.evaluator.pt")
     crystals = read_crystals(data_dir() / "cdvae" / "perov_5" / "val.csv")
     train_mask = seeded_split(len(crystals), 0.9, 0)
-    out: dict = {"property": args.property, "target": args.target, "tolerance": args.tolerance, "evaluator": evaluator.card}
+    out: dict = {"property": args.property, "target": args.target, "tolerance": args.tolerance}
+    out["evaluator"] = evaluator.card
     for name, part in (("heldout", ~train_mask), ("train", train_mask)):
         chosen = [c for c, m in zip(crystals, part) if m]
         out[name] = window_stats(evaluator.predict(chosen), targets(chosen, args.property), args.target, args.tolerance)
