@@ -47,7 +47,7 @@ def main() -> None:
     from nesf.data.readers import read_crystals
     from nesf.design.data import seeded_split, targets
     from nesf.design.evaluator import load_evaluator
-    from nesf.design.registry import heads_folder
+    from nesf.design.registry import describe_source, heads_folder
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--property", default="dir_gap")
@@ -60,7 +60,7 @@ def main() -> None:
     crystals = read_crystals(data_dir() / "cdvae" / "perov_5" / "val.csv")
     train_mask = seeded_split(len(crystals), 0.9, 0)
     out: dict = {"property": args.property, "target": args.target, "tolerance": args.tolerance}
-    out["evaluator"] = evaluator.card
+    out["evaluator"] = {**evaluator.card, "source": describe_source(evaluator.card.get("source"))}
     for name, part in (("heldout", ~train_mask), ("train", train_mask)):
         chosen = [c for c, m in zip(crystals, part) if m]
         out[name] = window_stats(evaluator.predict(chosen), targets(chosen, args.property), args.target, args.tolerance)
