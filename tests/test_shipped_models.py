@@ -116,16 +116,16 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
     import numpy as np
     import torch
 
-    model = NeSF.load("mp")
+    model = NeSF.load("mp").with_refinement(max_cost=0)  # no budget: every step and restart
     crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond", "Cu-fcc")))
     unchecked = model.with_refinement(restarts=0)
     first = unchecked.encode_crystals(crystals)
     # these come back right at once: nothing is refined again, the codes are the unchecked ones
+    # (refined, then fitted to the input's cell)
     assert torch.equal(model.encode_crystals(crystals), first)
-    # ... and the lattice fit that ends the encoding is kept for all three (no atom lost by it)
-    assert model.restart_counts == {"crystals": 3, "restarted": 0, "recovered": 0, "lattice_fitted": 3}
-    # the check alone (no lattice fit, whose decode would add a call): make the first decode of
-    # every crystal lose an atom; each is refined again and recovers
+    assert model.restart_counts["restarted"] == model.restart_counts["recovered"] == 0
+    # the check alone (no lattice fit): make the first decode of every crystal lose an atom; each
+    # is refined again and recovers
     first = model.with_refinement(restarts=0, lattice_fit=0).encode_crystals(crystals)
     checked = model.with_refinement(restarts=2, lattice_fit=0)
     decode, calls = checked.decode_crystals, []
@@ -142,15 +142,18 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
 
     monkeypatch.setattr(checked, "decode_crystals", lossy)
     codes = checked.encode_crystals(crystals)
-    assert checked.restart_counts == {"crystals": 3, "restarted": 3, "recovered": 3}
+    counts = checked.restart_counts
+    assert (counts["crystals"], counts["restarted"], counts["recovered"], counts["encoder_kept"]) == (3, 3, 3, 0)
     assert calls == [3, 3]  # one restart sufficed for all
     assert not torch.allclose(codes, first)  # the restart's codes (other queries, more steps)
     # the restart went on from the first code, with the lost atom's queries weighted up
     monkeypatch.undo()
     assert torch.allclose(codes, _first_restart(checked, crystals, first, lost), atol=1e-6)
     # a reconstruction is the decoded checked code: decoding the code again gives the same crystals
+    # (the checks decode without symmetrising; the crystals kept are finished once)
     codes, decoded = model._encode_in_setting(model.to_model_setting(crystals)[0])
-    again = model.decode_crystals(codes)
+    decoded = model.finish_crystals(decoded, exact_cells=True)
+    again = model.decode_crystals(codes, exact_cells=True)
     assert [d.n_atoms for d in decoded] == [a.n_atoms for a in again] == [2, 2, 1]  # primitive cells
     assert all(np.allclose(a.lattice, d.lattice) and np.allclose(a.cart, d.cart) for a, d in zip(again, decoded))
     assert [b.n_atoms for b in model.reconstruct_crystals(crystals)] == [c.n_atoms for c in crystals]
@@ -163,7 +166,7 @@ def test_checked_refinement_keeps_the_closest_code_when_no_restart_passes(monkey
     import numpy as np
     import torch
 
-    model = NeSF.load("mp").with_refinement(restarts=2, lattice_fit=0)  # the check alone
+    model = NeSF.load("mp").with_refinement(restarts=2, lattice_fit=0, max_cost=0)  # the check alone
     crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond")))
     first = model.with_refinement(restarts=0).encode_crystals(crystals)
     decode, calls, lost = model.decode_crystals, [], []
@@ -180,10 +183,56 @@ def test_checked_refinement_keeps_the_closest_code_when_no_restart_passes(monkey
 
     monkeypatch.setattr(model, "decode_crystals", scripted)
     codes, decoded = model._encode_in_setting(model.to_model_setting(crystals)[0])
-    assert calls == [2, 2, 2] and model.restart_counts == {"crystals": 2, "restarted": 2, "recovered": 0}
+    counts = model.restart_counts
+    assert calls == [2, 2, 2] and (counts["crystals"], counts["restarted"], counts["recovered"]) == (2, 2, 0)
     assert [d.n_atoms for d in decoded] == [2, 2]  # the first restart's crystals: the right count
     monkeypatch.undo()
     assert torch.allclose(codes, _first_restart(model, crystals, first, lost), atol=1e-6)
+
+
+def test_checked_codes_stay_within_their_budget(monkeypatch):
+    """A crystal whose decodes never pass stops refining once its work nears ``max_cost`` one-pass decodes."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    model = NeSF.load("mp")
+    crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond", "Cu-fcc")))
+    # each crystal's share of a decode's work does not depend on the other crystals decoded with it
+    z = model.with_refinement(steps=0).encode_crystals(crystals)
+    together, alone = [], []
+    model.decode_crystals(z, field_queries=together)
+    for i in range(len(z)):
+        model.decode_crystals(z[i : i + 1], field_queries=alone)
+    assert together == alone and min(together) > 0
+
+    calls: list[int] = []
+
+    def lossy(decode):
+        def run(z, ids=None, progress=False, **kwargs):
+            calls.append(len(z))
+            out = decode(z, ids=ids, progress=progress, **kwargs)
+            return [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+
+        return run
+
+    seen = {}
+    for max_cost in (0.0, 8.0, 3.0):
+        calls.clear()
+        m = model.with_refinement(restarts=4, max_cost=max_cost)
+        monkeypatch.setattr(m, "decode_crystals", lossy(m.decode_crystals))
+        codes = m.encode_crystals(crystals)
+        counts = m.restart_counts
+        seen[max_cost] = (len(calls), counts["cost_max_x100"], codes)
+        assert counts["recovered"] == 0
+        if max_cost:
+            assert counts["budget_cut"] > 0 and counts["cost_max_x100"] <= 100 * max_cost * 1.25, counts
+            monkeypatch.setattr(m, "decode_crystals", lossy(model.decode_crystals))
+            assert torch.equal(m.encode_crystals(crystals), codes)  # the count is the same on any machine
+        else:  # no bound: the refined code and four restarts, all decoded
+            assert calls == [3] * 5 and counts["budget_cut"] == 0 and counts["restarted"] == 3
+    assert seen[3.0][0] <= seen[8.0][0] < seen[0.0][0] and seen[3.0][1] <= seen[8.0][1] < seen[0.0][1]
 
 
 def _first_restart(model, crystals, start, decoded):

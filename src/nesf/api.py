@@ -283,10 +283,13 @@ class NeSF:
     ) -> tuple[torch.Tensor, list[Crystal] | None]:
         """Codes ``[B, D]`` of crystals in the network's setting, and their decoded crystals when checked.
 
-        The decoded crystals (in the network's setting) come back only when the refinement
-        restarts, which decodes every code; otherwise None (see :class:`~nesf.encoding.checked.CheckedEncoder`).
+        The decoded crystals (in the network's setting, not yet finished: see
+        :meth:`finish_crystals`) come back only when the refinement restarts, which decodes every
+        code; otherwise None (see :class:`~nesf.encoding.checked.CheckedEncoder`).
         """
-        decode = partial(self.decode_crystals, exact_cells=self.fits_cells)
+        # checks only compare compositions, which finishing (symmetrising, pinning the origin)
+        # never changes: they decode raw, and only the crystals kept are finished, once
+        decode = partial(self.decode_crystals, exact_cells=self.fits_cells, finish=False)
         r = self.refinement
         encoder = CheckedEncoder(self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device)
         codes, decoded, self.restart_counts = encoder.encode(crystals, batch_size, progress)
@@ -314,6 +317,8 @@ class NeSF:
         ids: Sequence[str] | None = None,
         progress: bool = False,
         exact_cells: bool = False,
+        finish: bool = True,
+        field_queries: list[int] | None = None,
     ) -> list[Crystal]:
         """Crystals decoded from latents ``[B, D]`` with the reconstruction algorithm.
 
@@ -325,7 +330,10 @@ class NeSF:
         Each is snapped onto the space group found in it when :attr:`settings` say so
         (``symmetrize``; :func:`~nesf.reconstruction.symmetry.finish_decoded`), then, for models
         of the canonical setting, moved so that its atom nearest the origin sits on it
-        (``pin_origin``; :func:`~nesf.data.setting.pin_origin`).
+        (``pin_origin``; :func:`~nesf.data.setting.pin_origin`). ``finish=False`` leaves both
+        out (:meth:`finish_crystals` applies them later; neither changes a crystal's composition).
+        ``field_queries``: a list that receives each crystal's field queries (its share of the
+        work; :class:`~nesf.reconstruction.reconstruct.ReconstructedAtoms`).
         """
         z_all = torch.as_tensor(np.asarray(latents) if not isinstance(latents, torch.Tensor) else latents)
         z_all = z_all.to(self.device, torch.float32)
@@ -341,16 +349,26 @@ class NeSF:
                 lattice = params_to_lattice(make_valid_params(params))
                 lat_t = torch.as_tensor(lattice, dtype=torch.float32, device=self.device)
                 atoms = reconstruct(self.model.bind(z, lat_t), len(z), s, self.bbox)
+                if field_queries is not None:
+                    field_queries.extend(a.evaluations for a in atoms)
                 info = {"setting": "canonical"} if self.setting == "canonical" else {}
                 batch = [
                     Crystal(lattice[i], a.cart, self.vocab.decode(a.species), ids[start + i], dict(info))
                     for i, a in enumerate(atoms)
                 ]
-                batch = finish_decoded(batch, s, periodic=self.frame == "periodic")
-                if s.pin_origin and self.setting == "canonical":
-                    batch = [pin_origin(c) for c in batch]
-                out.extend(batch)
+                out.extend(self.finish_crystals(batch, exact_cells) if finish else batch)
                 bar.update(len(z))
+        return out
+
+    def finish_crystals(self, crystals: Sequence[Crystal], exact_cells: bool = False) -> list[Crystal]:
+        """Decoded crystals (in the network's setting) symmetrised and origin-pinned as :attr:`settings` say.
+
+        What :meth:`decode_crystals` does after the reconstruction algorithm; ``exact_cells`` as there.
+        """
+        s = self.settings if exact_cells else replace(self.settings, symmetry_max_strain=0.0)
+        out = finish_decoded(crystals, s, periodic=self.frame == "periodic")
+        if s.pin_origin and self.setting == "canonical":
+            out = [pin_origin(c) for c in out]
         return out
 
     def decode(self, latents: np.ndarray | torch.Tensor) -> list:
@@ -373,7 +391,8 @@ class NeSF:
             decoded = self.decode_crystals(
                 z, ids=[c.id for c in crystals], progress=progress, exact_cells=self.fits_cells
             )
-        else:  # decoded while checking the codes
+        else:  # decoded while checking the codes: finished here, once
+            decoded = self.finish_crystals(decoded, exact_cells=self.fits_cells)
             decoded = [d if d.id == c.id else replace(d, id=c.id) for c, d in zip(crystals, decoded)]
         return [d if t is None else t.to_input(d) for t, d in zip(transforms, decoded)]
 

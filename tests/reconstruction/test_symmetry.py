@@ -73,6 +73,33 @@ def test_p1_crystals_stay_untouched():
     assert finish_decoded([c], settings)[0] is c
 
 
+def test_the_largest_rule_searches_the_ladder_from_the_top_and_stops_at_the_first_snap(monkeypatch):
+    """The same pick as trying each tolerance alone from the largest down, with fewer spglib searches."""
+    import nesf.reconstruction.symmetry as sym
+
+    rng = np.random.default_rng(4)
+    named = demo_crystals(("ZnO-wurtzite", "NiAs", "CsCl"))
+    crystals = [perturbed(c, d, rng, 0.01) for d in (0.03, 0.12) for c in named]
+    searched = []
+    dataset = sym._dataset
+    monkeypatch.setattr(sym, "_dataset", lambda c, t: searched.append(t) or dataset(c, t))
+    for c in crystals:
+        searched.clear()
+        s, group = symmetrize(c, LADDER, mean_move=0.05)
+        calls = list(searched)
+        alone = next(
+            (r for t in sorted(LADDER, reverse=True) if (r := symmetrize(c, (t,), mean_move=0.05))[1] is not None),
+            (c, None),
+        )
+        assert (group is None) == (alone[1] is None), c.id
+        if group is not None:
+            assert group == alone[1] and np.array_equal(s.cart, alone[0].cart), c.id
+            # the searches stop at the tolerance that snapped (one more search checks the snap)
+            assert calls[:-1] == [t for t in sorted(LADDER, reverse=True) if t >= group.symprec], c.id
+        else:
+            assert calls == sorted(LADDER, reverse=True)
+
+
 def test_tolerance_rules():
     assert pick_tolerance([1, 1, 1], "largest") is None
     assert pick_tolerance([1, 2, 221], "largest") == 2

@@ -17,6 +17,12 @@ RESTARTS_HELP = (
     "refine it again with other query draws, weighting up the input atoms its decodes missed, up to this "
     "many times (default 6; 0: no check)"
 )
+MAX_COST_HELP = (
+    "NeSF models: the work of a checked code, counted in field queries, stays within about this many times "
+    "the decode of the crystal's encoder code; refinements and restarts that would go beyond it are shortened "
+    "or left out (default 0: no bound, every step and restart; 5 bounds a weak model's cost, at a price in "
+    "match rate on a good one)"
+)
 MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
 HTML_HELP = (
     "also write a self-contained HTML report (works offline): the per-crystal table, sortable, warnings "
@@ -128,7 +134,7 @@ def add_model_options(
         p: the command's parser.
         decoding: also the reconstruction options (``--batch-size``, ``--grid-spacing``).
         default: the model used when ``--model`` is not given (None: ``--model`` is required).
-        encoding: also the refinement options (``--refine-steps``, ``--restarts``).
+        encoding: also the refinement options (``--refine-steps``, ``--restarts``, ``--max-cost``).
         reading: also the options of reading crystals (``--conventional``, ``--max-atoms``).
     """
     if default:
@@ -166,6 +172,7 @@ def add_model_options(
     if encoding:
         p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
         p.add_argument("--restarts", type=non_negative_int, default=None, help=RESTARTS_HELP)
+        p.add_argument("--max-cost", type=non_negative_float, default=None, metavar="X", help=MAX_COST_HELP)
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     if reading:
         p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
@@ -211,13 +218,18 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     model = model.with_settings(**changes) if changes else model
-    given = {"steps": getattr(args, "refine_steps", None), "restarts": getattr(args, "restarts", None)}
+    given = {
+        "steps": getattr(args, "refine_steps", None),
+        "restarts": getattr(args, "restarts", None),
+        "max_cost": getattr(args, "max_cost", None),
+    }
     refine = {key: value for key, value in given.items() if value is not None}
     if refine:
         if not hasattr(model, "with_refinement"):
             if any(refine.values()):
                 raise ValueError(
-                    f"--refine-steps/--restarts: {args.model} is a voxel model; only NeSF models refine codes"
+                    f"--refine-steps/--restarts/--max-cost: {args.model} is a voxel model; only NeSF models refine "
+                    "codes"
                 )
         else:
             model = model.with_refinement(**refine)

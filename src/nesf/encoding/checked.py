@@ -1,16 +1,25 @@
-"""Checked codes: each refined latent code is decoded and refined again while its composition is off.
+"""Checked codes: each latent code is decoded, and refined again while its composition is off.
 
 A code passes when its decoded crystal has its input's composition (atoms of each element in
-the cell). Codes that fail are refined again, up to :attr:`RefineSettings.restarts` times, with
-other query draws and the queries around the input atoms their decodes missed weighted up
-(:func:`nesf.metrics.paper.missed_atoms`); where no restart passes, the code whose crystal comes
-closest to the input's composition is kept.
+the cell). The encoder's own code is decoded first (:attr:`RefineSettings.check_encoder`: a
+crystal whose code passes keeps it); codes that fail are refined, and refined again up to
+:attr:`RefineSettings.restarts` times, with other query draws and the queries around the input
+atoms their decodes missed weighted up (:func:`nesf.metrics.paper.missed_atoms`); where no code
+passes, the one whose crystal comes closest to the input's composition is kept.
+
+The work is bounded per crystal (:attr:`RefineSettings.max_cost`): it is counted in field
+queries (a decode's particle moves, polishing and species votes; a refinement step's queries,
+their backward pass counted as two forward ones) and a refinement is shortened, or left out,
+where it and the decode that checks it would take a crystal beyond ``max_cost`` times the work
+of decoding its encoder's code. The count depends only on the crystal and the settings, so the
+same input gives the same codes on any machine.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,8 +33,20 @@ from nesf.metrics.paper import missed_atoms
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
 
-#: Decodes codes ``[B, D]`` to crystals (in the network's setting), named by ``ids``.
+#: Decodes codes ``[B, D]`` to crystals (in the network's setting), called as
+#: ``decode(z, ids=ids, field_queries=counts)``; ``counts`` (a list) receives each crystal's field queries.
 Decoder = Callable[..., list[Crystal]]
+
+#: Refinements are cut to a multiple of this many steps when the budget is short, and one
+#: shorter than this is not started (a few steps of a cosine schedule barely move a code).
+BUDGET_STEP_QUANTUM = 5
+
+#: The cost of a species-field query relative to a position-field query (the species decoder
+#: has half the layers of the position decoder).
+SPECIES_QUERY_COST = 0.5
+
+#: A backward pass through the decoders costs about two forward passes.
+BACKWARD_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,8 @@ class CheckedEncoder:
         vocab: its species vocabulary.
         train_cfg: its training configuration (query sampling and loss weights of the refinement).
         refinement: how codes are refined and how often a failing code is refined again.
-        decode: the model's decoder, called as ``decode(z, ids=ids)``.
+        decode: the model's decoder (see :data:`Decoder`); its crystals need not be finished
+            (symmetrised), as only their compositions and atoms are compared.
         bbox: paper frame: the ``[2, 3]`` particle domain (Angstrom); None in the periodic frame.
         device: where the network computes.
     """
@@ -56,16 +78,22 @@ class CheckedEncoder:
     ) -> tuple[torch.Tensor, list[Crystal] | None, dict[str, int]]:
         """Codes ``[B, D]`` of crystals in the network's setting, their decoded crystals when checked, and counts.
 
-        The decoded crystals (in the network's setting) come back only when the refinement
-        restarts, which decodes every code; otherwise None. The counts say how many crystals
-        were encoded, how many were refined again, and how many of those came back with their
-        input's composition.
+        The decoded crystals (in the network's setting, as :attr:`decode` gives them) come back
+        only when the codes are checked (refinement with restarts), which decodes every code;
+        otherwise None. The counts say how many crystals were encoded, how many were refined
+        again, how many of those came back with their input's composition, and, when checked,
+        how many kept the encoder's code (``"encoder_kept"``), how many refinements the budget
+        shortened or left out (``"budget_cut"``) and the mean and largest work per crystal in
+        units of its first decode (``"cost_per_crystal_x100"``, ``"cost_max_x100"``, times 100).
         """
         r = self.refinement
         checked = bool(r.steps and r.restarts)
         codes: list[torch.Tensor] = []
         decoded: list[Crystal] = []
         counts = {"crystals": len(crystals), "restarted": 0, "recovered": 0}
+        if checked:
+            counts.update(encoder_kept=0, budget_cut=0)
+        cost_total, cost_max = 0.0, 0.0
         step = min(batch_size, r.batch_size) if r.steps else batch_size
         desc = "encode + check" if checked else "encode"
         with tqdm(total=len(crystals), desc=desc, unit="crystal", disable=not progress) as bar:
@@ -73,149 +101,171 @@ class CheckedEncoder:
                 chunk = crystals[start : start + step]
                 batch = CrystalBatch.from_crystals(chunk, self.vocab).to(self.device)
                 z0, _, _ = self.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
-                if checked and r.check_encoder:
-                    z, chunk_decoded = self._encoder_first(chunk, z0, counts)
+                if checked:
+                    z, chunk_decoded, cost = _CheckedChunk(self, chunk, batch, z0, counts).run()
                     decoded.extend(chunk_decoded)
+                    cost_total += float(cost.sum())
+                    cost_max = max(cost_max, float(cost.max(initial=0.0)))
                 else:
                     z = refine_latents(self.model, batch, z0, self.train_cfg, r, self.bbox)
-                    if checked:
-                        z, chunk_decoded = self._restart(chunk, z0, z, counts)
-                        decoded.extend(chunk_decoded)
-                if r.steps and r.lattice_fit:
-                    target = self.model.normalize_lattice(batch.lattice_params)
-                    fitted = fit_lattice(self.model, z, target, r.lattice_fit)
-                    if checked:
-                        start_at = len(decoded) - len(chunk)
-                        z, decoded[start_at:] = self._keep_fitted(chunk, z, fitted, decoded[start_at:], counts)
-                    else:
-                        z = fitted
+                    if r.steps and r.lattice_fit:
+                        target = self.model.normalize_lattice(batch.lattice_params)
+                        z = fit_lattice(self.model, z, target, r.lattice_fit)
                 codes.append(z)
                 bar.update(len(chunk))
+        if checked and crystals:
+            counts["cost_per_crystal_x100"] = round(100 * cost_total / len(crystals))
+            counts["cost_max_x100"] = round(100 * cost_max)
         return torch.cat(codes), (decoded if checked else None), counts
 
-    def _encoder_first(
-        self, crystals: Sequence[Crystal], z0: torch.Tensor, counts: dict[str, int]
-    ) -> tuple[torch.Tensor, list[Crystal]]:
-        """Encoder codes ``z0 [B, D]`` decoded first; only those whose crystal misses its composition are refined.
 
-        The crystals whose encoder code already decodes to their input's composition keep it
-        (``counts["encoder_kept"]``); the others are refined and checked as without this step.
-        Each crystal's code depends on that crystal alone, so the subset changes nothing else.
+class _CheckedChunk:
+    """The checked codes of one chunk of crystals: decodes, refinements, restarts and their cost."""
 
-        Returns:
-            The checked codes ``[B, D]`` and their decoded crystals.
-        """
-        decoded = self.decode(z0, ids=[c.id for c in crystals])
-        todo = [i for i, (c, d) in enumerate(zip(crystals, decoded)) if composition(d) != composition(c)]
-        counts["encoder_kept"] = counts.get("encoder_kept", 0) + len(crystals) - len(todo)
-        z = z0.clone()
-        if todo:
-            sub = [crystals[i] for i in todo]
-            batch = CrystalBatch.from_crystals(sub, self.vocab).to(self.device)
-            zr = refine_latents(self.model, batch, z0[todo], self.train_cfg, self.refinement, self.bbox)
-            zr, dr = self._restart(sub, z0[todo], zr, counts)
-            z[todo] = zr
-            for j, i in enumerate(todo):
-                decoded[i] = dr[j]
-        return z, decoded
-
-    def _keep_fitted(
+    def __init__(
         self,
+        owner: CheckedEncoder,
         crystals: Sequence[Crystal],
-        z: torch.Tensor,
-        fitted: torch.Tensor,
-        decoded: list[Crystal],
+        batch: CrystalBatch,
+        z0: torch.Tensor,
         counts: dict[str, int],
-    ) -> tuple[torch.Tensor, list[Crystal]]:
-        """Checked codes ``z [B, D]`` replaced by their lattice-fitted versions where those decode no worse.
+    ) -> None:
+        self.o, self.r = owner, owner.refinement
+        self.crystals, self.batch, self.z0, self.counts = list(crystals), batch, z0, counts
+        self.ids = [c.id for c in crystals]
+        self.want = [composition(c) for c in crystals]
+        n = len(crystals)
+        self.z = z0.clone()
+        self.decoded: list[Crystal | None] = [None] * n
+        self.off: list[tuple[int, int] | None] = [None] * n  # distance of the kept crystal from the input's
+        self.spent = np.zeros(n)  # field queries so far
+        self.unit: np.ndarray | None = None  # field queries of the crystal's first (one-pass) decode
+        self.last_decode = np.ones(n)  # field queries of the crystal's last decode (the next one's estimate)
+        self.target = owner.model.normalize_lattice(batch.lattice_params) if self.r.lattice_fit else None
+        weigh = self.r.missed_atom_weight != 1
+        self.missed: dict[int, np.ndarray] | None = {} if weigh else None
+        numbers = [np.asarray(c.numbers) for c in crystals]
+        n_atoms = np.array([len(x) for x in numbers], dtype=np.float64)
+        cfg = owner.train_cfg
+        local = math.prod([cfg.local_grid] * 3)
+        uniform = self.r.uniform_queries or cfg.uniform_per_crystal
+        # field queries of one refinement step of each crystal (forward and backward)
+        self.step_cost = (1.0 + BACKWARD_FACTOR) * (
+            uniform + local * n_atoms + SPECIES_QUERY_COST * self.r.species_per_atom * n_atoms
+        )
+        unseen = getattr(owner.model, "unseen_species", None)
+        never = set() if unseen is None else {k for k, u in zip(owner.vocab.numbers, unseen.tolist()) if u}
+        self.hopeless = [bool(never.intersection(map(int, x))) for x in numbers]
 
-        A fitted code is kept when its crystal comes at least as close to the input's
-        composition as the checked code's and is not empty where that one was not
-        (``counts["lattice_fitted"]`` counts them), so the fit never costs an atom the check
-        had won.
-
-        Returns:
-            The codes ``[B, D]`` and their decoded crystals.
-        """
-        trial = self.decode(fitted, ids=[c.id for c in crystals])
-        z = z.clone()
-        out = list(decoded)
-        kept = 0
-        for i, (c, d, t) in enumerate(zip(crystals, decoded, trial)):
-            want = composition(c)
-            no_worse = composition_distance(composition(t), want) <= composition_distance(composition(d), want)
-            if no_worse and (t.n_atoms > 0 or d.n_atoms == 0):
-                z[i], out[i] = fitted[i], t
-                kept += 1
-        counts["lattice_fitted"] = counts.get("lattice_fitted", 0) + kept
-        return z, out
-
-    def _restart(
-        self, crystals: Sequence[Crystal], z0: torch.Tensor, z: torch.Tensor, counts: dict[str, int]
-    ) -> tuple[torch.Tensor, list[Crystal]]:
-        """Refined codes ``z [B, D]`` checked by decoding, refined again where they fail.
-
-        A code passes when its decoded crystal has its input's composition (atoms of each
-        element in the cell). Each restart starts from the code kept so far (or the encoder's
-        code ``z0``, as :attr:`refinement` says) and weighs up the queries around the input
-        atoms that an earlier decode of that crystal missed. Where no restart passes, the code
-        whose crystal comes closest is kept: the nearest atom count first, then the fewest atoms
-        of the wrong element (the earliest of equally close ones). Crystals holding an element
-        the model never learned to predict cannot pass and are not restarted. ``counts`` gains
-        the crystals refined again (``"restarted"``) and those that then passed (``"recovered"``).
-
-        Returns:
-            The checked codes ``[B, D]`` and their decoded crystals.
-        """
-        r = self.refinement
-        frame = self.model.frame.name
-        ids = [c.id for c in crystals]
-        decoded = self.decode(z, ids=ids)
-        want = [composition(c) for c in crystals]
-        unseen = getattr(self.model, "unseen_species", None)
-        never = set() if unseen is None else {n for n, u in zip(self.vocab.numbers, unseen.tolist()) if u}
-        todo = [
-            i
-            for i, d in enumerate(decoded)
-            if composition(d) != want[i] and not never.intersection(map(int, crystals[i].numbers))
-        ]
-        counts["restarted"] += len(todo)
-        z = z.clone()
-        # how far each kept crystal is from its input's composition
-        off = {i: composition_distance(composition(decoded[i]), want[i]) for i in todo}
+    # ------------------------------------------------------------------ steps
+    def run(self) -> tuple[torch.Tensor, list[Crystal], np.ndarray]:
+        """Codes ``[B, D]``, their decoded crystals and each crystal's cost in one-pass decodes ``[B]``."""
+        r, n = self.r, len(self.crystals)
+        bounded = r.max_cost > 0
+        todo = list(range(n))
+        if r.check_encoder or bounded:  # the encoder's code first: the one-pass work is the unit
+            self._try(todo, self._fit(self.z0, todo), first=True)
+            if r.check_encoder:
+                kept = [i for i in todo if self.off[i] == (0, 0)]
+                self.counts["encoder_kept"] += len(kept)
+                todo = [i for i in todo if self.off[i] != (0, 0)]
+        todo = self._refine(todo, self.z0, r, first=True)
+        todo = [i for i in todo if self.off[i] != (0, 0) and not self.hopeless[i]]
+        self.counts["restarted"] += len(todo)
         stale = dict.fromkeys(todo, 0)  # restarts in a row that came no closer
-        # the input atoms each crystal's decodes have missed so far (their queries weigh more)
-        weigh = r.missed_atom_weight != 1
-        missed = {}
-        if weigh:
-            first = missed_atoms([crystals[i] for i in todo], [decoded[i] for i in todo], frame)
-            missed = dict(zip(todo, first))
         for k in range(1, r.restarts + 1):
             if not todo:
                 break
-            batch = CrystalBatch.from_crystals([crystals[i] for i in todo], self.vocab).to(self.device)
-            weights = torch.ones(batch.mask.shape, device=self.device) if weigh else None
-            for j, i in enumerate(todo if weigh else ()):
-                extra = torch.as_tensor(missed[i], dtype=weights.dtype, device=self.device)
-                weights[j, : len(extra)] += (r.missed_atom_weight - 1) * extra
-            start = z0[todo] if r.restart_from == "encoder" else z[todo]
-            zk = refine_latents(self.model, batch, start, self.train_cfg, r.restart(k), self.bbox, weights)
-            dk = self.decode(zk, ids=[ids[i] for i in todo])
-            missed_now = missed_atoms([crystals[i] for i in todo], dk, frame) if weigh else []
+            start = self.z0 if r.restart_from == "encoder" else self.z
+            before = {i: self.off[i] for i in todo}
+            done = self._refine(todo, start, r.restart(k), first=False)
             still = []
-            for j, i in enumerate(todo):
-                distance = composition_distance(composition(dk[j]), want[i])
-                stale[i] = 0 if distance < off[i] else stale[i] + 1
-                if distance < off[i]:  # the closest so far (the first of equally close ones stays)
-                    z[i], decoded[i], off[i] = zk[j], dk[j], distance
-                if weigh:
-                    missed[i] |= missed_now[j]
-                if distance == (0, 0):
-                    counts["recovered"] += 1
-                elif not r.restart_patience or stale[i] < r.restart_patience:
+            for i in todo:
+                if i not in done:  # the budget left no room for this restart
+                    continue
+                if self.off[i] == (0, 0):
+                    self.counts["recovered"] += 1
+                    continue
+                stale[i] = 0 if self.off[i] < before[i] else stale[i] + 1
+                if not r.restart_patience or stale[i] < r.restart_patience:
                     still.append(i)
             todo = still
-        return z, decoded
+        return self.z, list(self.decoded), self.spent / (np.ones(n) if self.unit is None else self.unit)
+
+    def _refine(self, todo: list[int], start: torch.Tensor, settings: RefineSettings, first: bool) -> list[int]:
+        """Refine the codes of crystals ``todo`` from ``start`` ``[B, D]``, fit, decode and keep the closest.
+
+        Each crystal takes as many of ``settings.steps`` as its budget leaves room for, with the
+        decode that checks them (in whole quanta; none below one quantum). Returns the crystals
+        that were refined.
+        """
+        r = self.r
+        groups: dict[int, list[int]] = {}
+        for i in todo:
+            steps = settings.steps
+            if r.max_cost > 0:
+                room = r.max_cost * self.unit[i] - self.spent[i] - self.last_decode[i]
+                fits = int(max(room, 0.0) // self.step_cost[i])
+                if fits < steps:
+                    self.counts["budget_cut"] += 1
+                    steps = (fits // BUDGET_STEP_QUANTUM) * BUDGET_STEP_QUANTUM
+            if steps >= min(BUDGET_STEP_QUANTUM, settings.steps):
+                groups.setdefault(steps, []).append(i)
+        done: list[int] = []
+        for steps, idx in sorted(groups.items()):
+            sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], self.o.vocab).to(self.o.device)
+            zk = refine_latents(
+                self.o.model,
+                sub,
+                start[idx],
+                self.o.train_cfg,
+                replace(settings, steps=steps),
+                self.o.bbox,
+                None if first else self._weights(idx, sub),
+            )
+            self.spent[idx] += steps * self.step_cost[idx]
+            self._try(idx, self._fit(zk, idx), first=first)
+            done.extend(idx)
+        return done
+
+    def _fit(self, z: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        """Codes ``z`` ``[len(idx), D]`` of crystals ``idx`` moved to decode their inputs' cells (when fitting)."""
+        if not self.r.lattice_fit or not len(idx):
+            return z
+        return fit_lattice(self.o.model, z, self.target[idx], self.r.lattice_fit)
+
+    def _try(self, idx: list[int], z: torch.Tensor, first: bool) -> None:
+        """Decode codes ``z`` of crystals ``idx``; keep each where its crystal comes closer to the input's.
+
+        A first refinement replaces the encoder's code also where it comes only as close (it
+        has been fitted to the crystal's own field); a restart only where it comes closer (the
+        first of equally close codes stays).
+        """
+        queries: list[int] = []
+        out = self.o.decode(z, ids=[self.ids[i] for i in idx], field_queries=queries)
+        cost = np.asarray(queries, dtype=np.float64) if len(queries) == len(idx) else np.ones(len(idx))
+        if self.unit is None:  # the first decode of every crystal of the chunk
+            self.unit = np.maximum(cost, 1.0)
+        if self.missed is not None:
+            missed_now = missed_atoms([self.crystals[i] for i in idx], out, self.o.model.frame.name)
+        for j, i in enumerate(idx):
+            self.spent[i] += cost[j]
+            self.last_decode[i] = max(cost[j], 1.0)
+            distance = composition_distance(composition(out[j]), self.want[i])
+            if self.off[i] is None or distance < self.off[i] or (first and distance == self.off[i]):
+                self.z[i], self.decoded[i], self.off[i] = z[j], out[j], distance
+            if self.missed is not None:
+                self.missed[i] = self.missed[i] | missed_now[j] if i in self.missed else missed_now[j]
+
+    def _weights(self, idx: list[int], batch: CrystalBatch) -> torch.Tensor | None:
+        """``[len(idx), N]`` query weights: the input atoms missed so far weigh ``missed_atom_weight`` times more."""
+        if self.missed is None:
+            return None
+        weights = torch.ones(batch.mask.shape, device=self.o.device)
+        for j, i in enumerate(idx):
+            extra = torch.as_tensor(self.missed.get(i, np.zeros(0, dtype=bool)), dtype=weights.dtype)
+            weights[j, : len(extra)] += (self.r.missed_atom_weight - 1) * extra.to(self.o.device)
+        return weights
 
 
 def composition_distance(a: dict[int, int], b: dict[int, int]) -> tuple[int, int]:

@@ -68,9 +68,16 @@ class RefineSettings:
             not bring its decoded composition closer to its input's (0: it takes all
             ``restarts``). Bounds the work spent on crystals a model cannot represent.
         lattice_fit: Gauss-Newton iterations that move each final code the least distance that
-            makes its decoded cell the input's (:func:`fit_lattice`; 0: off). Checked codes keep
-            the fitted code only where its crystal comes as close to the input's composition
-            as the unfitted one (the field barely notices a move that small, but it is checked).
+            makes its decoded cell the input's (:func:`fit_lattice`; 0: off). Checked codes are
+            fitted before they are decoded, so the check sees the fitted code.
+        max_cost: checked refinement: the work spent on a crystal's code stays within about this
+            many times the work of decoding its encoder's code, counted in field queries
+            (:mod:`nesf.encoding.checked`): a refinement or restart that would go beyond it is
+            shortened or left out. 0 (the default): no bound, every step and restart. On `mp`
+            validation crystals a bound of 5 costs about 14 points of match rate
+            (``benchmarks/RESULTS.md``, "A budget for checked codes").
+        uniform_queries: position queries drawn uniformly over the cell per crystal and step
+            (0: training's ``uniform_per_crystal``); the queries around atoms are training's.
     """
 
     steps: int = 30
@@ -89,6 +96,8 @@ class RefineSettings:
     check_encoder: bool = False
     restart_patience: int = 0
     lattice_fit: int = 5
+    max_cost: float = 0.0
+    uniform_queries: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -105,6 +114,10 @@ class RefineSettings:
             raise ValueError(f"restart_from must be 'closest' or 'encoder', got {self.restart_from!r}")
         if self.lattice_fit < 0:
             raise ValueError(f"lattice_fit must not be negative, got {self.lattice_fit}")
+        if self.max_cost < 0 or self.uniform_queries < 0:
+            raise ValueError(
+                f"max_cost and uniform_queries must not be negative, got {self.max_cost} and {self.uniform_queries}"
+            )
         if self.restart_patience < 0:
             raise ValueError(f"restart_patience must not be negative, got {self.restart_patience}")
         if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
@@ -160,6 +173,8 @@ def refine_latents(
         return z0
     frame = model.frame
     cfg = replace(train_cfg, species_per_atom=settings.species_per_atom)
+    if settings.uniform_queries:
+        cfg = replace(cfg, uniform_per_crystal=settings.uniform_queries)
     # the same queries in any atom order and whatever else is in the batch
     sampler = QuerySampler(cfg, frame, bbox, shared_jitter=True)
     generator = torch.Generator().manual_seed(settings.seed)

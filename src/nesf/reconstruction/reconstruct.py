@@ -48,10 +48,13 @@ class ReconstructedAtoms:
     Attributes:
         cart: ``[n, 3]`` Cartesian positions, Angstrom (inside the cell in periodic frames).
         species: ``[n]`` species class indices.
+        evaluations: field queries the crystal's reconstruction made (particle moves, polishing
+            and species votes): its share of the work, whatever else was in the batch.
     """
 
     cart: np.ndarray
     species: np.ndarray
+    evaluations: int = 0
 
 
 @torch.no_grad()
@@ -79,11 +82,13 @@ def reconstruct(
     dtype, device = _probe_dtype_device(field, geom)
     points, mask = frame.particle_grid(batch_size, s.grid_spacing, geom, bbox, dtype, device)
     p = Particles.from_padded(points, mask)
+    evaluations = torch.zeros(batch_size, dtype=torch.long, device=device)
 
     for step_no in range(s.n_steps):
         idx = p.active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
+        evaluations += torch.bincount(p.crystal[idx], minlength=batch_size)
         if hasattr(field, "position_flat"):  # neural fields take flat points: no padding work
             crystal = p.crystal[idx]
             disp = field.position_flat(p.pos[idx], crystal)
@@ -108,12 +113,14 @@ def reconstruct(
     if s.polish_steps:
         atoms = polish_atoms(field, atoms, owner, batch_size, s)
     species = vote_species(field, atoms, owner, batch_size, s)
-    counts = torch.bincount(owner, minlength=batch_size).tolist()
+    per_crystal = torch.bincount(owner, minlength=batch_size)
+    queries_per_atom = s.polish_steps * len(s.polish_radii) * s.polish_directions + s.species_grid**3
+    evaluations = (evaluations + per_crystal * queries_per_atom).tolist()
     atoms_np = atoms.double().cpu().numpy()
     species_np = species.cpu().numpy()
     out, start = [], 0
-    for c in counts:
-        out.append(ReconstructedAtoms(atoms_np[start : start + c], species_np[start : start + c]))
+    for c, e in zip(per_crystal.tolist(), evaluations):
+        out.append(ReconstructedAtoms(atoms_np[start : start + c], species_np[start : start + c], int(e)))
         start += c
     return out
 

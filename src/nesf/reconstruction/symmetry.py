@@ -164,24 +164,60 @@ def symmetrize(
         crystal itself and None when it stays P1.
     """
     ladder = sorted(float(t) for t in tolerances)
+    if rule not in TOLERANCE_RULES:
+        raise ValueError(f"unknown tolerance rule {rule!r}; choose one of {', '.join(TOLERANCE_RULES)}")
+    if rule == "largest":  # the same pick, searching from the top: most crystals snap at the first try
+        return _symmetrize_from_top(crystal, ladder, wrap, mean_move, max_strain)
     data = [_dataset(crystal, t) for t in ladder]
     numbers = [None if d is None else int(d.number) for d in data]
     k = pick_tolerance(numbers, rule)
     while k is not None:
-        snapped = snap_to_operations(crystal, data[k].rotations, data[k].translations, ladder[k], wrap)
-        if snapped is not None and mean_move and float(atom_moves(crystal, snapped).mean()) > mean_move:
-            snapped = None
-        if snapped is not None and max_strain and cell_strain(crystal.lattice, snapped.lattice) > max_strain:
-            snapped = None
+        snapped = _snap_checked(crystal, data[k], ladder[k], wrap, mean_move, max_strain)
         if snapped is not None:
-            check = space_group(snapped, CHECK_SYMPREC)
-            if check is not None and check.number == numbers[k]:
-                group = SpaceGroup(numbers[k], str(data[k].international), ladder[k])
-                snapped.info["symmetrized"] = {"number": group.number, "symbol": group.symbol, "symprec": ladder[k]}
-                return snapped, group
+            return snapped
         lower = [j for j in range(k) if numbers[j] is not None and numbers[j] > 1]
         k = lower[-1] if lower else None
     return crystal, None
+
+
+def _symmetrize_from_top(
+    crystal: Crystal, ladder: Sequence[float], wrap: bool, mean_move: float, max_strain: float
+) -> tuple[Crystal, SpaceGroup | None]:
+    """:func:`symmetrize` with the ``"largest"`` rule, spglib asked only as far down the ladder as needed.
+
+    The largest tolerance whose group is above P1 is tried first and each smaller one after it,
+    as :func:`pick_tolerance` and the fall-back order of :func:`symmetrize` say; the tolerances
+    below the one that snaps are never searched (the search is slowest at the large ones, and
+    most decoded crystals snap at the first tolerance tried).
+    """
+    for k in range(len(ladder) - 1, -1, -1):
+        data = _dataset(crystal, ladder[k])
+        if data is None or int(data.number) <= 1:
+            continue
+        snapped = _snap_checked(crystal, data, ladder[k], wrap, mean_move, max_strain)
+        if snapped is not None:
+            return snapped
+    return crystal, None
+
+
+def _snap_checked(
+    crystal: Crystal, data, tolerance: float, wrap: bool, mean_move: float, max_strain: float  # noqa: ANN001
+) -> tuple[Crystal, SpaceGroup] | None:
+    """The crystal snapped onto the group of spglib dataset ``data`` within :func:`symmetrize`'s limits, else None."""
+    number = int(data.number)
+    snapped = snap_to_operations(crystal, data.rotations, data.translations, tolerance, wrap)
+    if snapped is not None and mean_move and float(atom_moves(crystal, snapped).mean()) > mean_move:
+        snapped = None
+    if snapped is not None and max_strain and cell_strain(crystal.lattice, snapped.lattice) > max_strain:
+        snapped = None
+    if snapped is None:
+        return None
+    check = space_group(snapped, CHECK_SYMPREC)
+    if check is None or check.number != number:
+        return None
+    group = SpaceGroup(number, str(data.international), tolerance)
+    snapped.info["symmetrized"] = {"number": group.number, "symbol": group.symbol, "symprec": tolerance}
+    return snapped, group
 
 
 def symmetrize_all(
@@ -192,7 +228,7 @@ def symmetrize_all(
     mean_move: float = SYMMETRY_MEAN_MOVE,
     max_strain: float = 0.0,
 ) -> list[Crystal]:
-    """:func:`symmetrize` of each crystal (one spglib search per crystal and tolerance)."""
+    """:func:`symmetrize` of each crystal."""
     return [symmetrize(c, tolerances, rule, wrap, mean_move, max_strain)[0] for c in crystals]
 
 
