@@ -220,3 +220,6 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     result = json.loads(js.read_text())
     assert result["settings"]["symmetrize"] is False and result["settings"]["pin_origin"] is False
     assert result["refinement"]["lattice_fit"] == 5  # the default refinement ends on the input's cell
+    assert result["refinement"]["max_cost"] == 0.0  # checked codes search without a budget by default
+    assert main([*args, "--refine-steps", "0", "--max-cost", "3"]) == 0
+    assert json.loads(js.read_text())["refinement"]["max_cost"] == 3.0
