@@ -230,8 +230,8 @@ def test_checked_codes_stay_within_their_budget(monkeypatch):
             assert counts["budget_cut"] > 0 and counts["cost_max_x100"] <= 100 * max_cost * 1.25, counts
             monkeypatch.setattr(m, "decode_crystals", lossy(model.decode_crystals))
             assert torch.equal(m.encode_crystals(crystals), codes)  # the count is the same on any machine
-        else:  # no bound: the refined code and four restarts, all decoded
-            assert calls == [3] * 5 and counts["budget_cut"] == 0 and counts["restarted"] == 3
+        else:  # no bound: the refined code, four restarts and the lattice-fitted code, all decoded
+            assert calls == [3] * 6 and counts["budget_cut"] == 0 and counts["restarted"] == 3
     assert seen[3.0][0] <= seen[8.0][0] < seen[0.0][0] and seen[3.0][1] <= seen[8.0][1] < seen[0.0][1]
 
 
