@@ -68,8 +68,9 @@ class RefineSettings:
             not bring its decoded composition closer to its input's (0: it takes all
             ``restarts``). Bounds the work spent on crystals a model cannot represent.
         lattice_fit: Gauss-Newton iterations that move each final code the least distance that
-            makes its decoded cell the input's (:func:`fit_lattice`; 0: off). Checked codes are
-            fitted before they are decoded, so the check sees the fitted code.
+            makes its decoded cell the input's (:func:`fit_lattice`; 0: off). Checked codes keep
+            the fitted code only where its crystal comes as close to the input's composition
+            as the unfitted one (the field barely notices a move that small, but it is checked).
         max_cost: checked refinement: the work spent on a crystal's code stays within about this
             many times the work of decoding its encoder's code, counted in field queries
             (:mod:`nesf.encoding.checked`): a refinement or restart that would go beyond it is
