@@ -135,7 +135,7 @@ class _CheckedChunk:
         counts: dict[str, int],
     ) -> None:
         self.o, self.r = owner, owner.refinement
-        self.crystals, self.batch, self.z0, self.counts = list(crystals), batch, z0, counts
+        self.crystals, self.z0, self.counts = list(crystals), z0, counts
         self.ids = [c.id for c in crystals]
         self.want = [composition(c) for c in crystals]
         n = len(crystals)
@@ -206,23 +206,19 @@ class _CheckedChunk:
         counts them), so the fit never costs an atom the check had won. Fitting before the checks
         instead lost 10 of the first 500 `mp` test crystals (benchmarks/RESULTS.md, 2026-12-05).
         """
-        idx = list(range(len(self.crystals)))
         fitted = fit_lattice(self.o.model, self.z, self.target, self.r.lattice_fit)
-        queries: list[int] = []
-        trial = self.o.decode(fitted, ids=self.ids, field_queries=queries)
-        if len(queries) == len(idx):
-            self.spent += np.asarray(queries, dtype=np.float64)
+        trial, cost = self._decode(fitted, list(range(len(self.crystals))))
+        self.spent += cost
         kept = 0
-        for i, t in zip(idx, trial):
-            d = self.decoded[i]
+        for i, t in enumerate(trial):
             no_worse = composition_distance(composition(t), self.want[i]) <= self.off[i]
-            if no_worse and (t.n_atoms > 0 or d is None or d.n_atoms == 0):
+            if no_worse and (t.n_atoms > 0 or self.decoded[i].n_atoms == 0):
                 self.z[i], self.decoded[i] = fitted[i], t
                 kept += 1
         self.counts["lattice_fitted"] = self.counts.get("lattice_fitted", 0) + kept
 
     def _refine(self, todo: list[int], start: torch.Tensor, settings: RefineSettings, first: bool) -> list[int]:
-        """Refine the codes of crystals ``todo`` from ``start`` ``[B, D]``, fit, decode and keep the closest.
+        """Refine the codes of crystals ``todo`` from ``start`` ``[B, D]``, decode them and keep the closest.
 
         Each crystal takes as many of ``settings.steps`` as its budget leaves room for, with the
         decode that checks them (in whole quanta; none below one quantum). Returns the crystals
@@ -263,12 +259,10 @@ class _CheckedChunk:
         """Decode codes ``z`` of crystals ``idx``; keep each where its crystal comes closer to the input's.
 
         A first refinement replaces the encoder's code also where it comes only as close (it
-        has been fitted to the crystal's own field); a restart only where it comes closer (the
+        has been refined on the crystal's own field); a restart only where it comes closer (the
         first of equally close codes stays).
         """
-        queries: list[int] = []
-        out = self.o.decode(z, ids=[self.ids[i] for i in idx], field_queries=queries)
-        cost = np.asarray(queries, dtype=np.float64) if len(queries) == len(idx) else np.ones(len(idx))
+        out, cost = self._decode(z, idx)
         if self.unit is None:  # the first decode of every crystal of the chunk
             self.unit = np.maximum(cost, 1.0)
         if self.missed is not None:
@@ -281,6 +275,12 @@ class _CheckedChunk:
                 self.z[i], self.decoded[i], self.off[i] = z[j], out[j], distance
             if self.missed is not None:
                 self.missed[i] = self.missed[i] | missed_now[j] if i in self.missed else missed_now[j]
+
+    def _decode(self, z: torch.Tensor, idx: list[int]) -> tuple[list[Crystal], np.ndarray]:
+        """Crystals decoded from codes ``z`` of crystals ``idx``, and each one's field queries ``[len(idx)]``."""
+        queries: list[int] = []
+        out = self.o.decode(z, ids=[self.ids[i] for i in idx], field_queries=queries)
+        return out, np.asarray(queries, dtype=np.float64)
 
     def _weights(self, idx: list[int], batch: CrystalBatch) -> torch.Tensor | None:
         """``[len(idx), N]`` query weights: the input atoms missed so far weigh ``missed_atom_weight`` times more."""
