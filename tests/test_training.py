@@ -160,6 +160,27 @@ def test_fine_tuning_run_resumes_with_its_own_settings(tmp_path, tiny):
     assert_same(params_of(straight.model), params_of(second.model))
 
 
+def test_encoder_only_training_leaves_decoders_and_lattice_heads_as_they_were(tmp_path, tiny):
+    """``train_only="encoder"``: only the encoder moves, from the initial model's weights; resumed as it ran."""
+    train, val = tiny
+    m, t = small_configs()
+    Trainer(train, val, tmp_path / "base", m, t, seed=0, progress=False).run(epochs=1)
+    base = load_checkpoint(tmp_path / "base" / "last.pt")["state_dict"]
+    enc_cfg = replace(t, train_only="encoder")
+    run = Trainer(train, val, tmp_path / "e", m, enc_cfg, seed=2, progress=False, init=tmp_path / "base" / "last.pt")
+    run.run(epochs=2)
+    after = params_of(run.model)
+    moved = {k.split(".")[0] for k in base if not torch.equal(base[k], after[k])}
+    assert moved == {"encoder"}
+    assert {p.requires_grad for n, p in run.model.named_parameters() if not n.startswith("encoder.")} == {False}
+    shipped = load_checkpoint(tmp_path / "e" / "last.pt")
+    assert shipped["train_config"]["train_only"] == "encoder"
+    resumed = Trainer(train, val, tmp_path / "e", m, t, seed=2, progress=False, resume=tmp_path / "e" / "last.pt")
+    assert resumed.cfg.train_only == "encoder"
+    with pytest.raises(ValueError, match="train_only"):
+        replace(t, train_only="decoder")
+
+
 def test_resume_refuses_options_that_would_change_the_run(tmp_path, tiny, capsys):
     from nesf.cli import main
 
@@ -174,6 +195,9 @@ def test_resume_refuses_options_that_would_change_the_run(tmp_path, tiny, capsys
     assert main([*argv, "--lr", "1e-3", "--batch-size", "4"]) == 2
     err = capsys.readouterr().err
     assert "--resume continues the run" in err and "--batch-size, --lr" in err
+    fresh = ["train", "--train", str(files[0]), "--val", str(files[1]), "--out", str(tmp_path / "x")]
+    assert main([*fresh, "--train-only", "encoder"]) == 2
+    assert "give --init" in capsys.readouterr().err
 
 
 def test_checkpoint_contents_and_api_round_trip(tmp_path, tiny):

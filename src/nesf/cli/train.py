@@ -147,6 +147,13 @@ def _add_model_and_loss_options(p: argparse.ArgumentParser) -> None:
         "supercells are read as their primitive crystal (reconstructions come back in the input's cell)",
     )
     p.add_argument(
+        "--train-only",
+        choices=("all", "encoder"),
+        default=None,
+        help="'encoder': freeze the field decoders and lattice heads of an --init model and train its encoder "
+        "alone, so that its one-pass codes come closer to refined ones (default 'all')",
+    )
+    p.add_argument(
         "--latent-every-layer",
         action="store_true",
         help="feed the latent code to every hidden layer of the field decoders (a per-layer shift "
@@ -162,6 +169,7 @@ RUN_SETTINGS = (
     "kl_weight",
     "label_smoothing",
     "position_huber",
+    "train_only",
     "ema",
     "structure_factors",
     "vae",
@@ -216,6 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "label_smoothing": args.label_smoothing,
         "position_huber": args.position_huber,
         "ema_decay": args.ema,
+        "train_only": args.train_only,
     }
     train_cfg = replace(train_cfg, **{k: v for k, v in changes.items() if v})
     train_set = read_crystals(args.train, conventional=args.conventional)
@@ -228,6 +237,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_set = kept
     if args.resume and args.init:
         raise ValueError("--resume and --init exclude each other (resume continues OUT/last.pt)")
+    if args.train_only == "encoder" and not args.init:
+        raise ValueError("--train-only encoder trains the encoder of a trained model: give --init MODEL")
     if args.init and (args.structure_factors or args.vae or args.latent_tokens):
         flag = "--structure-factors" if args.structure_factors else "--vae" if args.vae else "--latent-tokens"
         raise ValueError(f"--init: the architecture is the initial model's; {flag} cannot change it")

@@ -111,6 +111,11 @@ class ModelConfig:
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
 
 
+#: Parts of a model that training may be restricted to (``TrainConfig.train_only``) and the
+#: top-level modules each one trains (``None``: all of them).
+TRAINABLE_PARTS: dict[str, tuple[str, ...] | None] = {"all": None, "encoder": ("encoder",)}
+
+
 @dataclass
 class TrainConfig:
     """Training settings (sampling, loss weights, optimiser).
@@ -155,6 +160,10 @@ class TrainConfig:
             augmentation is physically exact; it teaches the model that a crystal's field moves
             with its atoms. (A space group's own operations map a crystal onto itself, so for
             this permutation-invariant encoder they change nothing and are not offered.)
+        train_only: ``"all"`` trains every weight; ``"encoder"`` freezes the field decoders and
+            lattice heads and trains the encoder alone on the same loss (amortised inference:
+            with the decoder fixed, the loss's optimum for each crystal is the code that latent
+            refinement searches for, so the encoder learns to give that code in one pass).
     """
 
     epochs: int = 3200
@@ -185,8 +194,11 @@ class TrainConfig:
     normalize_lattice: bool = False
     grad_clip: float = 0.0
     origin_shift: bool = False
+    train_only: str = "all"
 
     def __post_init__(self) -> None:
+        if self.train_only not in TRAINABLE_PARTS:
+            raise ValueError(f"train_only must be one of {', '.join(TRAINABLE_PARTS)}, got {self.train_only!r}")
         if self.lr_schedule not in ("step", "cosine"):
             raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
