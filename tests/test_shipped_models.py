@@ -190,6 +190,39 @@ def test_checked_refinement_keeps_the_closest_code_when_no_restart_passes(monkey
     assert torch.allclose(codes, _first_restart(model, crystals, first, lost), atol=1e-6)
 
 
+def test_encoder_fallback_keeps_the_encoders_code_where_the_refined_one_lost_an_atom(monkeypatch):
+    """``encoder_fallback``: a failed first refinement tries the encoder's code before any restart."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    model = NeSF.load("mp").with_refinement(restarts=3, lattice_fit=0, max_cost=0, encoder_fallback=True)
+    crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond", "Cu-fcc")))
+    own = model.with_refinement(steps=0).encode_crystals(crystals)
+    decode, calls = model.decode_crystals, []
+
+    def refined_lose_an_atom(z, ids=None, progress=False, **kwargs):
+        out = decode(z, ids=ids, progress=progress, **kwargs)
+        calls.append(len(z))
+        if len(calls) == 1:  # the refined codes' decodes
+            out = [replace(c, cart=c.cart[1:], numbers=np.asarray(c.numbers)[1:]) for c in out]
+        return out
+
+    monkeypatch.setattr(model, "decode_crystals", refined_lose_an_atom)
+    codes = model.encode_crystals(crystals)
+    counts = model.restart_counts
+    assert calls == [3, 3]  # the refined codes, then the encoder's; no restart
+    assert (counts["encoder_kept"], counts["restarted"], counts["recovered"]) == (3, 0, 0)
+    assert torch.equal(codes, own)
+    # without the fallback the same failures take restarts
+    calls.clear()
+    plain = model.with_refinement(encoder_fallback=False)
+    monkeypatch.setattr(plain, "decode_crystals", refined_lose_an_atom)
+    plain.encode_crystals(crystals)
+    assert plain.restart_counts["restarted"] == 3 and plain.restart_counts["encoder_kept"] == 0
+
+
 def test_checked_codes_stay_within_their_budget(monkeypatch):
     """A crystal whose decodes never pass stops refining once its work nears ``max_cost`` one-pass decodes."""
     from dataclasses import replace

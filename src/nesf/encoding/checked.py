@@ -6,7 +6,9 @@ the cell). Each code is refined and decoded; codes that fail are refined again u
 atoms their decodes missed weighted up (:func:`nesf.metrics.paper.missed_atoms`); where no code
 passes, the one whose crystal comes closest to the input's composition is kept. With
 :attr:`RefineSettings.check_encoder` (or a budget) the encoder's own code is decoded first, and
-with ``check_encoder`` a crystal whose encoder code passes keeps it. Last, the kept codes are
+with ``check_encoder`` a crystal whose encoder code passes keeps it; with
+:attr:`RefineSettings.encoder_fallback` the encoder's code is decoded after a first refinement
+that fails, and kept where it comes closer (then restarts only where it does not pass). Last, the kept codes are
 fitted to their inputs' cells and decoded once more; a fitted code is kept where it decodes no
 worse.
 
@@ -175,6 +177,11 @@ class _CheckedChunk:
                 todo = [i for i in todo if self.off[i] != (0, 0)]
         todo = self._refine(todo, self.z0, r, first=True)
         todo = [i for i in todo if self.off[i] != (0, 0) and not self.hopeless[i]]
+        if r.encoder_fallback and not (r.check_encoder or bounded) and todo:
+            self._try(todo, self.z0[todo], first=False)  # kept where closer than the refined code
+            back = [i for i in todo if self.off[i] == (0, 0)]
+            self.counts["encoder_kept"] += len(back)
+            todo = [i for i in todo if i not in back]
         self.counts["restarted"] += len(todo)
         stale = dict.fromkeys(todo, 0)  # restarts in a row that came no closer
         for k in range(1, r.restarts + 1):

@@ -64,6 +64,11 @@ class RefineSettings:
         check_encoder: checked refinement: first decode the encoder's own code; a crystal whose
             decode already has its input's composition keeps that code and is neither refined nor
             restarted (only the others are). False: every code is refined first.
+        encoder_fallback: checked refinement: where the first refined code fails its check, decode
+            the encoder's own code before any restart and keep it where it comes closer to the
+            input's composition (a refinement can lose an atom the encoder's code had); a crystal
+            whose encoder code passes is not restarted. Costs one decode per failing crystal; moot
+            with ``check_encoder`` or a budget, which decode the encoder's code first anyway.
         restart_patience: a crystal stops restarting after this many restarts in a row that did
             not bring its decoded composition closer to its input's (0: it takes all
             ``restarts``). Bounds the work spent on crystals a model cannot represent.
@@ -95,6 +100,7 @@ class RefineSettings:
     missed_atom_weight: float = 20.0
     restart_from: str = "closest"
     check_encoder: bool = False
+    encoder_fallback: bool = False
     restart_patience: int = 0
     lattice_fit: int = 5
     max_cost: float = 0.0
@@ -134,6 +140,7 @@ class RefineSettings:
             restarts=0,
             position_weight=self.restart_position_weight,
             check_encoder=False,
+            encoder_fallback=False,
         )
 
     def to_dict(self) -> dict:
