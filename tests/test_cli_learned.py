@@ -223,3 +223,6 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     assert result["refinement"]["max_cost"] == 0.0  # checked codes search without a budget by default
     assert main([*args, "--refine-steps", "0", "--max-cost", "3"]) == 0
     assert json.loads(js.read_text())["refinement"]["max_cost"] == 3.0
+    assert result["refinement"]["check_encoder"] is False
+    assert main([*args, "--refine-steps", "0", "--encoder-first"]) == 0
+    assert json.loads(js.read_text())["refinement"]["check_encoder"] is True

@@ -23,6 +23,11 @@ MAX_COST_HELP = (
     "or left out (default 0: no bound, every step and restart; 5 bounds a weak model's cost, at a price in "
     "match rate on a good one)"
 )
+ENCODER_FIRST_HELP = (
+    "NeSF models: checked codes decode the encoder's own code first and keep it where its crystal already has "
+    "the input's composition (only the others are refined and restarted): about 40 %% less work on mp "
+    "validation crystals at the same match rate, positions a little less precise (default: every code refined)"
+)
 MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
 HTML_HELP = (
     "also write a self-contained HTML report (works offline): the per-crystal table, sortable, warnings "
@@ -134,7 +139,8 @@ def add_model_options(
         p: the command's parser.
         decoding: also the reconstruction options (``--batch-size``, ``--grid-spacing``).
         default: the model used when ``--model`` is not given (None: ``--model`` is required).
-        encoding: also the refinement options (``--refine-steps``, ``--restarts``, ``--max-cost``).
+        encoding: also the refinement options (``--refine-steps``, ``--restarts``, ``--max-cost``,
+            ``--encoder-first``).
         reading: also the options of reading crystals (``--conventional``, ``--max-atoms``).
     """
     if default:
@@ -173,6 +179,7 @@ def add_model_options(
         p.add_argument("--refine-steps", type=non_negative_int, default=None, help=REFINE_HELP)
         p.add_argument("--restarts", type=non_negative_int, default=None, help=RESTARTS_HELP)
         p.add_argument("--max-cost", type=non_negative_float, default=None, metavar="X", help=MAX_COST_HELP)
+        p.add_argument("--encoder-first", action="store_true", default=None, help=ENCODER_FIRST_HELP)
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     if reading:
         p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
@@ -222,14 +229,15 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
         "steps": getattr(args, "refine_steps", None),
         "restarts": getattr(args, "restarts", None),
         "max_cost": getattr(args, "max_cost", None),
+        "check_encoder": getattr(args, "encoder_first", None),
     }
     refine = {key: value for key, value in given.items() if value is not None}
     if refine:
         if not hasattr(model, "with_refinement"):
             if any(refine.values()):
                 raise ValueError(
-                    f"--refine-steps/--restarts/--max-cost: {args.model} is a voxel model; only NeSF models refine "
-                    "codes"
+                    f"--refine-steps/--restarts/--max-cost/--encoder-first: {args.model} is a voxel model; "
+                    "only NeSF models refine codes"
                 )
         else:
             model = model.with_refinement(**refine)
