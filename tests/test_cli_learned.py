@@ -89,12 +89,16 @@ def test_evaluate_breakdown_by_crystal_system_and_atom_count(trained, tmp_path, 
 def test_reconstruct_writes_cifs_and_extxyz(trained, tmp_path):
     model, data = trained
     out = tmp_path / "rec"
-    assert main(["reconstruct", "--model", str(model), str(data), "--out", str(out), "--quiet"]) == 0
+    js = tmp_path / "rec.json"
+    argv = ["reconstruct", "--model", str(model), str(data), "--out", str(out), "--quiet", "--json", str(js)]
+    assert main([*argv, "--max-cost", "4"]) == 0
     cifs = sorted(out.glob("*.cif"))
     assert len(cifs) == 3
     back = read_crystals(out / "all.extxyz")
     assert len(back) == 3
     assert cifs[0].read_text().startswith("# nesf setting: input")
+    result = json.loads(js.read_text())  # the settings of the run, as evaluate writes them
+    assert result["refinement"]["max_cost"] == 4.0 and "polish_steps" in result["settings"]
 
 
 def test_reconstruct_writes_no_file_for_a_decode_that_found_no_atom(trained, tmp_path, monkeypatch, capsys):

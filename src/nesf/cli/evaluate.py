@@ -487,6 +487,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             say_no_atoms(self.empty, "reconstruction")
             payload = {"model": str(args.model), "inputs": list(args.inputs), "setting": "input"}
             payload.update(n_matched=merged.n_matched, **_metrics(merged, model), skipped=merged.skipped)
+            for key in ("settings", "refinement"):  # how the crystals were encoded and decoded, as evaluate says
+                if hasattr(model, key):
+                    payload[key] = getattr(model, key).to_dict()
             self.records.close(payload, merged, title)
             for name, path in self.paths.items():
                 if path is not None:
