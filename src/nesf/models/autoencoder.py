@@ -7,7 +7,7 @@ from torch import nn
 
 from nesf.fields.frame import get_frame
 from nesf.fields.geometry import PeriodicGeometry
-from nesf.models.config import ModelConfig
+from nesf.models.config import TRAINABLE_PARTS, ModelConfig
 from nesf.models.encoder import PointNetEncoder
 from nesf.models.layers import FourierCellEncoding, PositionalEncoding, QueryConditionedMLP, mlp
 
@@ -67,6 +67,13 @@ class NeSFModel(nn.Module):
         self.unseen_species: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ encoder side
+    def trainable_parameters(self, part: str = "all") -> list[nn.Parameter]:
+        """The parameters training updates (``part``: a key of :data:`TRAINABLE_PARTS`); the others are frozen."""
+        modules = TRAINABLE_PARTS[part]
+        for name, param in self.named_parameters():
+            param.requires_grad_(modules is None or name.split(".")[0] in modules)
+        return [p for p in self.parameters() if p.requires_grad]
+
     def normalize_lattice(self, params: torch.Tensor) -> torch.Tensor:
         """``[B, 6]`` (A, rad) -> normalised lattice parameters."""
         return (params - self.lattice_mean) / self.lattice_std

@@ -24,7 +24,7 @@ from nesf.data.domain import Domain
 from nesf.data.vocab import SpeciesVocab
 from nesf.fields.frame import get_frame
 from nesf.models.autoencoder import NeSFModel
-from nesf.models.config import TRAINABLE_PARTS, ModelConfig, TrainConfig, config_from_dict, config_to_dict
+from nesf.models.config import ModelConfig, TrainConfig, config_from_dict, config_to_dict
 from nesf.training.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from nesf.training.distributed import init_distributed
 from nesf.training.objective import NeSFObjective
@@ -191,7 +191,7 @@ class Trainer:
         if self.frame.periodic:  # LLL reduction once per crystal, not per step
             _ = self.train_data.geometry, self.val_data.geometry
         self.sampler = QuerySampler(train_cfg, self.frame, self.bbox)
-        self.trainable = self._trainable_parameters(train_cfg.train_only)
+        self.trainable = self.model.trainable_parameters(train_cfg.train_only)
         self.optimizer = torch.optim.Adam(self.trainable, lr=train_cfg.lr)
         #: moving average of the floating-point weights (name -> tensor), or None when off
         self.ema: dict[str, torch.Tensor] | None = (
@@ -211,16 +211,6 @@ class Trainer:
             self.ddp = None
         if resume is not None:
             self.resume_from(resume)
-
-    def _trainable_parameters(self, part: str) -> list[torch.nn.Parameter]:
-        """The parameters training updates (``TrainConfig.train_only``); the others are frozen."""
-        modules = TRAINABLE_PARTS[part]
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(modules is None or name.split(".")[0] in modules)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        if not trainable:
-            raise ValueError(f"train_only={part!r}: the model has no such parameters")
-        return trainable
 
     def _prepared(self, crystals: Sequence[Crystal], role: str, how: tuple[str, str, str, bool]) -> list[Crystal]:
         """The crystals in the model's setting; says so when it has to bring them there.
