@@ -188,9 +188,7 @@ def parse_blocks(text: str, source: str, location: str | None = None) -> list[Bl
         if block is None:
             raise _SyntaxError(source, f"line {tok.line}: {quote(tok.text)} comes before any data_ block", where)
         if kind == "reserved":
-            raise _SyntaxError(
-                source, f"line {tok.line}: {quote(tok.text)} (save frames) is not supported", where
-            )
+            raise _SyntaxError(source, f"line {tok.line}: {quote(tok.text)} (save frames) is not supported", where)
         if kind == "value":
             raise _SyntaxError(
                 source,

@@ -264,10 +264,6 @@ def read_ase(path: str | Path) -> list[Crystal]:
     return crystals_from_frames(frames, path)
 
 
-
-
-
-
 def folder_files(folder: str | Path) -> list[Path]:
     """The crystal files of a folder, in its subfolders too, in sorted path order.
 
@@ -420,5 +416,3 @@ def _is_single(obj: Any) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(obj, (Structure, Atoms))
-
-

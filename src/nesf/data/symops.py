@@ -103,6 +103,7 @@ def check_group(rot: np.ndarray, trans: np.ndarray) -> tuple[int, int] | None:
 
 def same_operations(r1: np.ndarray, t1: np.ndarray, r2: np.ndarray, t2: np.ndarray) -> bool:
     """Whether two lists of operations (rotations ``[O, 3, 3]``, translations ``[O, 3]``) hold the same set."""
+
     def covered(ra: np.ndarray, ta: np.ndarray, rb: np.ndarray, tb: np.ndarray) -> bool:
         same_rot = np.all((ra[:, None] == rb[None]).reshape(len(ra), len(rb), 9), axis=-1)
         diff = ta[:, None] - tb[None]

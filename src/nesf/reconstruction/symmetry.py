@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -201,7 +202,7 @@ def _symmetrize_from_top(
 
 
 def _snap_checked(
-    crystal: Crystal, data, tolerance: float, wrap: bool, mean_move: float, max_strain: float  # noqa: ANN001
+    crystal: Crystal, data: Any, tolerance: float, wrap: bool, mean_move: float, max_strain: float
 ) -> tuple[Crystal, SpaceGroup] | None:
     """The crystal snapped onto the group of spglib dataset ``data`` within :func:`symmetrize`'s limits, else None."""
     number = int(data.number)
