@@ -340,7 +340,7 @@ class NeSF:
         if z_all.ndim != 2 or z_all.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape [B, {self.latent_dim}], got {list(z_all.shape)}")
         ids = list(ids) if ids is not None else [f"decoded-{i}" for i in range(len(z_all))]
-        s = self.settings if exact_cells else replace(self.settings, symmetry_max_strain=0.0)
+        s = self.settings  # the cell-strain limit of symmetrisation is set in finish_crystals
         out: list[Crystal] = []
         with tqdm(total=len(z_all), desc="decode", unit="crystal", disable=not progress) as bar:
             for start in range(0, len(z_all), s.batch_size):

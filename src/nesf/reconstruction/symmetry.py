@@ -165,8 +165,6 @@ def symmetrize(
         crystal itself and None when it stays P1.
     """
     ladder = sorted(float(t) for t in tolerances)
-    if rule not in TOLERANCE_RULES:
-        raise ValueError(f"unknown tolerance rule {rule!r}; choose one of {', '.join(TOLERANCE_RULES)}")
     if rule == "largest":  # the same pick, searching from the top: most crystals snap at the first try
         return _symmetrize_from_top(crystal, ladder, wrap, mean_move, max_strain)
     data = [_dataset(crystal, t) for t in ladder]
