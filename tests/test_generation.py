@@ -27,7 +27,7 @@ def vae_model(tmp_path_factory):
     data = root / "train.extxyz"
     write_extxyz(data, demo_crystals(CUBIC))
     args = ["train", "--train", str(data), "--val", str(data), "--out", str(root / "run"), "--epochs", "2"]
-    args += ["--vae", "--kl-weight", "0.01", "--batch-size", "4", "--threads", "1", "--quiet"]
+    args += ["--vae", "--kl-weight", "0.01", "--batch-size", "4", "--threads", "1", "--quiet", "--probe", "0"]
     assert main(args) == 0
     return root / "run" / "last.pt", data
 

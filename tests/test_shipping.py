@@ -291,7 +291,7 @@ def test_train_can_start_from_a_shipped_model_by_name(tmp_path, classic):
     write_extxyz(train, small[:3])
     write_extxyz(val, small[2:3])
     out = tmp_path / "ft"
-    args = ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--batch-size", "3"]
+    args = ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--batch-size", "3", "--probe", "0"]
     assert main([*args, "--init", "perov_5", "--vocab", "all", "--epochs", "1", "--quiet"]) == 0
     ck = load_checkpoint(out / "last.pt")
     assert ck["init_from"]["checkpoint"] == "perov_5.pt"
@@ -305,6 +305,7 @@ def test_train_shift_origins_needs_the_periodic_frame(tmp_path, classic, capsys)
     write_extxyz(train, small[:6])
     write_extxyz(val, small[4:6])
     args = ["train", "--train", str(train), "--val", str(val), "--epochs", "1", "--quiet", "--shift-origins"]
+    args += ["--probe", "0"]
     assert main([*args, "--out", str(tmp_path / "paper"), "--frame", "paper"]) == 2
     assert "periodic frame" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "both"), "--setting", "canonical"]) == 2

@@ -332,6 +332,8 @@ def test_torchrun_cli_trains_with_two_processes(tmp_path, tiny):
         "--device",
         "cpu",
         "--quiet",
+        "--probe",
+        "0",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -67,6 +67,26 @@ def _decoding_settings(decoding: Any, source: str) -> ReconstructionSettings:
         raise CheckpointError(f"{source}: inconsistent decoding record: {exc}") from None
 
 
+def _refinement_settings(record: Any, source: str) -> RefineSettings:
+    """The default :class:`RefineSettings` with a checkpoint's own refinement defaults (its ``"refinement"`` record).
+
+    ``nesf train`` records a bound on the search for models that match few of their validation
+    crystals in one pass (:mod:`nesf.encoding.calibrate`); the command line's and
+    :meth:`NeSF.with_refinement`'s choices still win.
+    """
+    if not record:
+        return RefineSettings()
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable refinement record")
+    unknown = sorted(set(record) - {f.name for f in fields(RefineSettings)})
+    if unknown:
+        raise CheckpointError(f"{source}: the refinement record names unknown settings: {', '.join(unknown)}")
+    try:
+        return RefineSettings(**record)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: inconsistent refinement record: {exc}") from None
+
+
 def _as_crystals(structures: Any) -> list[Crystal]:
     """Objects, a path, or a list of paths -> crystals."""
     from nesf.data.readers import read_crystals
@@ -170,10 +190,17 @@ class NeSF:
         except (TypeError, ValueError):
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable training settings") from None
         settings = _decoding_settings(ck.get("decoding"), source)
+        refinement = _refinement_settings(ck.get("refinement"), source)
         sampling = dict(ck.get("sampling") or {})
         _decoding_settings(sampling, source)  # the same checks as the decoding record
         out = cls(
-            model, vocab, None if bbox is None else np.asarray(bbox), settings, device=device, train_cfg=train_cfg
+            model,
+            vocab,
+            None if bbox is None else np.asarray(bbox),
+            settings,
+            device=device,
+            refinement=refinement,
+            train_cfg=train_cfg,
         )
         domain = ck.get("domain")
         if isinstance(domain, dict):
@@ -188,6 +215,8 @@ class NeSF:
             "sha256": ck.get("sha256"),
             "card": dict(ck.get("model_card") or {}),
             "decoding": dict(ck.get("decoding") or {}),
+            "refinement": dict(ck.get("refinement") or {}),
+            "search_probe": dict(ck.get("search_probe") or {}),
             "sampling": sampling,
         }
         return out

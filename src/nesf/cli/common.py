@@ -20,7 +20,8 @@ RESTARTS_HELP = (
 MAX_COST_HELP = (
     "NeSF models: the work of a checked code, counted in field queries, stays within about this many times "
     "the decode of the crystal's encoder code; refinements and restarts that would go beyond it are shortened "
-    "or left out (default 0: no bound, every step and restart; 5 bounds a weak model's cost, at a price in "
+    "or left out (default: the checkpoint's own, else 0: no bound, every step and restart; nesf train records 5 "
+    "for a model that matches few validation crystals in one pass; 5 bounds a weak model's cost, at a price in "
     "match rate on a good one)"
 )
 ENCODER_FIRST_HELP = (

@@ -154,6 +154,16 @@ def _add_model_and_loss_options(p: argparse.ArgumentParser) -> None:
         "alone, so that its one-pass codes come closer to refined ones (default 'all')",
     )
     p.add_argument(
+        "--probe",
+        type=non_negative_int,
+        default=32,
+        metavar="N",
+        help="after training, reconstruct N validation crystals in one pass and record in the checkpoints "
+        "how much test-time search the model gets by default: a model that matches fewer than 25 %% of "
+        "them gets checked codes bounded to about 5x its one-pass work (--max-cost 5); 0: no probe "
+        "(default 32)",
+    )
+    p.add_argument(
         "--latent-every-layer",
         action="store_true",
         help="feed the latent code to every hidden layer of the field decoders (a per-layer shift "
@@ -280,7 +290,34 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"trained {result.epochs} epoch(s), {result.steps} steps; best validation loss {result.best_val:.5f}; "
             f"checkpoints in {result.out_dir} (last.pt, best.pt), curve in history.csv and learning_curve.png"
         )
+        if args.probe:
+            _probe_search(Path(result.out_dir), val_set, args.probe)
     return 0
+
+
+def _probe_search(out_dir: Path, val_set, n: int) -> None:  # noqa: ANN001
+    """Record each checkpoint's default test-time search from a one-pass probe of ``n`` validation crystals."""
+    from nesf.encoding import calibrate
+
+    cache: dict = {}
+    for name in ("best.pt", "last.pt"):
+        path = out_dir / name
+        if not path.is_file():
+            continue
+        probe = calibrate.record_search_default(path, val_set, n, cache)
+        if not probe["crystals"]:
+            print(f"{name}: no validation crystal of the model's elements to probe; the full search stays the default")
+            continue
+        bounded = probe["refinement"].get("max_cost")
+        verdict = (
+            f"checked codes bounded to about {bounded:g}x the one-pass work by default (--max-cost 0: full search)"
+            if bounded
+            else "the full checked search stays the default"
+        )
+        print(
+            f"{name}: one pass matched {probe['matched']} of {probe['crystals']} validation crystals "
+            f"({probe['match_pct']:.0f} %, {probe['seconds']:.0f} s); {verdict}"
+        )
 
 
 def supercells(crystals, max_atoms: int) -> list:  # noqa: ANN001
