@@ -8,7 +8,8 @@ block, skipped or not, are still checked against ``nesf COMMAND --help``. Every 
 with the output of ``nesf demo --out nesf-demo`` (run once for all of them), whose crystals the
 examples use; a bash block identical to one that ran on an earlier page (the README's
 quickstart is the quickstart page's) runs once. ``nesf`` runs with ``--threads 1`` (and
-``--jobs 1`` where it has that option), whatever the example says.
+``--jobs 1`` where it has that option), whatever the example says, on a warm server that
+imported the stack once (``tests/warm_nesf.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from warm_nesf import client_script
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -171,31 +176,36 @@ def test_nesf_commands_use_known_options(page, nesf_help):
 
 # ------------------------------------------------------------------ (c) the examples run
 @pytest.fixture(scope="module")
-def example_env(tmp_path_factory) -> dict[str, str]:
-    """Environment whose ``nesf`` runs with one thread (and ``python`` is this interpreter)."""
+def example_env(tmp_path_factory):
+    """Environment whose ``nesf`` runs with one thread on a warm server (and ``python`` is this interpreter).
+
+    The server (``tests/warm_nesf.py``) imports torch, scipy and pymatgen once and forks per call;
+    the ``nesf`` of this PATH runs the call itself where the server is not up.
+    """
     bin_dir = tmp_path_factory.mktemp("bin")
+    sock = Path(tempfile.mkdtemp(prefix="nesf-warm-")) / "nesf.sock"  # short: Unix socket paths are limited
     wrapper = bin_dir / "nesf"
     wrapper.write_text(
-        f"#!{sys.executable}\n"
-        "import sys\n"
-        f"args = sys.argv[1:]\n"
-        f"if args and args[0] in {sorted(THREADS_COMMANDS)!r} and '--help' not in args:\n"
-        "    args += ['--threads', '1']\n"
-        f"if args and args[0] in {sorted(JOBS_COMMANDS)!r} and '--help' not in args:\n"
-        "    args += ['--jobs', '1']\n"
-        "from nesf.cli import main\n"
-        "sys.exit(main(args))\n",
-        encoding="utf-8",
+        client_script(sys.executable, str(sock), sorted(THREADS_COMMANDS), sorted(JOBS_COMMANDS)), encoding="utf-8"
     )
     wrapper.chmod(0o755)
     (bin_dir / "python").symlink_to(sys.executable)
-    return {
+    env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
     }
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("warm_nesf.py")), str(sock)], env=env)
+    for _ in range(600):  # the imports take a few seconds; the examples go on without the server if they fail
+        if sock.exists() or server.poll() is not None:
+            break
+        time.sleep(0.1)
+    yield env
+    server.kill()
+    server.wait()
+    shutil.rmtree(sock.parent, ignore_errors=True)
 
 
 def run_bash(code: str, cwd: Path, env: dict[str, str], where: str) -> None:

@@ -304,7 +304,9 @@ def _probe_search(out_dir: Path, val_set, n: int) -> None:  # noqa: ANN001
         path = out_dir / name
         if not path.is_file():
             continue
+        probed = len(cache)
         probe = calibrate.record_search_default(path, val_set, n, cache)
+        reused = len(cache) == probed  # the same weights as a checkpoint probed before
         if not probe["crystals"]:
             print(f"{name}: no validation crystal of the model's elements to probe; the full search stays the default")
             continue
@@ -314,9 +316,10 @@ def _probe_search(out_dir: Path, val_set, n: int) -> None:  # noqa: ANN001
             if bounded
             else "the full checked search stays the default"
         )
+        timing = "the same weights as best.pt" if reused else f"{probe['seconds']:.0f} s"
         print(
             f"{name}: one pass matched {probe['matched']} of {probe['crystals']} validation crystals "
-            f"({probe['match_pct']:.0f} %, {probe['seconds']:.0f} s); {verdict}"
+            f"({probe['match_pct']:.0f} %, {timing}); {verdict}"
         )
 
 
