@@ -39,6 +39,11 @@ def test_a_weak_model_gets_a_bounded_search_recorded_in_both_checkpoints(weak_ru
         assert model.with_refinement(max_cost=0.0).refinement.max_cost == 0.0
 
 
+def test_an_exported_model_keeps_its_search_default(weak_run, tmp_path):
+    assert main(["export", str(weak_run / "best.pt"), "--out", str(tmp_path / "small.pt")]) == 0
+    assert NeSF.load(tmp_path / "small.pt").refinement.max_cost == 5.0
+
+
 def test_evaluate_uses_the_recorded_bound(weak_run, tmp_path, classic):
     one = tmp_path / "one.extxyz"
     write_extxyz(one, [c for c in classic if c.n_atoms <= 8][3:4])

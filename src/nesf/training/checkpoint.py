@@ -193,6 +193,10 @@ INFERENCE_KEYS = (
     "init_from",
     "trained_numbers",
     "domain",
+    "decoding",
+    "sampling",
+    "refinement",
+    "search_probe",
 )
 
 
