@@ -61,8 +61,7 @@ def one_pass_probe(nesf: Any, crystals: Sequence[Crystal], n: int = PROBE_CRYSTA
     if not probe:
         return {"crystals": 0, "matched": 0, "match_pct": None, "seconds": 0.0}
     t0 = time.perf_counter()
-    one_pass = nesf.with_refinement(steps=0, restarts=0)
-    decoded = one_pass.reconstruct_crystals(probe)
+    decoded = nesf.with_refinement(steps=0).reconstruct_crystals(probe)  # the encoder's own codes
     matched = sum(r is not None for r in match_rmse(probe, decoded, n_jobs=1))
     return {
         "crystals": len(probe),
@@ -95,7 +94,6 @@ def record_search_default(
     from nesf.training.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(path)
-    ck.pop("refinement", None)  # a resumed run's checkpoint is probed afresh
     key = ck.get("sha256")
     probe = (cache or {}).get(key) or one_pass_probe(NeSF.from_checkpoint(ck, source=str(path)), crystals, n)
     if cache is not None:
