@@ -15,6 +15,18 @@ EXAMPLES = REPO / "src" / "nesf" / "examples" / "classic_crystals.extxyz"
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Caches (fingerprints, hull energies) go to a folder of the test session, never the user's."""
+    old = os.environ.get("NESF_CACHE_DIR")
+    os.environ["NESF_CACHE_DIR"] = str(tmp_path_factory.mktemp("nesf-cache"))
+    yield
+    if old is None:
+        os.environ.pop("NESF_CACHE_DIR", None)
+    else:
+        os.environ["NESF_CACHE_DIR"] = old
+
+
 def data_dir() -> Path | None:
     """The shared data folder (``NESF_DATA_DIR`` or ``../shared/data``), or None if missing."""
     path = Path(os.environ.get("NESF_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -266,3 +266,36 @@ def test_a_prior_samples_at_its_recorded_temperature_unless_told_otherwise():
     assert prior.cfg.temperature == 0.5
     assert torch.equal(prior.sample(5, seed=1), prior.sample(5, seed=1, temperature=0.5))
     assert not torch.equal(prior.sample(5, seed=1), prior.sample(5, seed=1, temperature=1.0))
+
+
+def test_fingerprint_cache_reuses_rows_resumes_and_ignores_damaged_shards(tmp_path, monkeypatch):
+    """Cached rows equal computed ones; only new crystals are fingerprinted; a bad shard is skipped."""
+    import nesf.metrics.generation as gen
+    from nesf.metrics.fingerprint_cache import FingerprintCache, crystal_key
+
+    crystals = demo_crystals(CUBIC[:4])
+    plain = gen.fingerprints(crystals, progress=False)
+    cache_dir = tmp_path / "fp"
+    first = gen.fingerprints(crystals[:3], progress=False, cache=cache_dir)
+    np.testing.assert_array_equal(first.struct, plain.struct[:3])
+    assert len(FingerprintCache(cache_dir)) == 3
+    calls = []
+    real = gen._fingerprint
+    monkeypatch.setattr(gen, "_fingerprint", lambda c: calls.append(c.id) or real(c))
+    again = gen.fingerprints(crystals, progress=False, cache=cache_dir)
+    assert calls == [crystals[3].id]  # the three cached crystals are read, not recomputed
+    np.testing.assert_array_equal(again.struct, plain.struct)
+    np.testing.assert_array_equal(again.comp, plain.comp)
+    # the same crystal moved by a whole lattice vector has the same key; another crystal does not
+    moved = Crystal(crystals[0].lattice, crystals[0].cart + crystals[0].lattice[0], crystals[0].numbers, "moved")
+    assert crystal_key(moved) == crystal_key(crystals[0]) != crystal_key(crystals[1])
+    shard = next(FingerprintCache(cache_dir).folder.glob("shard-*.npz"))
+    shard.write_bytes(b"not an npz")  # a damaged shard: its rows are computed again
+    assert len(FingerprintCache(cache_dir)) == 1
+    out = tmp_path / "m.json"
+    data = tmp_path / "set.extxyz"
+    write_extxyz(data, crystals)
+    args = ["generation-metrics", str(data), str(data), "--json", str(out), "--quiet", "--jobs", "1"]
+    assert main([*args, "--fingerprint-cache", str(cache_dir)]) == 0
+    assert len(FingerprintCache(cache_dir)) == 4
+    assert json.loads(out.read_text())["cov_recall_pct"] == 100.0

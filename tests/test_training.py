@@ -87,6 +87,22 @@ def test_huber_position_loss_weighs_large_residuals_less_and_is_checked(tmp_path
         TrainConfig(position_huber=-0.1)
 
 
+def test_latent_noise_jitters_training_codes_only_and_is_checked(tmp_path, tiny):
+    from nesf.models.config import TrainConfig
+
+    t = small_configs()[1]
+    plain = _one_epoch(tiny, tmp_path / "a", t)
+    noisy = _one_epoch(tiny, tmp_path / "b", replace(t, latent_noise=0.5))
+    again = _one_epoch(tiny, tmp_path / "c", replace(t, latent_noise=0.5))
+    assert noisy["train_loss"] != plain["train_loss"]
+    assert noisy["train_loss"] == again["train_loss"]  # seeded: the same jitter at every step
+    train, val = tiny
+    r = Trainer(train, val, tmp_path / "d", small_configs()[0], replace(t, latent_noise=0.5), seed=3, progress=False)
+    assert r.validate() == r.validate()  # validation decodes the codes as they are
+    with pytest.raises(ValueError, match="latent_noise"):
+        TrainConfig(latent_noise=-0.1)
+
+
 def test_moving_average_of_weights_is_validated_shipped_and_resumed_exactly(tmp_path, tiny):
     train, val = tiny
     m, t = small_configs()

@@ -122,6 +122,14 @@ def add_generation_metrics(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the metrics as JSON")
     p.add_argument("--max-atoms", type=int, default=None, help=MAX_ATOMS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--fingerprint-cache",
+        metavar="DIR",
+        default=None,
+        help="keep every crystal's fingerprints here and reuse them (a reference set is fingerprinted once; "
+        "a killed run resumes; default ~/.cache/nesf/fingerprints, or $NESF_CACHE_DIR/fingerprints)",
+    )
+    p.add_argument("--no-fingerprint-cache", action="store_true", help="compute every fingerprint, store none")
     from nesf.cli.relax import add_relaxed_metric_options
 
     add_relaxed_metric_options(p)
@@ -365,6 +373,11 @@ def cmd_generation_metrics(args: argparse.Namespace) -> int:
         generated = read_crystals(args.generated)
     reference = read_crystals(args.reference)
     jobs = set_threads(args.jobs)
+    if args.no_fingerprint_cache and args.fingerprint_cache:
+        raise ValueError("--fingerprint-cache and --no-fingerprint-cache exclude each other")
+    from nesf.metrics.fingerprint_cache import default_fingerprint_cache
+
+    cache = None if args.no_fingerprint_cache else (args.fingerprint_cache or default_fingerprint_cache())
     m = generation_metrics(
         generated,
         reference,
@@ -373,6 +386,7 @@ def cmd_generation_metrics(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         jobs=jobs,
+        cache=cache,
     )
     from nesf.cli.relax import RELAXED_LABELS, relaxed_generation_metrics
 

@@ -134,6 +134,14 @@ def _add_model_and_loss_options(p: argparse.ArgumentParser) -> None:
         help="smooth the species targets by this share (e.g. 0.1; default 0: plain cross-entropy)",
     )
     p.add_argument(
+        "--latent-noise",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="jitter each training code by Gaussian noise of SIGMA times each latent dimension's spread over "
+        "the batch before decoding (e.g. 0.15; default: off), so that codes near a crystal's decode to it",
+    )
+    p.add_argument(
         "--position-huber",
         type=float,
         default=None,
@@ -179,6 +187,7 @@ RUN_SETTINGS = (
     "kl_weight",
     "label_smoothing",
     "position_huber",
+    "latent_noise",
     "train_only",
     "ema",
     "structure_factors",
@@ -233,6 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "w_kl": args.kl_weight,
         "label_smoothing": args.label_smoothing,
         "position_huber": args.position_huber,
+        "latent_noise": args.latent_noise,
         "ema_decay": args.ema,
         "train_only": args.train_only,
     }

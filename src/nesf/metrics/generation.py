@@ -29,11 +29,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from nesf.data.crystal import Crystal, closest_pair
+from nesf.metrics.fingerprint_cache import FingerprintCache, crystal_key
+
+#: Crystals fingerprinted between two writes to the cache.
+CACHE_BLOCK = 256
 
 #: Published coverage cut-offs (structure, composition) per data set.
 PRESETS = {"perov_5": (0.2, 4.0), "carbon_24": (0.2, 4.0), "mp_20": (0.4, 10.0)}
@@ -117,20 +122,56 @@ def _fingerprint(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
     return struct, comp
 
 
-def fingerprints(crystals: Sequence[Crystal], progress: bool = True, jobs: int = 1) -> Fingerprints:
+def fingerprints(
+    crystals: Sequence[Crystal],
+    progress: bool = True,
+    jobs: int = 1,
+    cache: str | Path | FingerprintCache | None = None,
+) -> Fingerprints:
     """Site-averaged CrystalNN fingerprints and Magpie features of crystals (NaN rows where they fail).
 
-    ``jobs`` > 1 spreads the crystals over that many processes (the same numbers, in order).
+    Args:
+        crystals: the crystals.
+        progress: a progress bar.
+        jobs: > 1 spreads the crystals over that many processes (the same numbers, in order).
+        cache: a :class:`~nesf.metrics.fingerprint_cache.FingerprintCache` or its folder: rows
+            found there are not computed again, new rows are stored there every
+            ``CACHE_BLOCK`` crystals (a killed run keeps what it finished). None: no cache.
     """
     crystals = list(crystals)
-    bar = {"desc": "fingerprints", "unit": "crystal", "total": len(crystals), "disable": not progress}
-    if jobs > 1 and len(crystals) > 1:
+    if cache is not None and not isinstance(cache, FingerprintCache):
+        cache = FingerprintCache(cache)
+    keys = [crystal_key(c) for c in crystals] if cache is not None else [None] * len(crystals)
+    rows: list = [cache.get(k) if cache is not None else None for k in keys]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    done_before = len(crystals) - len(todo)
+    bar = tqdm(desc="fingerprints", unit="crystal", total=len(crystals), initial=done_before, disable=not progress)
+    pool = None
+    if jobs > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            rows = list(tqdm(pool.map(_fingerprint, crystals, chunksize=16), **bar))
-    else:
-        rows = [_fingerprint(c) for c in tqdm(crystals, **bar)]
+        pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        block = CACHE_BLOCK if cache is not None else max(1, len(todo))
+        for start in range(0, len(todo), block):
+            part = todo[start : start + block]
+            todo_crystals = [crystals[i] for i in part]
+            if pool is not None:
+                done = list(pool.map(_fingerprint, todo_crystals, chunksize=16))
+                bar.update(len(part))
+            else:
+                done = []
+                for c in todo_crystals:
+                    done.append(_fingerprint(c))
+                    bar.update(1)
+            for i, r in zip(part, done):
+                rows[i] = r
+            if cache is not None:
+                cache.add([keys[i] for i in part], done)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        bar.close()
     if not rows:
         return Fingerprints(np.zeros((0, 61)), np.zeros((0, 132)))
     return Fingerprints(np.array([r[0] for r in rows], dtype=float), np.array([r[1] for r in rows], dtype=float))
@@ -172,8 +213,12 @@ def generation_metrics(
     seed: int = 0,
     progress: bool = True,
     jobs: int = 1,
+    cache: str | Path | FingerprintCache | None = None,
 ) -> dict:
-    """All metrics of the protocol as one dict (see the module docstring); ``jobs``: processes for fingerprints."""
+    """All metrics of the protocol as one dict (see the module docstring).
+
+    ``jobs``: processes for fingerprints; ``cache``: their disk cache (:func:`fingerprints`).
+    """
     from scipy.stats import wasserstein_distance
 
     if preset not in PRESETS:
@@ -185,8 +230,10 @@ def generation_metrics(
     single = all(len(set(c.numbers.tolist())) <= 1 for c in [*generated, *reference])
     c_valid = np.array([composition_valid(c) for c in generated])
     valid = s_valid & c_valid
-    gen_fp = fingerprints(generated, progress, jobs)
-    ref_fp = fingerprints(reference, progress, jobs)
+    if cache is not None and not isinstance(cache, FingerprintCache):
+        cache = FingerprintCache(cache)
+    gen_fp = fingerprints(generated, progress, jobs, cache)
+    ref_fp = fingerprints(reference, progress, jobs, cache)
     recall, precision = coverage(gen_fp, ref_fp, struct_cut, comp_cut)
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(valid)

@@ -153,6 +153,10 @@ class TrainConfig:
             loss with this threshold in Angstrom per component, scaled by 2 so that it equals the
             squared error below the threshold and grows linearly above it (queries near a
             boundary between two atoms' regions, where the target jumps, then weigh less).
+        latent_noise: add Gaussian noise to every training code before it is decoded, with a
+            standard deviation of this share of each latent dimension's spread over the batch
+            (0: off). Codes near a crystal's code then decode to nearly that crystal, which is
+            what a prior's samples, never exactly on a training code, rely on.
         normalize_lattice: standardise lattice lengths and angles in the loss (else Angstrom, radians).
         grad_clip: clip the gradient norm (0: off).
         origin_shift: periodic frame: move each training crystal's origin by a random fraction of
@@ -190,6 +194,7 @@ class TrainConfig:
     w_kl: float = 0.001
     label_smoothing: float = 0.0
     position_huber: float = 0.0
+    latent_noise: float = 0.0
     ema_decay: float = 0.0
     normalize_lattice: bool = False
     grad_clip: float = 0.0
@@ -207,6 +212,8 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.position_huber >= 0.0:
             raise ValueError(f"position_huber must be >= 0 (0: squared error), got {self.position_huber}")
+        if not self.latent_noise >= 0.0:
+            raise ValueError(f"latent_noise must be >= 0 (0: off), got {self.latent_noise}")
 
     def learning_rate(self, progress: float, epoch: int) -> float:
         """Learning rate at ``progress`` (0 to 1, fraction of the run done) in epoch ``epoch`` (0-based)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -43,10 +42,9 @@ EnergyFn = Callable[[list[Crystal]], list[float | None]]
 
 def default_cache_dir() -> Path:
     """``$NESF_CACHE_DIR/hull``, else ``$XDG_CACHE_HOME/nesf/hull``, else ``~/.cache/nesf/hull``."""
-    if os.environ.get("NESF_CACHE_DIR"):
-        return Path(os.environ["NESF_CACHE_DIR"]) / "hull"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "nesf" / "hull"
+    from nesf.io.cache import cache_dir
+
+    return cache_dir("hull")
 
 
 def crystals_sha256(crystals: Sequence[Crystal]) -> str:

@@ -15,6 +15,8 @@ from nesf.training.sampling import FieldSamples
 class NeSFObjective(nn.Module):
     """Loss of one batch: weighted position MSE (or Huber), species cross-entropy, lattice MSEs, KL.
 
+    With ``latent_noise`` the codes are jittered before decoding (training only; see ``TrainConfig``).
+
     ``forward`` returns the total loss and a dict of the unweighted terms (floats).
     """
 
@@ -30,6 +32,8 @@ class NeSFObjective(nn.Module):
         z, mu, logvar = model.encode(
             batch.cart, frac, batch.species, batch.mask, batch.lattice_params, sample=self.training
         )
+        if self.training and cfg.latent_noise > 0:
+            z = z + cfg.latent_noise * torch.randn_like(z) * z.detach().std(dim=0, keepdim=True)
         inverse = lattice_inverse if model.frame.periodic else None
         pos_lat = model.position_decoder.latent_part(z)
         pos = model.position_field(pos_lat, samples.pos_points, samples.pos_index, inverse)
