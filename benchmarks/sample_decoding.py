@@ -13,7 +13,10 @@ of density and number of elements over valid samples against the reference) and 
 them (atoms, elements and single-atom elements per cell, volume per atom). A variant's
 ``recycle=N`` (not a reconstruction setting) encodes each decoded sample again with the encoder's
 one pass and decodes that code, N times: the decode-encode cycle of the design path, applied to
-free samples (an empty decode keeps its last non-empty crystal). ``--full`` adds the
+free samples (an empty decode keeps its last non-empty crystal). A variant's ``decoder=CHECKPOINT``
+decodes the same codes with another checkpoint of the same latent space (a continuation of the
+model, e.g. one trained with ``--latent-noise``), so decoders are compared on identical codes
+without refitting a prior. ``--full`` adds the
 coverage figures (COV-R / COV-P), which cost about 15 minutes per 500 x 500 on one core;
 ``--out DIR`` writes each variant's samples to ``DIR/NAME.extxyz`` (for ``nesf generation-metrics``).
 Choose on validation data; keep test splits for figures.
@@ -86,7 +89,7 @@ def recycled(model, crystals: list) -> list:  # noqa: ANN001
 def main() -> None:
     from nesf.reconstruction.settings import ReconstructionSettings
 
-    defaults = ReconstructionSettings().to_dict() | {"recycle": 0}
+    defaults = ReconstructionSettings().to_dict() | {"recycle": 0, "decoder": ""}
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="shipped model name or checkpoint (with its prior)")
     ap.add_argument("--prior", default=None, help="prior file (default: the model's shipped prior)")
@@ -98,6 +101,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also the coverage figures (slow)")
     ap.add_argument("--preset", default="mp_20", help="coverage cut-offs of the protocol (default mp_20)")
     ap.add_argument("--out", default=None, help="write each variant's samples to OUT/NAME.extxyz")
+    ap.add_argument("--fingerprint-cache", default=None, help="with --full: fingerprint cache folder (default none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -125,7 +129,10 @@ def main() -> None:
     }
     for name, changes in [parse_changes(v, defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
         recycle = changes.pop("recycle", 0)
-        model = base.for_sampling()
+        decoder = changes.pop("decoder", "")
+        model = (NeSF.load(decoder) if decoder else base).for_sampling()
+        if model.latent_dim != base.latent_dim or model.vocab.to_dict() != base.vocab.to_dict():
+            raise SystemExit(f"{decoder}: another latent size or vocabulary than {args.model}'s")
         if changes:
             model = model.with_settings(**changes)
         t0 = time.perf_counter()
@@ -134,6 +141,8 @@ def main() -> None:
             crystals = recycled(model, crystals)
         if recycle:
             changes["recycle"] = recycle
+        if decoder:
+            changes["decoder"] = decoder
         row = {"name": name, "changes": changes, "decode_seconds": time.perf_counter() - t0}
         if args.out:
             from nesf.io.writers import extxyz_text
@@ -142,7 +151,9 @@ def main() -> None:
             Path(args.out, f"{name}.extxyz").write_text(extxyz_text([c for c in crystals if c.n_atoms]))
         row |= describe(crystals) | quick_metrics(crystals, reference)
         if args.full:
-            full = generation_metrics([c for c in crystals if c.n_atoms], reference, args.preset, progress=False)
+            full = generation_metrics(
+                [c for c in crystals if c.n_atoms], reference, args.preset, progress=False, cache=args.fingerprint_cache
+            )
             row |= {k: full[k] for k in ("cov_recall_pct", "cov_precision_pct")}
         out["variants"].append(row)
         write_json(args.json, out)
