@@ -251,7 +251,7 @@ def test_checked_codes_stay_within_their_budget(monkeypatch):
         return run
 
     seen = {}
-    for max_cost in (0.0, 8.0, 3.0):
+    for max_cost in (0.0, 8.0, 3.0, 1.0):
         calls.clear()
         m = model.with_refinement(restarts=4, max_cost=max_cost)
         monkeypatch.setattr(m, "decode_crystals", lossy(m.decode_crystals))
@@ -259,6 +259,8 @@ def test_checked_codes_stay_within_their_budget(monkeypatch):
         counts = m.restart_counts
         seen[max_cost] = (len(calls), counts["cost_max_x100"], codes)
         assert counts["recovered"] == 0
+        if max_cost == 1.0:  # the encoder's code, checked once: no refinement, no lattice fit
+            assert calls == [3] and counts["cost_max_x100"] == 100, counts
         if max_cost:
             assert counts["budget_cut"] > 0 and counts["cost_max_x100"] <= 100 * max_cost * 1.25, counts
             monkeypatch.setattr(m, "decode_crystals", lossy(model.decode_crystals))

@@ -26,14 +26,18 @@ def weak_run(tmp_path_factory, classic):
     return root
 
 
-def test_a_weak_model_gets_a_bounded_search_recorded_in_both_checkpoints(weak_run, capsys):
+def test_a_weak_model_whose_search_finds_nothing_gets_one_pass_recorded_in_both_checkpoints(weak_run, capsys):
     for name in ("best.pt", "last.pt"):
         ck = load_checkpoint(weak_run / name)
         assert ck["search_probe"]["crystals"] == 3
         assert ck["search_probe"]["matched"] == 0
-        assert ck["refinement"] == calibrate.WEAK_REFINEMENT
+        # the bounded search was probed too, on the same crystals, and matched none either
+        assert ck["search_probe"]["search"] | {"seconds": 0} == {
+            "crystals": 3, "matched": 0, "matched_one_pass": 0, "seconds": 0
+        }  # fmt: skip
+        assert ck["refinement"] == calibrate.HOPELESS_REFINEMENT
         model = NeSF.load(weak_run / name)
-        assert model.refinement.max_cost == 5.0 and model.refinement.steps == 30  # only the bound is changed
+        assert model.refinement.max_cost == 1.0 and model.refinement.steps == 30  # only the bound is changed
         assert model.info["search_probe"]["match_pct"] == 0.0
         # what the user asks for still wins
         assert model.with_refinement(max_cost=0.0).refinement.max_cost == 0.0
@@ -41,7 +45,7 @@ def test_a_weak_model_gets_a_bounded_search_recorded_in_both_checkpoints(weak_ru
 
 def test_an_exported_model_keeps_its_search_default(weak_run, tmp_path):
     assert main(["export", str(weak_run / "best.pt"), "--out", str(tmp_path / "small.pt")]) == 0
-    assert NeSF.load(tmp_path / "small.pt").refinement.max_cost == 5.0
+    assert NeSF.load(tmp_path / "small.pt").refinement.max_cost == 1.0
 
 
 def test_evaluate_uses_the_recorded_bound(weak_run, tmp_path, classic):
@@ -50,11 +54,15 @@ def test_evaluate_uses_the_recorded_bound(weak_run, tmp_path, classic):
     report = tmp_path / "r.json"
     base = ["evaluate", "--model", str(weak_run / "best.pt"), str(one), "--quiet", "--jobs", "1", "--threads", "1"]
     assert main([*base, "--json", str(report)]) == 0
-    assert json.loads(report.read_text())["refinement"]["max_cost"] == 5.0  # --max-cost 0 lifts it (common.py)
+    assert json.loads(report.read_text())["refinement"]["max_cost"] == 1.0  # --max-cost 0 lifts it (common.py)
 
 
 def test_the_rule_and_the_probe_are_deterministic(classic):
     assert calibrate.refinement_default({"match_pct": 0.0}) == {"max_cost": 5.0}
+    nothing_more = {"crystals": 12, "matched": 1, "matched_one_pass": 1}
+    assert calibrate.refinement_default({"match_pct": 3.1, "search": nothing_more}) == {"max_cost": 1.0}
+    more = nothing_more | {"matched": 2}
+    assert calibrate.refinement_default({"match_pct": 3.1, "search": more}) == {"max_cost": 5.0}
     assert calibrate.refinement_default({"match_pct": calibrate.WEAK_MATCH_PCT}) == {}
     assert calibrate.refinement_default({"match_pct": None}) == {}  # nothing probed: the full search
     known = {int(z) for c in classic for z in c.numbers}

@@ -321,11 +321,19 @@ def _probe_search(out_dir: Path, val_set, n: int) -> None:  # noqa: ANN001
             print(f"{name}: no validation crystal of the model's elements to probe; the full search stays the default")
             continue
         bounded = probe["refinement"].get("max_cost")
-        verdict = (
-            f"checked codes bounded to about {bounded:g}x the one-pass work by default (--max-cost 0: full search)"
-            if bounded
-            else "the full checked search stays the default"
-        )
+        search = probe.get("search")
+        if bounded == 1.0 and search:
+            verdict = (
+                f"a search bounded to {calibrate.WEAK_REFINEMENT['max_cost']:g}x matched {search['matched']} of "
+                f"{search['crystals']} ({search['matched_one_pass']} in one pass), so the encoder's own codes are "
+                "the default (--max-cost 0: full search)"
+            )
+        elif bounded:
+            verdict = (
+                f"checked codes bounded to about {bounded:g}x the one-pass work by default (--max-cost 0: full search)"
+            )
+        else:
+            verdict = "the full checked search stays the default"
         timing = "the same weights as best.pt" if reused else f"{probe['seconds']:.0f} s"
         print(
             f"{name}: one pass matched {probe['matched']} of {probe['crystals']} validation crystals "

@@ -87,9 +87,9 @@ class CheckedEncoder:
         only when the codes are checked (refinement with restarts), which decodes every code;
         otherwise None. The counts say how many crystals were encoded, how many were refined
         again, how many of those came back with their input's composition, and, when checked,
-        how many kept the encoder's code (``"encoder_kept"``), how many refinements the budget
-        shortened or left out (``"budget_cut"``), how many kept their lattice-fitted code
-        (``"lattice_fitted"``) and the mean and largest work per crystal in
+        how many kept the encoder's code (``"encoder_kept"``), how many refinements and lattice
+        fits the budget shortened or left out (``"budget_cut"``), how many kept their
+        lattice-fitted code (``"lattice_fitted"``) and the mean and largest work per crystal in
         units of its first decode (``"cost_per_crystal_x100"``, ``"cost_max_x100"``, times 100).
         """
         r = self.refinement
@@ -210,17 +210,24 @@ class _CheckedChunk:
 
         A fitted code is kept when its crystal comes at least as close to the input's composition
         as the unfitted code's and is not empty where that one was not (``"lattice_fitted"``
-        counts them), so the fit never costs an atom the check had won. Fitting before the checks
+        counts them), so the fit never costs an atom the check had won. With a budget
+        (``max_cost``) only crystals with room left for one more decode are fitted. Fitting before the checks
         instead lost 10 of the first 500 `mp` test crystals (benchmarks/RESULTS.md, 2026-12-05).
         """
-        fitted = fit_lattice(self.o.model, self.z, self.target, self.r.lattice_fit)
-        trial, cost = self._decode(fitted, list(range(len(self.crystals))))
-        self.spent += cost
+        idx = list(range(len(self.crystals)))
+        if self.r.max_cost > 0:  # within the budget only: the fit's check is one more decode
+            idx = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= self.last_decode[i]]
+            self.counts["budget_cut"] += len(self.crystals) - len(idx)
+        if not idx:
+            return
+        fitted = fit_lattice(self.o.model, self.z[idx], self.target[idx], self.r.lattice_fit)
+        trial, cost = self._decode(fitted, idx)
         kept = 0
-        for i, t in enumerate(trial):
+        for j, (i, t) in enumerate(zip(idx, trial)):
+            self.spent[i] += cost[j]
             no_worse = composition_distance(composition(t), self.want[i]) <= self.off[i]
             if no_worse and (t.n_atoms > 0 or self.decoded[i].n_atoms == 0):
-                self.z[i], self.decoded[i] = fitted[i], t
+                self.z[i], self.decoded[i] = fitted[j], t
                 kept += 1
         self.counts["lattice_fitted"] = self.counts.get("lattice_fitted", 0) + kept
 
