@@ -211,8 +211,9 @@ class _CheckedChunk:
         A fitted code is kept when its crystal comes at least as close to the input's composition
         as the unfitted code's and is not empty where that one was not (``"lattice_fitted"``
         counts them), so the fit never costs an atom the check had won. With a budget
-        (``max_cost``) only crystals with room left for one more decode are fitted. Fitting before the checks
-        instead lost 10 of the first 500 `mp` test crystals (benchmarks/RESULTS.md, 2026-12-05).
+        (``max_cost``) only crystals with room left for one more decode are fitted. Fitting
+        before the checks instead lost 10 of the first 500 `mp` test crystals
+        (benchmarks/RESULTS.md, 2026-12-05).
         """
         idx = list(range(len(self.crystals)))
         if self.r.max_cost > 0:  # within the budget only: the fit's check is one more decode

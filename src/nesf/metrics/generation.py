@@ -157,13 +157,13 @@ def fingerprints(
             part = todo[start : start + block]
             todo_crystals = [crystals[i] for i in part]
             if pool is not None:
-                done = list(pool.map(_fingerprint, todo_crystals, chunksize=16))
-                bar.update(len(part))
+                results = pool.map(_fingerprint, todo_crystals, chunksize=16)
             else:
-                done = []
-                for c in todo_crystals:
-                    done.append(_fingerprint(c))
-                    bar.update(1)
+                results = map(_fingerprint, todo_crystals)
+            done = []
+            for r in results:  # in order, as they come
+                done.append(r)
+                bar.update(1)
             for i, r in zip(part, done):
                 rows[i] = r
             if cache is not None:
