@@ -322,7 +322,7 @@ def _probe_search(out_dir: Path, val_set, n: int) -> None:  # noqa: ANN001
             continue
         bounded = probe["refinement"].get("max_cost")
         search = probe.get("search")
-        if bounded == 1.0 and search:
+        if probe["refinement"] == calibrate.HOPELESS_REFINEMENT and search:
             verdict = (
                 f"a search bounded to {calibrate.WEAK_REFINEMENT['max_cost']:g}x matched {search['matched']} of "
                 f"{search['crystals']} ({search['matched_one_pass']} in one pass), so the encoder's own codes are "

@@ -50,66 +50,63 @@ SEARCH_PROBE_CRYSTALS = 12
 HOPELESS_REFINEMENT: dict[str, Any] = {"max_cost": 1.0}
 
 
+def _spread(count: int, n: int) -> list[int]:
+    """Up to ``n`` indices spread evenly over ``range(count)``, the first and last included."""
+    if count <= n:
+        return list(range(count))
+    return np.unique(np.linspace(0, count - 1, n).round().astype(int)).tolist()
+
+
 def probe_crystals(crystals: Sequence[Crystal], known: set[int], n: int = PROBE_CRYSTALS) -> list[Crystal]:
     """Up to ``n`` crystals spread evenly over ``crystals``, of elements in ``known`` only (deterministic)."""
     usable = [c for c in crystals if c.n_atoms and set(map(int, c.numbers)) <= known]
-    if len(usable) <= n:
-        return usable
-    picks = np.unique(np.linspace(0, len(usable) - 1, n).round().astype(int))
-    return [usable[i] for i in picks]
+    return [usable[i] for i in _spread(len(usable), n)]
 
 
-def one_pass_probe(nesf: Any, crystals: Sequence[Crystal], n: int = PROBE_CRYSTALS) -> dict[str, Any]:
-    """The one-pass match rate of ``nesf`` (a :class:`~nesf.api.NeSF`) on up to ``n`` of ``crystals``.
+def _hits(nesf: Any, crystals: Sequence[Crystal]) -> tuple[list[bool], float]:
+    """Which ``crystals`` ``nesf`` reconstructs to a match, and the seconds it took."""
+    from nesf.metrics.matcher import match_rmse
+
+    t0 = time.perf_counter()
+    decoded = nesf.reconstruct_crystals(list(crystals))
+    return [r is not None for r in match_rmse(crystals, decoded, n_jobs=1)], round(time.perf_counter() - t0, 2)
+
+
+def one_pass_probe(nesf: Any, probe: Sequence[Crystal]) -> dict[str, Any]:
+    """The one-pass match rate of ``nesf`` (a :class:`~nesf.api.NeSF`) on the ``probe`` crystals.
 
     Returns:
         ``crystals`` (probed), ``matched``, ``match_pct``, ``seconds`` and ``hits`` (one bool per
-        probed crystal); ``crystals`` 0 when none of the set is of the model's elements
-        (``match_pct`` is then None).
+        probed crystal); ``crystals`` 0 for an empty probe (``match_pct`` is then None).
     """
-    from nesf.metrics.matcher import match_rmse
-
-    probe = probe_crystals(crystals, set(map(int, nesf.vocab.numbers)), n)
     if not probe:
         return {"crystals": 0, "matched": 0, "match_pct": None, "seconds": 0.0, "hits": []}
-    t0 = time.perf_counter()
-    decoded = nesf.with_refinement(steps=0).reconstruct_crystals(probe)  # the encoder's own codes
-    hits = [r is not None for r in match_rmse(probe, decoded, n_jobs=1)]
+    hits, seconds = _hits(nesf.with_refinement(steps=0), probe)  # the encoder's own codes
     return {
         "crystals": len(probe),
         "matched": sum(hits),
         "match_pct": round(100.0 * sum(hits) / len(probe), 2),
-        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds": seconds,
         "hits": hits,
     }
 
 
 def bounded_search_probe(
-    nesf: Any,
-    crystals: Sequence[Crystal],
-    one_pass: dict[str, Any],
-    probe_n: int = PROBE_CRYSTALS,
-    n: int = SEARCH_PROBE_CRYSTALS,
+    nesf: Any, probe: Sequence[Crystal], one_pass_hits: Sequence[bool], n: int = SEARCH_PROBE_CRYSTALS
 ) -> dict[str, Any]:
-    """How many more of ``n`` probe crystals the bounded search (:data:`WEAK_REFINEMENT`) matches than one pass.
+    """How many of ``n`` of the ``probe`` crystals the bounded search (:data:`WEAK_REFINEMENT`) matches.
 
-    ``one_pass`` is :func:`one_pass_probe`'s result on the same ``crystals`` with ``n=probe_n``
-    (its ``hits`` say which of the probed crystals one pass matched). Returns ``crystals``, ``matched`` (by the search),
-    ``matched_one_pass`` (of the same crystals) and ``seconds``.
+    ``one_pass_hits`` says which probe crystals one pass matched (:func:`one_pass_probe`).
+    Returns ``crystals``, ``matched`` (by the search), ``matched_one_pass`` (of the same
+    crystals) and ``seconds``.
     """
-    from nesf.metrics.matcher import match_rmse
-
-    probe = probe_crystals(crystals, set(map(int, nesf.vocab.numbers)), probe_n)
-    picks = np.unique(np.linspace(0, len(probe) - 1, min(n, len(probe))).round().astype(int)).tolist()
-    sub = [probe[i] for i in picks]
-    t0 = time.perf_counter()
-    decoded = nesf.with_refinement(**WEAK_REFINEMENT).reconstruct_crystals(sub)
-    hits = [r is not None for r in match_rmse(sub, decoded, n_jobs=1)]
+    picks = _spread(len(probe), n)
+    hits, seconds = _hits(nesf.with_refinement(**WEAK_REFINEMENT), [probe[i] for i in picks])
     return {
-        "crystals": len(sub),
+        "crystals": len(picks),
         "matched": sum(hits),
-        "matched_one_pass": sum(one_pass["hits"][i] for i in picks),
-        "seconds": round(time.perf_counter() - t0, 2),
+        "matched_one_pass": sum(bool(one_pass_hits[i]) for i in picks),
+        "seconds": seconds,
     }
 
 
@@ -155,9 +152,10 @@ def record_search_default(
     probe = (cache or {}).get(key)
     if probe is None:
         nesf = NeSF.from_checkpoint(ck, source=str(path))
-        probe = one_pass_probe(nesf, crystals, n)
+        chosen = probe_crystals(crystals, set(map(int, nesf.vocab.numbers)), n)
+        probe = one_pass_probe(nesf, chosen)
         if is_weak(probe):
-            probe["search"] = bounded_search_probe(nesf, crystals, probe, n)
+            probe["search"] = bounded_search_probe(nesf, chosen, probe["hits"])
     if cache is not None:
         cache[key] = probe
     ck["refinement"] = refinement_default(probe)
