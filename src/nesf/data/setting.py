@@ -28,7 +28,7 @@ a permutation of the axes that keeps the cell right-handed, and the Niggli-reduc
 
 from __future__ import annotations
 
-import itertools
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,14 +42,16 @@ KEY_GRID = 1000
 METRIC_TOL = 2e-3
 
 
+@functools.cache
 def _unimodular_candidates() -> np.ndarray:
-    """All integer 3x3 matrices with entries in {-1, 0, 1} and determinant +1, ``[K, 3, 3]``."""
-    vals = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=np.int64).reshape(-1, 3, 3)
+    """All integer 3x3 matrices with entries in {-1, 0, 1} and determinant +1, ``[K, 3, 3]``.
+
+    Built on first use and kept (the 3^9 candidates cost tens of milliseconds of start-up).
+    """
+    digits = np.arange(3**9, dtype=np.int64)[:, None] // 3 ** np.arange(8, -1, -1, dtype=np.int64) % 3
+    vals = (digits - 1).reshape(-1, 3, 3)
     det = np.rint(np.linalg.det(vals.astype(np.float64))).astype(np.int64)
     return vals[det == 1]
-
-
-_UNIMODULAR = _unimodular_candidates()
 
 
 def lattice_rotations(lattice: np.ndarray, tol: float = METRIC_TOL, signs: bool = True) -> np.ndarray:
@@ -62,11 +64,12 @@ def lattice_rotations(lattice: np.ndarray, tol: float = METRIC_TOL, signs: bool 
     reversed), between which a reduction's choice hangs on rounding near 90 degrees.
     """
     g = lattice @ lattice.T
-    mgm = np.einsum("kij,jl,kml->kim", _UNIMODULAR, g, _UNIMODULAR)
+    candidates = _unimodular_candidates()
+    mgm = np.einsum("kij,jl,kml->kim", candidates, g, candidates)
     if not signs:
         mgm, g = np.abs(mgm), np.abs(g)
     ok = np.all(np.abs(mgm - g) <= tol * np.max(np.diag(g)), axis=(1, 2))
-    mats = _UNIMODULAR[ok]
+    mats = candidates[ok]
     eye = np.all(mats == np.eye(3, dtype=np.int64), axis=(1, 2))
     return np.concatenate([mats[eye], mats[~eye]])
 
