@@ -235,3 +235,30 @@ def test_relax_command_without_chgnet(monkeypatch, tmp_path, capsys):
     assert main(["relax", str(src), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == "nesf: error: nesf relax needs the relax extra: pip install 'nesf[relax]'"
     assert not (tmp_path / "out").exists()
+
+
+def test_sample_relax_reports_unique_novel_and_stable_shares(tmp_path, capsys):
+    """`nesf sample --relax --train` puts the shares of the generation checks in summary.json."""
+    chgnet_or_skip()
+    import json
+
+    import torch
+
+    from nesf.cli import main
+
+    threads = torch.get_num_threads()
+    common = ["--model", "perov_5", "--n", "2", "--seed", "3", "--grid", "0", "--threads", "1", "--quiet"]
+    try:
+        assert main(["sample", *common, "--out", str(tmp_path / "plain")]) == 0
+        train = tmp_path / "plain" / "all.extxyz"  # the same draws as training crystals: none is novel
+        relax = ["--relax", "--relax-steps", "30", "--train", str(train), "--hull-cache", str(tmp_path / "hull")]
+        assert main(["sample", *common, "--out", str(tmp_path / "relaxed"), *relax]) == 0
+        s = json.loads((tmp_path / "relaxed" / "summary.json").read_text())
+        assert s["novel_pct"] == 0.0 and s["sun_pct"] == 0.0 and s["train"] == str(train)
+        assert s["unique_pct"] in (50.0, 100.0) and 0.0 <= s["stable_proxy_pct"] <= 100.0
+        assert s["rmsd_to_relaxed_mean"] >= 0.0 and "novel 0.0 %" in capsys.readouterr().out
+        # --train means nothing without --relax: refused before any sampling
+        assert main(["sample", *common, "--out", str(tmp_path / "x"), "--train", str(train)]) != 0
+        assert "--train is used with --relax only" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    finally:
+        torch.set_num_threads(threads)

@@ -85,13 +85,30 @@ def add_sample_relax_options(p: argparse.ArgumentParser) -> None:
         "--relax",
         action="store_true",
         help="relax the samples with CHGNet (the relax extra): OUT/relaxed/ holds them and their table, each "
-        "sample's all.extxyz frame gets the relax_* fields, summary.json the mean RMSD to relaxed (A)",
+        "sample's all.extxyz frame gets the relax_* fields, summary.json the mean RMSD to relaxed (A) and the "
+        "unique %% (with --train also the novel %% and the stability proxy %%)",
     )
     _add_settings(p, "--relax-steps")
+    p.add_argument(
+        "--train",
+        default=None,
+        metavar="DATA",
+        help="with --relax: the model's training crystals (anything nesf reads), for summary.json's novel %% "
+        "(matching no training crystal) and stability proxy %% (within 0.1 eV/atom of the hull of the training "
+        "crystals' CHGNet energies)",
+    )
+    p.add_argument(
+        "--hull-cache",
+        default=None,
+        metavar="DIR",
+        help="with --relax --train: cache of the training crystals' CHGNet energies (default ~/.cache/nesf/hull)",
+    )
 
 
 def check_sample_relax(args: argparse.Namespace) -> None:
     """Refuse ``--relax`` before any sampling when CHGNet is missing."""
+    if not getattr(args, "relax", False) and getattr(args, "train", None):
+        raise ValueError("--train is used with --relax only")
     if getattr(args, "relax", False):
         from nesf.relax.potential import require_chgnet
 
@@ -121,8 +138,33 @@ def relax_samples(args: argparse.Namespace, decoded: list, folder: Path) -> dict
         "relaxed": "relaxed/ (CIFs, all.extxyz, relax.json, relax.csv)",
         "rmsd_to_relaxed_mean": s["rmsd_to_relaxed_mean"],
         "rmsd_units": "Angstrom",
+        **_sample_checks(args, decoded),
         "relax_summary": s,
     }
+
+
+def _sample_checks(args: argparse.Namespace, decoded: list) -> dict:
+    """Unique, novel, stable-proxy and S.U.N. shares of relaxed samples (novel and stable need ``--train``)."""
+    from nesf.data.readers import read_crystals
+    from nesf.relax.metrics import relaxed_metrics
+
+    training = read_crystals(args.train) if args.train else None
+    m = relaxed_metrics(decoded, training, cache_dir=args.hull_cache, progress=not args.quiet)
+    out = {key: m.get(key) for key in ("unique_pct", "novel_pct", "stable_proxy_pct", "sun_pct")}
+    if training is None:
+        out["novelty_note"] = "novel_pct and stable_proxy_pct need --train DATA (the model's training crystals)"
+    else:
+        out["train"] = str(args.train)
+        out["stable_threshold_ev"] = m["stable_threshold_ev"]
+        out["e_above_hull_median_ev"] = m["e_above_hull_median_ev"]
+    line = f"samples: unique {m['unique_pct']:.1f} %"
+    if training is not None:
+        line += (
+            f", novel {m['novel_pct']:.1f} %, stable proxy {m['stable_proxy_pct']:.1f} %, "
+            f"stable, unique and novel {m['sun_pct']:.1f} % (against {len(training)} training crystals)"
+        )
+    print(line)
+    return out
 
 
 # ---------------------------------------------------------------------- generation-metrics --relaxed
