@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -83,8 +84,22 @@ def test_hull_of_a_binary():
     assert hull.e_above_hull("Na2Cl", -0.6) == pytest.approx(1 / 15, abs=1e-9)
     assert hull.e_above_hull("Na3Cl", -0.2) == pytest.approx(0.3, abs=1e-9)  # hull at -1/2
     assert hull.e_above_hull("Na", 0.05) == pytest.approx(0.05, abs=1e-9)
-    # an element without a reference of its own sits at 0 eV/atom
+    # an element without a reference of its own sits at 0 eV/atom, or at its value in a table
     assert HullProxy([("NaCl", -1.0)]).e_above_hull("NaCl", -1.0) == pytest.approx(0.0, abs=1e-9)
+    tabled = HullProxy([("NaCl", -1.0)], element_references={"Na": -1.5, "Cl": -1.5})
+    assert tabled.e_above_hull("NaCl", -1.0) == pytest.approx(0.5, abs=1e-9)  # above the elements' line
+    assert tabled.missing_elements == {"Na", "Cl"} and tabled.default_elements == set()
+
+
+def test_elemental_references_belong_to_their_potential(tmp_path):
+    from nesf.relax.hull import ELEMENTAL_REFERENCES, elemental_references
+
+    table = json.loads(ELEMENTAL_REFERENCES.read_text())
+    refs = elemental_references(table["potential"])
+    assert len(refs) >= 80 and {"O", "N", "F", "Sr", "Ti"} <= set(refs)
+    assert all(-15.0 < e < 0.5 for e in refs.values())  # CHGNet energies per atom of elemental solids
+    assert refs["O"] > refs["Ti"]  # molecular oxygen binds far less than titanium metal
+    assert elemental_references("another potential") == {} and elemental_references(None) == {}
 
 
 def test_linear_programme_gives_the_diagram_hull():
@@ -189,7 +204,6 @@ def test_missing_chgnet_is_one_clear_error(monkeypatch):
 
 def test_relax_command_writes_relaxed_crystals_and_table(tmp_path, capsys):
     chgnet_or_skip()
-    import json
 
     import torch
 
@@ -240,7 +254,6 @@ def test_relax_command_without_chgnet(monkeypatch, tmp_path, capsys):
 def test_sample_relax_reports_unique_novel_and_stable_shares(tmp_path, capsys):
     """`nesf sample --relax --train` puts the shares of the generation checks in summary.json."""
     chgnet_or_skip()
-    import json
 
     import torch
 

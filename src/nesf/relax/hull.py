@@ -7,9 +7,13 @@ elements (decoded samples hold up to a dozen) are beyond a convex-hull construct
 dimensions; for those the hull energy at the crystal's composition is found as the linear
 programme it is (the lowest energy of a non-negative mix of the references with that
 composition, scipy's HiGHS), which gives the same value. An element without any crystal of its own in the
-training set gets a reference at 0 eV/atom, so that every hull is defined (noble gases are the
-usual case; their solids lie within a few tens of meV of 0). A crystal counts as stable by the
-proxy when it lies within ``threshold`` (default 0.1 eV/atom) of its hull.
+training set takes its reference from a table shipped with nesf when the energies are CHGNet's
+(:func:`elemental_references`: the lowest CHGNet energy per atom among the element's crystals in
+the Materials Project training set, 84 elements; a training set of compounds only, such as
+perov_5, needs it for every element); an element outside the table, or energies from another
+potential, get a reference at 0 eV/atom, so that every hull is defined (noble gases are the usual
+case; their solids lie within a few tens of meV of 0). A crystal counts as stable by the proxy
+when it lies within ``threshold`` (default 0.1 eV/atom) of its hull.
 
 The training crystals' energies are computed as needed and cached on disk
 (:func:`default_cache_dir`, ``~/.cache/nesf/hull/``), one JSON file per potential and training set
@@ -22,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,21 @@ MAX_DIAGRAM_ELEMENTS = 5
 
 #: A function giving energies per atom (eV/atom, None where it fails) of crystals.
 EnergyFn = Callable[[list[Crystal]], list[float | None]]
+
+#: The shipped table of the elements' CHGNet energies (``benchmarks/elemental_references.py``).
+ELEMENTAL_REFERENCES = Path(__file__).with_name("elemental_references.json")
+
+
+def elemental_references(potential: str | None, path: str | Path = ELEMENTAL_REFERENCES) -> dict[str, float]:
+    """Each element's reference energy per atom (eV/atom) from the table, if it was made with ``potential``.
+
+    Returns an empty dict when ``potential`` (a :func:`nesf.relax.potential.model_tag`) is not the
+    table's: energies of different potentials do not mix in one hull.
+    """
+    table = json.loads(Path(path).read_text())
+    if potential is None or table.get("potential") != potential:
+        return {}
+    return {el: float(row["energy_per_atom_ev"]) for el, row in table["elements"].items()}
 
 
 def default_cache_dir() -> Path:
@@ -107,13 +126,22 @@ class HullProxy:
     Args:
         entries: reference ``(composition, energy per atom in eV/atom)`` pairs; a composition is
             anything pymatgen's ``Composition`` takes (``"NaCl"``, ``{"Na": 1, "Cl": 1}``).
-        missing_element_ev: the energy per atom (eV/atom) of an element without an entry of its own.
+        missing_element_ev: the energy per atom (eV/atom) of an element without an entry of its own
+            and without one in ``element_references``.
+        element_references: energies per atom (eV/atom) by element symbol for elements without an
+            entry of their own (e.g. :func:`elemental_references`).
     """
 
-    def __init__(self, entries: Iterable[tuple[object, float]], missing_element_ev: float = 0.0) -> None:
+    def __init__(
+        self,
+        entries: Iterable[tuple[object, float]],
+        missing_element_ev: float = 0.0,
+        element_references: Mapping[str, float] | None = None,
+    ) -> None:
         from pymatgen.core import Composition
 
         self.missing_element_ev = missing_element_ev
+        self.element_references = dict(element_references or {})
         self._by_system: dict[frozenset[str], list[tuple[Composition, float]]] = {}
         for comp, energy in entries:
             if energy is None or not np.isfinite(energy):
@@ -122,7 +150,8 @@ class HullProxy:
             system = frozenset(str(e) for e in c.elements)
             self._by_system.setdefault(system, []).append((c, float(energy)))
         self._diagrams: dict[frozenset[str], object] = {}
-        self.missing_elements: set[str] = set()
+        self.missing_elements: set[str] = set()  # no entry of their own
+        self.default_elements: set[str] = set()  # neither an entry nor a table value: missing_element_ev
 
     def references(self, system: frozenset[str]) -> list[tuple[object, float]]:
         """The ``(Composition, eV/atom)`` references of a chemical system, missing elements at their default."""
@@ -135,7 +164,9 @@ class HullProxy:
         for el in sorted(system):
             if frozenset([el]) not in self._by_system:
                 self.missing_elements.add(el)
-                refs.append((Composition(el), self.missing_element_ev))
+                if el not in self.element_references:
+                    self.default_elements.add(el)
+                refs.append((Composition(el), self.element_references.get(el, self.missing_element_ev)))
         return refs
 
     def _diagram(self, system: frozenset[str]):  # noqa: ANN202
@@ -200,11 +231,13 @@ def training_hull(
     cache: EnergyCache | None = None,
     chunk: int = 256,
     progress: bool = True,
+    element_references: Mapping[str, float] | None = None,
 ) -> tuple[HullProxy, dict]:
     """A :class:`HullProxy` of the training crystals in ``systems``' chemical systems, and a record.
 
     Energies missing from ``cache`` are computed with ``energies`` in chunks of ``chunk``
-    crystals, the cache saved after each chunk.
+    crystals, the cache saved after each chunk. ``element_references``: energies of elements
+    without a training crystal of their own (:class:`HullProxy`).
     """
     idx = needed_indices(training, systems)
     known = cache.energies if cache is not None else {}
@@ -222,7 +255,7 @@ def training_hull(
     bar.close()
     values = {**known, **computed}
     entries = [(_counts(training[i]), values.get(i)) for i in idx]
-    hull = HullProxy(entries)
+    hull = HullProxy(entries, element_references=element_references)
     record = {
         "hull_training_crystals": len(idx),
         "hull_energies_computed": len(todo),
@@ -233,6 +266,7 @@ def training_hull(
 
 
 __all__ = [
+    "ELEMENTAL_REFERENCES",
     "MAX_DIAGRAM_ELEMENTS",
     "STABLE_THRESHOLD",
     "EnergyCache",
@@ -240,6 +274,7 @@ __all__ = [
     "chemical_system",
     "crystals_sha256",
     "default_cache_dir",
+    "elemental_references",
     "needed_indices",
     "training_hull",
 ]

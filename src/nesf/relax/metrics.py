@@ -23,7 +23,15 @@ import numpy as np
 
 from nesf.data.crystal import Crystal
 from nesf.relax.checks import novel_mask, percent, unique_mask
-from nesf.relax.hull import STABLE_THRESHOLD, EnergyCache, EnergyFn, chemical_system, crystals_sha256, training_hull
+from nesf.relax.hull import (
+    STABLE_THRESHOLD,
+    EnergyCache,
+    EnergyFn,
+    chemical_system,
+    crystals_sha256,
+    elemental_references,
+    training_hull,
+)
 
 
 def stored_relaxation(crystal: Crystal) -> dict | None:
@@ -107,13 +115,14 @@ def relaxed_metrics(
         from nesf.relax.potential import model_tag, static_energies
 
         energies, model = static_energies, model or model_tag()
+    element_refs = elemental_references(model)
     cache = None
     if model is not None:
         from nesf.relax.hull import default_cache_dir
 
         cache = EnergyCache(cache_dir or default_cache_dir(), model, crystals_sha256(training))
     systems = {chemical_system(c) for c, o in zip(generated, ok) if o}
-    hull, record = training_hull(training, systems, energies, cache, progress=progress)
+    hull, record = training_hull(training, systems, energies, cache, progress=progress, element_references=element_refs)
     e_hull = np.full(len(generated), np.nan)
     for i, (c, f) in enumerate(zip(generated, fields)):
         if ok[i]:
@@ -128,6 +137,8 @@ def relaxed_metrics(
             "sun_pct": percent(stable & unique & novel),
             "e_above_hull_median_ev": float(np.nanmedian(e_hull)) if np.isfinite(e_hull).any() else None,
             "hull_missing_elements": sorted(hull.missing_elements),
+            "hull_elements_at_zero_ev": sorted(hull.default_elements),
+            "hull_element_references": "nesf/relax/elemental_references.json" if element_refs else None,
             **record,
         }
     )
