@@ -2,9 +2,10 @@
 
     python benchmarks/prior_fits.py --model perov_5 --train runs/data/perov_5/train.extxyz \
         --reference runs/data/perov_5/heldout.extxyz [--n 2000] [--seed 0] \
-        [--variant NAME:FIELD=VALUE,...] [--json OUT.json]
+        [--variant NAME:FIELD=VALUE,...] [--full --preset perov_5 [--fingerprint-cache DIR]] [--json OUT.json]
 
-The training crystals are encoded once (the encoder's own codes, as ``nesf fit-prior`` does).
+The training crystals are encoded once (the encoder's own codes, as ``nesf fit-prior`` does), or
+their codes read from ``--codes`` (``nesf encode TRAIN --refine-steps 0 --out CODES.npz``).
 Each variant is a :class:`nesf.generation.prior.PriorConfig` with some fields changed
 (``epochs``, ``hidden``, ``layers``, ``variance_kept``, ``lr``, ``batch_size``, ``steps``,
 ``temperature``) and fitted to those codes with seed ``--seed`` (``shipped:`` takes the model's
@@ -14,8 +15,9 @@ variant gets the quick figures of the generation protocol against the reference 
 Wasserstein distances of density and of the number of elements over valid samples; see
 ``sample_decoding.py``), the same number-of-elements distance against the training crystals
 (a larger, less noisy reference), the share of samples whose number of atoms no training
-crystal has, and the fitting time. The training crystals' own codes decoded give the ceiling
-(row ``train codes``). Choose on validation data; keep test splits for figures.
+crystal has, and the fitting time; ``--full`` adds the coverage figures (COV-R / COV-P with the
+preset's cut-offs). The training crystals' own codes decoded give the ceiling (row ``train
+codes``). Choose on validation data; keep test splits for figures.
 """
 
 from __future__ import annotations
@@ -56,9 +58,14 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
     ap.add_argument("--train", required=True, help="the model's training crystals")
     ap.add_argument("--reference", required=True, help="reference crystals (validation data)")
+    ap.add_argument("--codes", default=None, help="the training codes: .npz of 'nesf encode --refine-steps 0'")
+    ap.add_argument("--minutes", type=float, default=None, help="wall-clock budget of each fit (default: none)")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", action="append", default=None, help="name:field=value,... (repeatable)")
+    ap.add_argument("--full", action="store_true", help="also the coverage figures (slow)")
+    ap.add_argument("--preset", default="perov_5", help="coverage cut-offs of the protocol (default perov_5)")
+    ap.add_argument("--fingerprint-cache", default=None, help="with --full: fingerprint cache folder (default none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -74,9 +81,14 @@ def main() -> None:
     sampler = base.for_sampling()
     training, reference = read_crystals(args.train), read_crystals(args.reference)
     t0 = time.perf_counter()
-    encoder = base.with_refinement(steps=0) if hasattr(base, "with_refinement") else base
-    codes = encoder.encode_crystals(encoder.prepare(training))
-    print(f"encoded {len(training)} training crystals in {time.perf_counter() - t0:.0f} s")
+    if args.codes:
+        codes = torch.from_numpy(np.load(args.codes)["latents"]).float()
+        if codes.shape[0] != len(training):
+            raise SystemExit(f"{args.codes}: {codes.shape[0]} codes for {len(training)} training crystals")
+    else:
+        encoder = base.with_refinement(steps=0) if hasattr(base, "with_refinement") else base
+        codes = encoder.encode_crystals(encoder.prepare(training))
+        print(f"encoded {len(training)} training crystals in {time.perf_counter() - t0:.0f} s")
     out = {"model": args.model, "train": args.train, "reference": args.reference, "n": args.n, "seed": args.seed}
     out["reference_stats"] = describe(reference)
     rows = []
@@ -91,19 +103,26 @@ def main() -> None:
             prior, record = base.prior(None), {}
         else:
             cfg = replace(PriorConfig(latent_dim=codes.shape[1]), **changes)
-            prior, record = fit_prior(codes, cfg, seed=args.seed, progress=False)
+            prior, record = fit_prior(codes, cfg, seed=args.seed, minutes=args.minutes, progress=False)
         fit_s = time.perf_counter() - t0
         z = prior.sample(args.n, seed=args.seed, **draw)
         crystals = sampler.decode_crystals(z, ids=[f"sample-{i:05d}" for i in range(args.n)])
         row = {"name": name, "changes": {**changes, **draw}, "fit_seconds": fit_s}
         row.update(judge(crystals, reference, training))
+        if args.full:
+            from nesf.metrics.generation import generation_metrics
+
+            full = [c for c in crystals if c.n_atoms]
+            m = generation_metrics(full, reference, args.preset, progress=False, cache=args.fingerprint_cache)
+            row |= {k: m[k] for k in ("cov_recall_pct", "cov_precision_pct")}
         row["final_loss"] = record.get("final_loss")
         rows.append(row)
         print(
             f"{name:16s} comp {row['comp_validity_pct']:6.2f}  density {row['density_emd']:.3f}  "
             f"#elem {row['n_elements_emd']:.3f} (train {row['n_elements_emd_train']:.3f})  "
             f"odd counts {row['atom_count_unseen_pct']:.1f} %  elements {row['elements_histogram_1_to_7']}  "
-            f"fit {fit_s:.0f} s",
+            f"fit {fit_s:.0f} s"
+            + (f"  COV-R {row['cov_recall_pct']:.2f}  COV-P {row['cov_precision_pct']:.2f}" if args.full else ""),
             flush=True,
         )
     out["variants"] = rows
