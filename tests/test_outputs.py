@@ -83,3 +83,24 @@ def test_a_failure_mid_write_leaves_nothing(tmp_path):
             raise RuntimeError("disk full")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cif_files_keep_every_site_and_name_their_block(tmp_path):
+    """CIFs (ASE's writer) read back to the same species, cell and fractional positions; no atoms: still a CIF."""
+    import numpy as np
+
+    from nesf.data.crystal import Crystal, lattice_to_params
+    from nesf.data.readers import read_crystals
+    from nesf.io.writers import write_cif
+
+    for crystal in demo_crystals():
+        path = write_cif(tmp_path / f"{crystal.id}.cif", crystal)
+        assert path.read_text().splitlines()[0] == f"data_{crystal.id}"
+        (back,) = read_crystals(path)
+        assert sorted(back.numbers.tolist()) == sorted(crystal.numbers.tolist()), crystal.id
+        assert np.allclose(lattice_to_params(back.lattice), lattice_to_params(crystal.lattice), atol=1e-6)
+        for z, frac in zip(crystal.numbers, crystal.frac):  # every site is there, up to a lattice vector
+            shift = back.frac[back.numbers == z] - frac
+            assert np.abs(shift - np.round(shift)).sum(axis=1).min() < 1e-6, crystal.id
+    empty = write_cif(tmp_path / "empty.cif", Crystal(np.eye(3) * 3.0, np.zeros((0, 3)), np.zeros(0, int), "empty"))
+    assert "_cell_length_a" in empty.read_text()

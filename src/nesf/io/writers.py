@@ -158,17 +158,23 @@ def cif_text(crystal: Crystal) -> str:
 
     A crystal whose ``info["setting"]`` is known gets a comment line saying which cell and
     origin it is written in. (ASE's writer, not pymatgen's ``CifWriter``: importing
-    ``pymatgen.io.cif`` costs a one-crystal command about 0.1-0.2 s of start-up.)
+    ``pymatgen.io.cif`` costs a one-crystal command about 0.1-0.2 s of start-up; a crystal
+    without atoms, which ASE cannot write, is written by pymatgen.)
     """
-    import io
+    if crystal.n_atoms == 0:  # ASE's writer needs an atom; pymatgen's writes the cell alone
+        from pymatgen.io.cif import CifWriter
 
-    from ase.io import write
+        text = str(CifWriter(crystal.to_pymatgen()))
+    else:
+        import io
 
-    buffer = io.BytesIO()
-    write(buffer, crystal.to_ase(), format="cif")
-    text = buffer.getvalue().decode("utf-8")
-    block = re.sub(r"[^A-Za-z0-9_.-]+", "_", crystal.id or crystal.formula) or "crystal"
-    text = re.sub(r"\Adata_image0", lambda _: f"data_{block}", text)
+        from ase.io import write
+
+        buffer = io.BytesIO()
+        write(buffer, crystal.to_ase(), format="cif", wrap=False)  # positions as they are, not wrapped
+        text = buffer.getvalue().decode("utf-8")
+        block = re.sub(r"[^A-Za-z0-9_.-]+", "_", crystal.id or crystal.formula) or "crystal"
+        text = re.sub(r"\Adata_image0", lambda _: f"data_{block}", text)
     setting = crystal.info.get("setting")
     if setting in SETTING_NOTES:
         text = f"# nesf setting: {setting} ({SETTING_NOTES[setting]})\n" + text
