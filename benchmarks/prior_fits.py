@@ -29,7 +29,7 @@ from dataclasses import fields, replace
 import numpy as np
 
 from _common import parse_changes, write_json
-from sample_decoding import describe, quick_metrics
+from sample_decoding import add_coverage_args, coverage, describe, quick_metrics
 
 
 def n_elements(crystals: list) -> list[int]:
@@ -63,9 +63,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", action="append", default=None, help="name:field=value,... (repeatable)")
-    ap.add_argument("--full", action="store_true", help="also the coverage figures (slow)")
-    ap.add_argument("--preset", default="perov_5", help="coverage cut-offs of the protocol (default perov_5)")
-    ap.add_argument("--fingerprint-cache", default=None, help="with --full: fingerprint cache folder (default none)")
+    add_coverage_args(ap, "perov_5")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -108,13 +106,7 @@ def main() -> None:
         z = prior.sample(args.n, seed=args.seed, **draw)
         crystals = sampler.decode_crystals(z, ids=[f"sample-{i:05d}" for i in range(args.n)])
         row = {"name": name, "changes": {**changes, **draw}, "fit_seconds": fit_s}
-        row.update(judge(crystals, reference, training))
-        if args.full:
-            from nesf.metrics.generation import generation_metrics
-
-            full = [c for c in crystals if c.n_atoms]
-            m = generation_metrics(full, reference, args.preset, progress=False, cache=args.fingerprint_cache)
-            row |= {k: m[k] for k in ("cov_recall_pct", "cov_precision_pct")}
+        row |= judge(crystals, reference, training) | coverage(crystals, reference, args)
         row["final_loss"] = record.get("final_loss")
         rows.append(row)
         print(

@@ -74,6 +74,24 @@ def quick_metrics(generated: list, reference: list) -> dict:
     }
 
 
+def add_coverage_args(ap, preset: str) -> None:  # noqa: ANN001 - an argparse.ArgumentParser
+    """``--full``, ``--preset`` and ``--fingerprint-cache``: the protocol's coverage figures, on request."""
+    ap.add_argument("--full", action="store_true", help="also the coverage figures (slow)")
+    ap.add_argument("--preset", default=preset, help=f"coverage cut-offs of the protocol (default {preset})")
+    ap.add_argument("--fingerprint-cache", default=None, help="with --full: fingerprint cache folder (default none)")
+
+
+def coverage(crystals: list, reference: list, args) -> dict:  # noqa: ANN001 - parsed arguments
+    """COV-R and COV-P of the non-empty crystals against the reference (``{}`` without ``--full``)."""
+    if not args.full:
+        return {}
+    from nesf.metrics.generation import generation_metrics
+
+    full = [c for c in crystals if c.n_atoms]
+    m = generation_metrics(full, reference, args.preset, progress=False, cache=args.fingerprint_cache)
+    return {k: m[k] for k in ("cov_recall_pct", "cov_precision_pct")}
+
+
 def recycled(model, crystals: list) -> list:  # noqa: ANN001
     """Each non-empty crystal encoded again (one encoder pass) and decoded; empty decodes keep the crystal before."""
     full = [i for i, c in enumerate(crystals) if c.n_atoms]
@@ -98,10 +116,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--variant", action="append", default=None, help="name:field=value,... (repeatable)")
-    ap.add_argument("--full", action="store_true", help="also the coverage figures (slow)")
-    ap.add_argument("--preset", default="mp_20", help="coverage cut-offs of the protocol (default mp_20)")
+    add_coverage_args(ap, "mp_20")
     ap.add_argument("--out", default=None, help="write each variant's samples to OUT/NAME.extxyz")
-    ap.add_argument("--fingerprint-cache", default=None, help="with --full: fingerprint cache folder (default none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -110,7 +126,6 @@ def main() -> None:
 
     from nesf.api import NeSF
     from nesf.data.readers import read_crystals
-    from nesf.metrics.generation import generation_metrics
 
     torch.set_num_threads(args.threads)
     base = NeSF.load(args.model)
@@ -149,12 +164,7 @@ def main() -> None:
 
             Path(args.out).mkdir(parents=True, exist_ok=True)
             Path(args.out, f"{name}.extxyz").write_text(extxyz_text([c for c in crystals if c.n_atoms]))
-        row |= describe(crystals) | quick_metrics(crystals, reference)
-        if args.full:
-            full = generation_metrics(
-                [c for c in crystals if c.n_atoms], reference, args.preset, progress=False, cache=args.fingerprint_cache
-            )
-            row |= {k: full[k] for k in ("cov_recall_pct", "cov_precision_pct")}
+        row |= describe(crystals) | quick_metrics(crystals, reference) | coverage(crystals, reference, args)
         out["variants"].append(row)
         write_json(args.json, out)
     ref = out["reference_stats"]

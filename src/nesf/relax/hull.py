@@ -150,8 +150,12 @@ class HullProxy:
             system = frozenset(str(e) for e in c.elements)
             self._by_system.setdefault(system, []).append((c, float(energy)))
         self._diagrams: dict[frozenset[str], object] = {}
-        self.missing_elements: set[str] = set()  # no entry of their own
-        self.default_elements: set[str] = set()  # neither an entry nor a table value: missing_element_ev
+        self.missing_elements: set[str] = set()  # met without an entry of their own
+
+    @property
+    def default_elements(self) -> set[str]:
+        """Elements met without an entry of their own or a table value: at ``missing_element_ev``."""
+        return self.missing_elements - self.element_references.keys()
 
     def references(self, system: frozenset[str]) -> list[tuple[object, float]]:
         """The ``(Composition, eV/atom)`` references of a chemical system, missing elements at their default."""
@@ -164,8 +168,6 @@ class HullProxy:
         for el in sorted(system):
             if frozenset([el]) not in self._by_system:
                 self.missing_elements.add(el)
-                if el not in self.element_references:
-                    self.default_elements.add(el)
                 refs.append((Composition(el), self.element_references.get(el, self.missing_element_ev)))
         return refs
 
