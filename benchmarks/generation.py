@@ -1,7 +1,7 @@
 """Generation benchmark: sample N crystals from a model's latent prior and score them by the CDVAE protocol.
 
     python benchmarks/generation.py --model perov_5 --data perov_5 [--prior P | --epochs E]
-        [--n 10000] [--temperature 1.0] [--seed 0] [--threads 1] [--jobs 1] [--json OUT.json] [--out DIR]
+        [--n 10000] [--temperature T] [--seed 0] [--threads 1] [--jobs 1] [--json OUT.json] [--out DIR]
 
 Steps, each timed: fit a latent prior to the model's codes of the training part of DATA (unless
 ``--prior`` names one), draw ``--n`` codes and decode them, and score the decoded crystals
@@ -28,7 +28,7 @@ import torch
 from _common import append_result, write_json
 from ablate import splits
 from nesf.api import NeSF
-from nesf.generation.prior import PriorConfig, fit_prior, load_prior, save_prior
+from nesf.generation.prior import PriorConfig, default_epochs, fit_prior, load_prior, save_prior
 from nesf.io.writers import write_extxyz
 from nesf.metrics.generation import generation_metrics
 
@@ -53,9 +53,11 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--model", required=True, help="shipped model name or checkpoint")
     ap.add_argument("--data", required=True, choices=("perov_5", "carbon_24"))
     ap.add_argument("--prior", default=None, help="a prior from 'nesf fit-prior' (default: fit one here)")
-    ap.add_argument("--epochs", type=int, default=400, help="prior training epochs when fitting one")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="prior training epochs when fitting one (default: as nesf fit-prior)"
+    )
     ap.add_argument("--n", type=int, default=10000, help="crystals to sample (default 10000, as published)")
-    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--temperature", type=float, default=None, help="default: the prior's own (1 if fitted here)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for encoding, the prior and decoding")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the fingerprints")
@@ -77,7 +79,8 @@ def main() -> None:  # noqa: D103
         fit_record = {"prior": args.prior}
     else:
         codes = model.encode_crystals(model.prepare(train))
-        prior, fit_record = fit_prior(codes, PriorConfig(latent_dim=codes.shape[1], epochs=args.epochs), args.seed)
+        epochs = args.epochs or default_epochs(len(codes))
+        prior, fit_record = fit_prior(codes, PriorConfig(latent_dim=codes.shape[1], epochs=epochs), args.seed)
         if out:
             card = {
                 "model": str(args.model),
@@ -89,6 +92,8 @@ def main() -> None:  # noqa: D103
     seconds["prior"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    if args.temperature is None:
+        args.temperature = model.prior(prior).cfg.temperature
     crystals = model.sample_crystals(args.n, seed=args.seed, prior=prior, progress=True, temperature=args.temperature)
     seconds["sample_and_decode"] = time.perf_counter() - t0
     decoded = [c for c in crystals if c.n_atoms]

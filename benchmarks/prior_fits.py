@@ -2,7 +2,8 @@
 
     python benchmarks/prior_fits.py --model perov_5 --train runs/data/perov_5/train.extxyz \
         --reference runs/data/perov_5/heldout.extxyz [--n 2000] [--seed 0] \
-        [--variant NAME:FIELD=VALUE,...] [--full --preset perov_5 [--fingerprint-cache DIR]] [--json OUT.json]
+        [--variant NAME:FIELD=VALUE,...] [--full --preset perov_5 [--fingerprint-cache DIR]] [--json OUT.json] \
+        [--save DIR]
 
 The training crystals are encoded once (the encoder's own codes, as ``nesf fit-prior`` does), or
 their codes read from ``--codes`` (``nesf encode TRAIN --refine-steps 0 --out CODES.npz``).
@@ -23,8 +24,10 @@ codes``). Choose on validation data; keep test splits for figures.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -66,13 +69,14 @@ def main() -> None:
     add_coverage_args(ap, "perov_5")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--save", default=None, help="write each fitted prior to SAVE/NAME.pt (a prior file)")
     args = ap.parse_args()
 
     import torch
 
     from nesf.api import NeSF
     from nesf.data.readers import read_crystals
-    from nesf.generation.prior import fit_prior
+    from nesf.generation.prior import fit_prior, save_prior
 
     torch.set_num_threads(args.threads)
     base = NeSF.load(args.model)
@@ -102,6 +106,11 @@ def main() -> None:
         else:
             cfg = replace(PriorConfig(latent_dim=codes.shape[1]), **changes)
             prior, record = fit_prior(codes, cfg, seed=args.seed, minutes=args.minutes, progress=False)
+            if args.save:
+                card = {"model": args.model, "model_sha256": base.info.get("sha256"), "data": args.train}
+                card |= {"n_crystals": len(training), "codes": "encoder", "seed": args.seed, **record}
+                card["command"] = "python benchmarks/prior_fits.py " + " ".join(sys.argv[1:])
+                save_prior(Path(args.save) / f"{name}.pt", prior, base.vocab.to_dict(), card, args.seed)
         fit_s = time.perf_counter() - t0
         z = prior.sample(args.n, seed=args.seed, **draw)
         crystals = sampler.decode_crystals(z, ids=[f"sample-{i:05d}" for i in range(args.n)])

@@ -14,7 +14,7 @@ from nesf.data.crystal import Crystal
 from nesf.data.examples import demo_crystals
 from nesf.data.readers import read_crystals
 from nesf.errors import CheckpointError
-from nesf.generation.prior import PriorConfig, fit_prior, load_prior
+from nesf.generation.prior import MIN_UPDATES, PriorConfig, default_epochs, fit_prior, load_prior
 from nesf.io.writers import write_extxyz
 from nesf.metrics.generation import composition_valid, generation_metrics, structure_valid
 
@@ -110,6 +110,15 @@ def test_flow_matching_prior_learns_a_shifted_distribution():
     assert torch.allclose(samples.mean(0), torch.full((4,), 3.0), atol=0.1)
     assert torch.allclose(samples.std(0), torch.full((4,), 0.5), atol=0.1)
     assert record["epochs"] == 60
+
+
+def test_default_epochs_give_small_code_sets_enough_updates():
+    assert default_epochs(1829) == 7500  # 8 batches of 256 per epoch
+    assert default_epochs(67_613) == 400  # the floor: 265 batches per epoch, 106k updates
+    for n in (10, 1000, 3408, 20_000):
+        epochs = default_epochs(n)
+        assert epochs >= 400 and epochs * -(-n // 256) >= MIN_UPDATES
+        assert (epochs - 1) * -(-n // 256) < MIN_UPDATES or epochs == 400
 
 
 def test_the_prior_models_the_principal_subspace_of_the_codes():

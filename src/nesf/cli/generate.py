@@ -32,7 +32,13 @@ def add_fit_prior(sub: argparse._SubParsersAction) -> None:
     add_model_options(p, decoding=False, encoding=False)
     p.add_argument("data", help="the model's training crystals")
     p.add_argument("--out", required=True, help="the prior file to write (e.g. prior.pt)")
-    p.add_argument("--epochs", type=int, default=400, help="passes over the codes (default 400)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="passes over the codes (default: enough for 60,000 optimizer updates and at least 400, "
+        "e.g. 7,500 for 1,829 codes and 400 for 67,613)",
+    )
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops earlier)")
     p.add_argument(
         "--variance-kept",
@@ -139,7 +145,7 @@ def add_generation_metrics(sub: argparse._SubParsersAction) -> None:
 def cmd_fit_prior(args: argparse.Namespace) -> int:
     """Fit a latent prior (flow matching) to the encoded training crystals of a model."""
     from nesf.data.readers import read_crystals
-    from nesf.generation.prior import PriorConfig, fit_prior, save_prior
+    from nesf.generation.prior import PriorConfig, default_epochs, fit_prior, save_prior
 
     check_outputs(args, folder=False)
     if Path(args.out).is_dir():
@@ -155,8 +161,9 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         raise ValueError(f"--codes {args.codes}: {args.model} is a voxel model; only NeSF models refine codes")
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
+    epochs = args.epochs if args.epochs is not None else default_epochs(len(z))
     cfg = PriorConfig(
-        latent_dim=z.shape[1], epochs=args.epochs, variance_kept=args.variance_kept, temperature=args.temperature
+        latent_dim=z.shape[1], epochs=epochs, variance_kept=args.variance_kept, temperature=args.temperature
     )
     prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
     card = {
