@@ -32,8 +32,8 @@ from nesf.errors import CheckpointError
 KIND = "latent-prior"
 
 #: Optimizer updates a prior fit gets at least by default (:func:`default_epochs`): on 1,646
-#: carbon_24 codes, flows fitted for 14k, 28k and 70k updates covered 34.7, 41.5 and 48.8 % of 183
-#: crystals left out of the fit (COV-P) where 400 epochs (2.8k updates) covered 16.3 % (benchmarks/RESULTS.md).
+#: carbon_24 codes, 34.7, 41.5 and 48.8 % of the samples of flows fitted for 14k, 28k and 70k updates lay
+#: near one of 183 crystals left out of the fit (COV-P), 16.3 % after 400 epochs (2.8k updates; RESULTS.md).
 MIN_UPDATES = 60_000
 
 
