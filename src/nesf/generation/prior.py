@@ -31,21 +31,6 @@ from nesf.errors import CheckpointError
 #: The checkpoint ``kind`` of a latent prior.
 KIND = "latent-prior"
 
-#: Optimizer updates a prior fit gets at least by default (:func:`default_epochs`): on 1,646
-#: carbon_24 codes, 34.7, 41.5 and 48.8 % of the samples of flows fitted for 14k, 28k and 70k updates lay
-#: near one of 183 crystals left out of the fit (COV-P), 16.3 % after 400 epochs (2.8k updates; RESULTS.md).
-MIN_UPDATES = 60_000
-
-
-def default_epochs(n_codes: int, batch_size: int = 256, min_updates: int = MIN_UPDATES, floor: int = 400) -> int:
-    """Epochs over ``n_codes`` codes that give at least ``min_updates`` optimizer updates, and at least ``floor``.
-
-    Small code sets need many passes: 1,829 codes in batches of 256 take 7,500 epochs, 67,613
-    codes the floor of 400 (106k updates).
-    """
-    per_epoch = max(1, math.ceil(n_codes / batch_size))
-    return max(floor, math.ceil(min_updates / per_epoch))
-
 
 @dataclass
 class PriorConfig:
@@ -78,6 +63,25 @@ class PriorConfig:
     variance_kept: float = 0.999
     components: int | None = None
     temperature: float = 1.0
+
+
+#: Optimizer updates a prior fit gets at least by default (:func:`default_epochs`): on 1,646
+#: carbon_24 codes, 34.7, 41.5 and 48.8 % of the samples of flows fitted for 14k, 28k and 70k updates lay
+#: near one of 183 crystals left out of the fit (COV-P), 16.3 % after 400 epochs (2.8k updates; RESULTS.md).
+MIN_UPDATES = 60_000
+
+
+def default_epochs(
+    n_codes: int, batch_size: int | None = None, min_updates: int = MIN_UPDATES, floor: int | None = None
+) -> int:
+    """Epochs over ``n_codes`` codes that give at least ``min_updates`` optimizer updates, and at least ``floor``.
+
+    ``batch_size`` and ``floor`` default to :class:`PriorConfig`'s ``batch_size`` and ``epochs``.
+    Small code sets need many passes: 1,829 codes in batches of 256 take 7,500 epochs, 67,613
+    codes the floor of 400 (106k updates).
+    """
+    per_epoch = max(1, math.ceil(n_codes / (batch_size or PriorConfig.batch_size)))
+    return max(floor or PriorConfig.epochs, math.ceil(min_updates / per_epoch))
 
 
 class LatentPrior(nn.Module):
