@@ -358,3 +358,21 @@ def test_help_subprocess(tmp_path):
     proc = _run_subprocess(["--version"], tmp_path)
     assert proc.returncode == 0
     assert nesf.__version__ in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "stream", "text"),
+    [
+        (["--version"], 0, "stdout", "nesf "),
+        (["split", "/no/such/file.extxyz", "--out", "x"], 2, "stderr", "nesf: error:"),
+        (["--no-such-option"], 2, "stderr", "unknown option --no-such-option"),
+    ],
+)
+def test_executable_exits_quickly_with_the_exit_code(argv: list[str], code: int, stream: str, text: str) -> None:
+    """``python -m nesf`` skips the interpreter's teardown but keeps exit codes, output and exit handlers."""
+    script = "import atexit, runpy, sys; atexit.register(lambda: print('handler ran', flush=True)); "
+    script += f"sys.argv = ['nesf', *{argv!r}]; runpy.run_module('nesf', run_name='__main__')"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert text in getattr(proc, stream)
+    assert proc.stdout.rstrip().endswith("handler ran")  # registered exit handlers still run, output flushed

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from nesf.cli import run
 
-from nesf.cli import main
-
-sys.exit(main())
+run()

@@ -11,6 +11,7 @@ import numpy as np
 
 from nesf.data.cif_check import quote
 from nesf.data.crystal import Crystal
+from nesf.data.extxyz_plain import parse_plain_frames
 from nesf.data.textfile import FLOAT, check_complete, short_message
 from nesf.errors import CrystalInputError
 
@@ -20,15 +21,32 @@ def crystals_from_frames(frames: list, path: Path, first: int = 0) -> list[Cryst
 
     ``first`` is the index in the file of ``frames[0]`` (frames read in groups).
     """
-    if not frames:
+    records = []
+    for atoms in frames:
+        periodic = bool(np.all(atoms.pbc)) and atoms.cell.rank == 3
+        records.append((np.array(atoms.cell[:], dtype=np.float64), atoms.get_positions(), atoms.numbers, atoms.info))
+        if not periodic:
+            records[-1] = None
+    return _crystals(records, path, first)
+
+
+def _crystals(records: list, path: Path, first: int) -> list[Crystal]:
+    """Frames ``(lattice [3, 3], cart [N, 3], numbers [N], info)`` (None: no 3D periodic cell) -> validated crystals."""
+    if not records:
         raise CrystalInputError(str(path), "the file holds no structures")
     crystals = []
-    for i, atoms in enumerate(frames, start=first):
+    for i, record in enumerate(records, start=first):
         where = f"frame {i}"
-        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
+        if record is None:
             raise CrystalInputError(str(path), "the frame has no 3D periodic cell (Lattice= missing?)", where)
-        crystal = Crystal.from_ase(atoms, id=str(atoms.info.get("material_id", f"{path.stem}-{i}")))
-        properties = scalar_properties(atoms.info, skip=("material_id", "setting"))
+        lattice, cart, numbers, info = record
+        crystal = Crystal(
+            lattice=np.array(lattice, dtype=np.float64),
+            cart=np.array(cart, dtype=np.float64),
+            numbers=np.array(numbers, dtype=np.int64),
+            id=str(info.get("material_id", f"{path.stem}-{i}")),
+        )
+        properties = scalar_properties(info, skip=("material_id", "setting"))
         if properties:
             crystal.info["properties"] = properties
         crystals.append(crystal.validate(str(path), f"{where} ({crystal.id})"))
@@ -233,20 +251,43 @@ def _count(line: str) -> int | None:
 
 
 def _parse_group(lines: list[str], path: Path, frame0: int, line0: int) -> list[Crystal]:
-    """Whole frames of a file (its lines ``line0``...), checked, then parsed by ASE, as crystals."""
-    import ase.io
+    """Whole frames of a file (its lines ``line0``...), checked, then parsed, as crystals.
 
+    Frames of the plain dialect are parsed here (:mod:`nesf.data.extxyz_plain`), others by ASE.
+    Blank lines between frames are skipped (ASE would stop reading at the first).
+    """
     text = "".join(lines)
     ids = _prescan_extxyz(text, str(path), frame0, line0)
+    lines = _without_blank_lines_between_frames(text.splitlines(keepends=True))
+    plain = parse_plain_frames(lines)
+    if plain is not None:
+        return _crystals([(f.lattice, f.cart, f.numbers, f.info) for f in plain], path, frame0)
+    import ase.io
+
     try:
-        frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
+        frames = ase.io.read(io.StringIO("".join(lines)), index=":", format="extxyz")
     except Exception as exc:  # ase raises many kinds of errors for malformed files
         raise CrystalInputError(str(path), f"could not parse extxyz: {short_message(exc)}") from None
-    if len(ids) == len(frames):
-        for atoms, raw in zip(frames, ids):
-            if raw is not None and "material_id" in atoms.info:
-                atoms.info["material_id"] = raw.replace('\\"', '"')
+    if len(ids) != len(frames):
+        raise CrystalInputError(str(path), f"could not parse extxyz: {len(frames)} of {len(ids)} frames were read")
+    for atoms, raw in zip(frames, ids):
+        if raw is not None and "material_id" in atoms.info:
+            atoms.info["material_id"] = raw.replace('\\"', '"')
     return crystals_from_frames(frames, path, first=frame0)
+
+
+def _without_blank_lines_between_frames(lines: list[str]) -> list[str]:
+    """Lines of checked frames without the blank lines before a frame's count line (a comment line may be blank)."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        n = int(lines[i].split()[0])
+        out += lines[i : i + n + 2]
+        i += n + 2
+    return out
 
 
 def crystal_from_extxyz_text(text: str) -> Crystal:
@@ -254,6 +295,10 @@ def crystal_from_extxyz_text(text: str) -> Crystal:
 
     For nesf's own chunk files (stored reconstructions and samples), not for user input: no checks.
     """
+    plain = parse_plain_frames(text.splitlines())
+    if plain is not None and len(plain) == 1:
+        frame = plain[0]
+        return Crystal(frame.lattice, frame.cart, frame.numbers, id=str(frame.info.get("material_id", "")))
     import ase.io
 
     from nesf.data.readers import to_crystal

@@ -188,7 +188,25 @@ def write_cif(path: str | Path, crystal: Crystal) -> Path:
 
 
 def extxyz_text(crystals: Sequence[Crystal]) -> str:
-    """Crystals as extended-XYZ text (``material_id`` in each frame)."""
+    """Crystals as extended-XYZ text (``material_id``, ``setting`` and scalar properties in each frame).
+
+    Written directly in the plain dialect (:func:`nesf.data.extxyz_plain.plain_extxyz_text`) where
+    every value has a plain spelling, else by ASE.
+    """
+    from nesf.data.extxyz_plain import plain_extxyz_text
+
+    frames = []
+    for c in crystals:
+        info: dict = {"material_id": c.id} if c.id else {}
+        if isinstance(c.info.get("setting"), str):
+            info["setting"] = c.info["setting"]
+        for key, value in (c.info.get("properties") or {}).items():
+            if key not in info and isinstance(value, (bool, int, float, str)):
+                info[key] = value
+        frames.append((c.lattice, c.cart, c.numbers, info))
+    text = plain_extxyz_text(frames)
+    if text is not None:
+        return text
     import io
 
     import ase.io
