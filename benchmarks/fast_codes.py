@@ -4,7 +4,9 @@
         [--variant NAME:FIELD=VALUE,...] [--json OUT.json]
 
 Each variant (``name:field=value,...``: fields of :class:`~nesf.encoding.refine.RefineSettings`
-changed from the model's refinement; the default list below when none is given) reconstructs every
+changed from the model's refinement, or of
+:class:`~nesf.reconstruction.settings.ReconstructionSettings` changed from its decoding (tuples
+as ``a/b/c``; ``batch_size`` is the refinement's); the default list below when none is given) reconstructs every
 crystal of DATA (its first N) as ``nesf evaluate`` does and is scored with StructureMatcher
 (CDVAE settings). The table printed at the end is the trade-off curve: match rate, RMSE over
 matched crystals, atom-count error and seconds per crystal on this machine (one process, the
@@ -32,8 +34,11 @@ DEFAULT_VARIANTS = (
 
 def main() -> None:
     from nesf.encoding.refine import RefineSettings
+    from nesf.reconstruction.settings import ReconstructionSettings
 
-    defaults = RefineSettings().to_dict()
+    refine_defaults = RefineSettings().to_dict()
+    decode_defaults = ReconstructionSettings().to_dict()
+    defaults = {**decode_defaults, **refine_defaults}
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_data_args(ap)
     ap.add_argument("--variant", action="append", default=None, help="name:field=value,... (repeatable)")
@@ -51,7 +56,10 @@ def main() -> None:
     out = {"model": args.model, "data": args.data, "n": len(crystals), "threads": args.threads, "variants": []}
     base.reconstruct_crystals(crystals[:2])  # first-call warm-up, not counted
     for name, changes in [parse_changes(v, defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
-        model = base.with_refinement(**changes)
+        model = base.with_refinement(**{k: v for k, v in changes.items() if k in refine_defaults})
+        decoding = {k: v for k, v in changes.items() if k not in refine_defaults}
+        if decoding:
+            model = model.with_settings(**decoding)
         t0 = time.perf_counter()
         back = model.reconstruct_crystals(crystals)
         seconds = time.perf_counter() - t0

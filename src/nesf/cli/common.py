@@ -158,7 +158,12 @@ def add_model_options(
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if decoding:
         p.add_argument("--batch-size", type=int, default=None, help="crystals decoded together (default 64)")
-        p.add_argument("--grid-spacing", type=float, default=None, help="particle grid spacing, Angstrom (default 0.5)")
+        p.add_argument(
+            "--grid-spacing",
+            type=float,
+            default=None,
+            help="particle grid spacing, Angstrom (default: the model's own, 0.5 for most and 0.7 for mp)",
+        )
         p.add_argument(
             "--symmetrize",
             action=argparse.BooleanOptionalAction,
