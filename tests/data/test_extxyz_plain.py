@@ -96,6 +96,23 @@ def test_blank_lines_between_frames_keep_every_frame(tmp_path: Path, monkeypatch
     _same(plain, ase)
 
 
+def test_a_zero_cell_vector_is_refused_as_ase_frames_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nesf.errors import CrystalInputError
+
+    path = tmp_path / "flat.extxyz"
+    path.write_text(_frame("material_id=x").replace("0.0 0.1 5.0", "0.0 0.0 0.0"))
+    messages = []
+    for plain in (True, False):
+        with monkeypatch.context() as m:
+            if not plain:
+                m.setattr(X, "parse_plain_frames", lambda lines: None)
+            with pytest.raises(CrystalInputError) as err:
+                X.read_extxyz(path)
+            messages.append(str(err.value))
+    assert "no 3D periodic cell" in messages[0]
+    assert messages[0] == messages[1]
+
+
 def test_special_keys_cover_ase_calculator_properties() -> None:
     from ase.calculators.calculator import all_properties
 

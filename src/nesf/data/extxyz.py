@@ -260,8 +260,9 @@ def _parse_group(lines: list[str], path: Path, frame0: int, line0: int) -> list[
     ids = _prescan_extxyz(text, str(path), frame0, line0)
     lines = _without_blank_lines_between_frames(text.splitlines(keepends=True))
     plain = parse_plain_frames(lines)
-    if plain is not None:
-        return _crystals([(f.lattice, f.cart, f.numbers, f.info) for f in plain], path, frame0)
+    if plain is not None:  # a frame with a zero cell vector has no 3D cell, as ASE's rank says
+        records = [(f.lattice, f.cart, f.numbers, f.info) if f.lattice.any(axis=1).all() else None for f in plain]
+        return _crystals(records, path, frame0)
     import ase.io
 
     try:
