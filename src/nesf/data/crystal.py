@@ -225,14 +225,18 @@ class Crystal:
         from ase import Atoms
 
         atoms = Atoms(numbers=self.numbers, positions=self.cart, cell=self.lattice, pbc=True)
-        if self.id:
-            atoms.info["material_id"] = self.id
-        if isinstance(self.info.get("setting"), str):
-            atoms.info["setting"] = self.info["setting"]
-        for key, value in (self.info.get("properties") or {}).items():
-            if key not in atoms.info and isinstance(value, (bool, int, float, str)):
-                atoms.info[key] = value
+        atoms.info.update(self.file_info())
         return atoms
+
+    def file_info(self) -> dict[str, Any]:
+        """What files carry beside the atoms: ``material_id``, ``setting`` and the scalar properties."""
+        info: dict[str, Any] = {"material_id": self.id} if self.id else {}
+        if isinstance(self.info.get("setting"), str):
+            info["setting"] = self.info["setting"]
+        for key, value in (self.info.get("properties") or {}).items():
+            if key not in info and isinstance(value, (bool, int, float, str)):
+                info[key] = value
+        return info
 
     def to_conventional(self, symprec: float = 0.01) -> Crystal:
         """Conventional standard cell (pymatgen ``SpacegroupAnalyzer``), as the paper used."""

@@ -21,12 +21,12 @@ def crystals_from_frames(frames: list, path: Path, first: int = 0) -> list[Cryst
 
     ``first`` is the index in the file of ``frames[0]`` (frames read in groups).
     """
-    records = []
-    for atoms in frames:
-        periodic = bool(np.all(atoms.pbc)) and atoms.cell.rank == 3
-        records.append((np.array(atoms.cell[:], dtype=np.float64), atoms.get_positions(), atoms.numbers, atoms.info))
-        if not periodic:
-            records[-1] = None
+    records = [
+        (atoms.cell[:], atoms.get_positions(), atoms.numbers, atoms.info)
+        if np.all(atoms.pbc) and atoms.cell.rank == 3
+        else None
+        for atoms in frames
+    ]
     return _crystals(records, path, first)
 
 

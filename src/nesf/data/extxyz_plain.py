@@ -50,8 +50,10 @@ ASE_SPECIAL_KEYS = frozenset(
 )
 
 #: The words ASE reads as booleans.
-BOOL_WORDS = {"T": True, "F": False, "true": True, "false": False, "True": True, "False": False}
-BOOL_WORDS.update({"TRUE": True, "FALSE": False})
+BOOL_WORDS = {
+    **dict.fromkeys(("T", "true", "True", "TRUE"), True),
+    **dict.fromkeys(("F", "false", "False", "FALSE"), False),
+}
 
 _INT = re.compile(r"[+-]?\d{1,18}")
 _LONG_INT = re.compile(r"[+-]?\d+")

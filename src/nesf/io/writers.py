@@ -195,16 +195,7 @@ def extxyz_text(crystals: Sequence[Crystal]) -> str:
     """
     from nesf.data.extxyz_plain import plain_extxyz_text
 
-    frames = []
-    for c in crystals:
-        info: dict = {"material_id": c.id} if c.id else {}
-        if isinstance(c.info.get("setting"), str):
-            info["setting"] = c.info["setting"]
-        for key, value in (c.info.get("properties") or {}).items():
-            if key not in info and isinstance(value, (bool, int, float, str)):
-                info[key] = value
-        frames.append((c.lattice, c.cart, c.numbers, info))
-    text = plain_extxyz_text(frames)
+    text = plain_extxyz_text([(c.lattice, c.cart, c.numbers, c.file_info()) for c in crystals])
     if text is not None:
         return text
     import io
