@@ -16,6 +16,7 @@ from nesf import DEFAULT_MODEL
 from nesf._memory import keep_freed_memory
 from nesf.data.crystal import Crystal, make_valid_params, params_to_lattice
 from nesf.data.domain import Domain
+from nesf.data.prepared import prepare_crystals
 from nesf.data.readers import from_objects
 from nesf.data.setting import SettingTransform, canonical_setting, pin_origin
 from nesf.data.vocab import SpeciesVocab
@@ -30,7 +31,6 @@ from nesf.reconstruction.settings import ReconstructionSettings
 from nesf.reconstruction.symmetry import finish_decoded
 from nesf.registry import available_models, resolve_model_path, shipped_prior_path  # noqa: F401 - nesf.api's too
 from nesf.training.checkpoint import load_checkpoint
-from nesf.training.loop import prepare_crystals
 
 #: Reconstruction settings for learned fields: the published ones, with convergence and merging
 #: tolerances suited to a network's small residual wobble around an atom, and each detected atom

@@ -161,3 +161,22 @@ def test_validate():
     with pytest.raises(CrystalInputError) as info:
         cases[0][0].validate("f.cif", "row 7")
     assert str(info.value) == "f.cif, row 7: the crystal has no atoms"
+
+
+def test_nearest_neighbours_pairwise_and_tree_agree(monkeypatch):
+    """Small crystals take all pairwise distances, large ones a k-d tree: the same neighbours either way."""
+    import nesf.data.crystal as crystal_module
+    from nesf.data.crystal import nearest_neighbours
+
+    rng = np.random.default_rng(0)
+    lat = Lattice.from_parameters(5.1, 6.3, 7.2, 70.0, 100.0, 115.0).matrix  # skewed: images matter
+    cases = [_fcc_cu_primitive(), _triclinic(), Crystal(lat, rng.random((40, 3)) @ lat, rng.integers(1, 30, 40))]
+    for c in cases:
+        pairwise = nearest_neighbours(c)
+        monkeypatch.setattr(crystal_module, "_PAIRWISE_MAX_ATOMS", 0)
+        tree = nearest_neighbours(c)
+        monkeypatch.undo()
+        np.testing.assert_allclose(pairwise[0], tree[0], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(pairwise[1], tree[1])
+    cu = nearest_neighbours(_fcc_cu_primitive())  # one atom: its nearest image, a / sqrt(2)
+    assert cu[0][0] == pytest.approx(A_CU / np.sqrt(2)) and cu[1][0] == 0

@@ -264,6 +264,10 @@ class Crystal:
         return Crystal(self.lattice.copy(), frac @ self.lattice, self.numbers.copy(), self.id, carried_info(self.info))
 
 
+#: Crystals up to this many atoms get their neighbours from all pairwise distances, larger ones from a k-d tree.
+_PAIRWISE_MAX_ATOMS = 128
+
+
 def nearest_neighbours(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
     """Each atom's nearest other atom (periodic images included): distances ``[N]`` (A), indices ``[N]``.
 
@@ -271,13 +275,19 @@ def nearest_neighbours(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
     very skewed cell a nearer image may lie further out, so a distance is then an upper bound.
     A one-atom cell's neighbour is its own nearest image.
     """
-    from scipy.spatial import cKDTree
-
     n = crystal.n_atoms
     frac = crystal.frac % 1.0
     shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
     pts = (frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ crystal.lattice  # [27 N, 3]
-    dist, idx = cKDTree(pts).query(frac @ crystal.lattice, k=2)
+    centres = frac @ crystal.lattice  # [N, 3]
+    if n <= _PAIRWISE_MAX_ATOMS:  # every distance at once: quicker than a tree, and scipy stays unimported
+        dist_all = np.sqrt(((centres[:, None, :] - pts[None, :, :]) ** 2).sum(-1))  # [N, 27 N]
+        dist_all[np.arange(n), 13 * n + np.arange(n)] = np.inf  # each atom itself (shift 0 is the 14th)
+        nearest = dist_all.argmin(axis=1)
+        return dist_all[np.arange(n), nearest], np.tile(np.arange(n), len(shifts))[nearest]
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(pts).query(centres, k=2)
     # k=2: the first neighbour is the atom itself (distance 0) unless another atom coincides with it
     return dist[:, 1], np.tile(np.arange(n), len(shifts))[idx[:, 1]]
 

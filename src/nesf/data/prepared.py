@@ -43,6 +43,31 @@ def setting_key(frame: str, setting: str, origin: str, primitive: bool = False) 
     return "standard" if frame == "periodic" else "as_given"
 
 
+def prepare_crystals(
+    crystals: Sequence[Crystal], frame: str, setting: str = "as_given", origin: str = "rarest", primitive: bool = False
+) -> list[Crystal]:
+    """Crystals as the model sees them.
+
+    Periodic frame: standard orientation with atoms in the cell; with ``setting="canonical"``
+    also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`, origin
+    rule ``origin``; with ``primitive`` of their primitive cells).
+    Paper frame: as given.
+    Crystals read from a prepared set in this setting (``nesf prepare``) are taken as they are.
+    """
+    key = setting_key(frame, setting, origin, primitive)
+    if all(c.info.get("prepared") == key for c in crystals):
+        return list(crystals)
+    if setting == "canonical":
+        from nesf.data.setting import canonical_setting
+
+        return [canonical_setting(c, origin, primitive)[0] for c in crystals]
+    from nesf.fields.frame import get_frame  # imported here: data does not depend on fields at import
+
+    if get_frame(frame).periodic:
+        return [c.standardized() for c in crystals]
+    return list(crystals)
+
+
 def _prepare_one(args: tuple[Crystal, str, str, str, bool]) -> Crystal:
     crystal, frame, setting, origin, primitive = args
     from nesf.data.domain import crystal_system
@@ -157,4 +182,4 @@ def read_prepared(path: str | Path) -> list[Crystal]:
     return out
 
 
-__all__ = ["FORMAT", "prepare_set", "read_prepared", "save_prepared", "setting_key"]
+__all__ = ["FORMAT", "prepare_crystals", "prepare_set", "read_prepared", "save_prepared", "setting_key"]

@@ -21,6 +21,7 @@ from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch, bounding_box
 from nesf.data.crystal import Crystal
 from nesf.data.domain import Domain
+from nesf.data.prepared import prepare_crystals
 from nesf.data.vocab import SpeciesVocab
 from nesf.fields.frame import get_frame
 from nesf.models.autoencoder import NeSFModel
@@ -31,31 +32,6 @@ from nesf.training.objective import NeSFObjective
 from nesf.training.sampling import QuerySampler
 from nesf.training.state import remap_species, restore_training_state, training_state, write_history_csv
 from nesf.viz.curves import plot_learning_curve
-
-
-def prepare_crystals(
-    crystals: Sequence[Crystal], frame: str, setting: str = "as_given", origin: str = "rarest", primitive: bool = False
-) -> list[Crystal]:
-    """Crystals as the model sees them.
-
-    Periodic frame: standard orientation with atoms in the cell; with ``setting="canonical"``
-    also in their canonical cell and origin (:func:`nesf.data.setting.canonical_setting`, origin
-    rule ``origin``; with ``primitive`` of their primitive cells).
-    Paper frame: as given.
-    Crystals read from a prepared set in this setting (``nesf prepare``) are taken as they are.
-    """
-    from nesf.data.prepared import setting_key
-
-    key = setting_key(frame, setting, origin, primitive)
-    if all(c.info.get("prepared") == key for c in crystals):
-        return list(crystals)
-    if setting == "canonical":
-        from nesf.data.setting import canonical_setting
-
-        return [canonical_setting(c, origin, primitive)[0] for c in crystals]
-    if get_frame(frame).periodic:
-        return [c.standardized() for c in crystals]
-    return list(crystals)
 
 
 def lattice_normalization(crystals: Sequence[Crystal], normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
