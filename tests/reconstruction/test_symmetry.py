@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import spglib
 
 from nesf.data.crystal import Crystal
 from nesf.data.examples import demo_crystals
@@ -17,6 +18,7 @@ from nesf.reconstruction.symmetry import (
     crystal_system,
     finish_decoded,
     pick_tolerance,
+    pure_translations,
     space_group,
     symmetrize,
 )
@@ -171,3 +173,53 @@ def test_a_strain_limit_keeps_a_pseudo_cubic_crystal_in_its_own_lower_group():
     assert cell_strain(c.lattice, c.lattice @ turn) < 1e-12  # the metric, not the orientation
     with pytest.raises(ValueError, match="symmetry_max_strain"):
         ReconstructionSettings(symmetry_max_strain=-1.0)
+
+
+def test_the_mean_move_limit_rises_with_the_number_of_atoms():
+    s = ReconstructionSettings(symmetry_mean_move=0.2, symmetry_mean_move_large=0.3, symmetry_atoms_ramp=(6, 10))
+    assert [round(s.mean_move_limit(n), 6) for n in (2, 6, 8, 10, 40)] == [0.2, 0.2, 0.25, 0.3, 0.3]
+    assert ReconstructionSettings(symmetry_mean_move=0.2).mean_move_limit(40) == 0.2  # no ramp by default
+    assert ReconstructionSettings(symmetry_mean_move=0.0, symmetry_mean_move_large=0.3).mean_move_limit(40) == 0.0
+    for bad in ({"symmetry_atoms_ramp": (10, 6)}, {"symmetry_atoms_ramp": (0, 6)}, {"symmetry_mean_move_large": -1}):
+        with pytest.raises(ValueError):
+            ReconstructionSettings(**bad)
+    # a 16-atom CsCl supercell with every atom 0.25 A off: its group is 0.2-0.3 A away on average
+    cscl = demo_crystals(("CsCl",))[0]
+    shifts = np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T  # [8, 3] cells of the 2x2x2
+    frac = ((cscl.frac[None] + shifts[:, None]) / 2).reshape(-1, 3)
+    big = Crystal(cscl.lattice * 2, frac @ (cscl.lattice * 2), np.tile(cscl.numbers, 8), "CsCl-222")
+    assert big.n_atoms == 16 and space_group(big, 1e-3).number == 221
+    p = perturbed(big, 0.25, np.random.default_rng(4), strain=0.0)
+    ladder = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+    fixed = ReconstructionSettings(symmetrize=True, symmetry_tolerances=ladder, symmetry_mean_move=0.2)
+    ramped = ReconstructionSettings(
+        symmetrize=True, symmetry_tolerances=ladder, symmetry_mean_move=0.2, symmetry_mean_move_large=0.3
+    )
+    assert 0.2 < atom_moves(p, symmetrize(p, ladder, mean_move=0.0)[0]).mean() < 0.3
+    assert space_group(finish_decoded([p], fixed)[0], 1e-3).number != 221
+    out = finish_decoded([p], ramped)[0]
+    assert space_group(out, 1e-3).number == 221 and out.info["symmetrized"]["number"] == 221
+    small = perturbed(cscl, 0.25, np.random.default_rng(5), strain=0.0)  # two atoms: no larger allowance
+    assert finish_decoded([small], ramped)[0].info.get("symmetrized") == finish_decoded([small], fixed)[0].info.get(
+        "symmetrized"
+    )
+
+
+def test_primitive_cells_are_not_snapped_onto_groups_that_make_them_supercells():
+    cscl = demo_crystals(("CsCl",))[0]
+    frac = np.concatenate([cscl.frac / [2, 1, 1], cscl.frac / [2, 1, 1] + [0.5, 0, 0]])
+    double = Crystal(cscl.lattice * [[2], [1], [1]], frac @ (cscl.lattice * [[2], [1], [1]]), [55, 17, 55, 17], "x2")
+    p = perturbed(double, 0.03, np.random.default_rng(6), strain=0.0)
+    snapped, group = symmetrize(p, LADDER, mean_move=0.0)
+    assert group.number == 221  # the 2x1x1 supercell's group holds the half-cell translation
+    data = spglib.get_symmetry_dataset((snapped.lattice, snapped.frac, snapped.numbers), symprec=1e-3)
+    assert pure_translations(data.rotations) == 2 and pure_translations(np.eye(3, dtype=int)[None]) == 1
+    kept, group = symmetrize(p, LADDER, mean_move=0.0, primitive=True)
+    assert group.number != 221  # at most a group of this cell's own (the perturbation broke the translation)
+    own = spglib.get_symmetry_dataset((kept.lattice, kept.frac, kept.numbers), symprec=1e-3)
+    assert own.number == group.number and pure_translations(own.rotations) == 1
+    single = perturbed(cscl, 0.03, np.random.default_rng(7), strain=0.0)  # a primitive cell snaps as before
+    assert symmetrize(single, LADDER, mean_move=0.0, primitive=True)[1].number == 221
+    settings = ReconstructionSettings(symmetrize=True, symmetry_tolerances=LADDER, symmetry_primitive=True)
+    assert finish_decoded([p], settings)[0].info["symmetrized"]["number"] == group.number
+    assert not ReconstructionSettings().symmetry_primitive

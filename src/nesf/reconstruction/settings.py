@@ -45,6 +45,14 @@ class ReconstructionSettings:
             tolerance below).
         symmetry_mean_move: a snap that moves the atoms farther than this on average
             (Angstrom) is refused and the next smaller tolerance tried (0: no such limit).
+        symmetry_mean_move_large: the mean-move limit for cells of ``symmetry_atoms_ramp[1]``
+            atoms or more, rising linearly from ``symmetry_mean_move`` at ``symmetry_atoms_ramp[0]``
+            atoms (0: ``symmetry_mean_move`` for every cell). A learned field places the atoms of
+            large cells less precisely, so their true group lies further from the decoded sites.
+        symmetry_atoms_ramp: the atom counts between which the mean-move limit rises.
+        symmetry_primitive: refuse a group with a pure translation the decoded cell does not have
+            (a group that would make the cell a supercell), and try the next smaller tolerance. For
+            models trained on primitive cells (``--primitive-cell``), which decode primitive cells.
         symmetry_max_strain: a snap that changes the cell more than this is refused and the next
             smaller tolerance tried (:func:`nesf.reconstruction.symmetry.cell_strain`: the
             largest change of the metric tensor relative to its largest entry; 0: no limit).
@@ -77,6 +85,9 @@ class ReconstructionSettings:
     symmetry_tolerances: tuple[float, ...] = SYMMETRY_LADDER
     symmetry_rule: str = "largest"
     symmetry_mean_move: float = SYMMETRY_MEAN_MOVE
+    symmetry_mean_move_large: float = 0.0
+    symmetry_atoms_ramp: tuple[int, int] = (6, 10)
+    symmetry_primitive: bool = False
     symmetry_max_strain: float = 0.0
     species_min_atoms: float = 0.0
     pin_origin: bool = False
@@ -101,8 +112,23 @@ class ReconstructionSettings:
             raise ValueError(f"symmetry_max_strain must not be negative, got {self.symmetry_max_strain}")
         if self.symmetry_mean_move < 0:
             raise ValueError(f"symmetry_mean_move must not be negative, got {self.symmetry_mean_move}")
+        self.symmetry_atoms_ramp = tuple(int(n) for n in self.symmetry_atoms_ramp)
+        lo_hi = self.symmetry_atoms_ramp
+        if len(lo_hi) != 2 or not 1 <= lo_hi[0] < lo_hi[1]:
+            raise ValueError(f"symmetry_atoms_ramp must be two atom counts 1 <= lo < hi, got {lo_hi}")
+        if self.symmetry_mean_move_large < 0:
+            raise ValueError(f"symmetry_mean_move_large must not be negative, got {self.symmetry_mean_move_large}")
         if self.symmetry_rule not in SYMMETRY_RULES:
             raise ValueError(f"unknown symmetry_rule {self.symmetry_rule!r}; choose one of {', '.join(SYMMETRY_RULES)}")
+
+    def mean_move_limit(self, n_atoms: int) -> float:
+        """The largest mean move (Angstrom) a snap of a crystal of ``n_atoms`` atoms may make (0: any)."""
+        small, large = self.symmetry_mean_move, self.symmetry_mean_move_large
+        if not large or not small:
+            return small
+        lo, hi = self.symmetry_atoms_ramp
+        share = min(1.0, max(0.0, (n_atoms - lo) / (hi - lo)))
+        return small + share * (large - small)
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON and checkpoints)."""

@@ -140,6 +140,7 @@ def symmetrize(
     wrap: bool = True,
     mean_move: float = SYMMETRY_MEAN_MOVE,
     max_strain: float = 0.0,
+    primitive: bool = False,
 ) -> tuple[Crystal, SpaceGroup | None]:
     """The crystal snapped onto the space group found over a ladder of tolerances.
 
@@ -158,6 +159,9 @@ def symmetrize(
             A group whose metric the decoded cell does not have is refused: with cells decoded
             to the input's (the refinement's lattice fit) this tells a pseudo-symmetric crystal
             from its more symmetric parent.
+        primitive: refuse a group whose operations include a pure translation (identity
+            rotation, translation not a lattice vector): the cell is a primitive cell, so such a
+            group, which would make it a supercell, is a pseudo-symmetry of the decoded sites.
 
     Returns:
         The symmetrised crystal (in the input crystal's cell and origin, atoms in the same
@@ -166,12 +170,12 @@ def symmetrize(
     """
     ladder = sorted(float(t) for t in tolerances)
     if rule == "largest":  # the same pick, searching from the top: most crystals snap at the first try
-        return _symmetrize_from_top(crystal, ladder, wrap, mean_move, max_strain)
+        return _symmetrize_from_top(crystal, ladder, wrap, mean_move, max_strain, primitive)
     data = [_dataset(crystal, t) for t in ladder]
     numbers = [None if d is None else int(d.number) for d in data]
     k = pick_tolerance(numbers, rule)
     while k is not None:
-        snapped = _snap_checked(crystal, data[k], ladder[k], wrap, mean_move, max_strain)
+        snapped = _snap_checked(crystal, data[k], ladder[k], wrap, mean_move, max_strain, primitive)
         if snapped is not None:
             return snapped
         lower = [j for j in range(k) if numbers[j] is not None and numbers[j] > 1]
@@ -180,7 +184,7 @@ def symmetrize(
 
 
 def _symmetrize_from_top(
-    crystal: Crystal, ladder: Sequence[float], wrap: bool, mean_move: float, max_strain: float
+    crystal: Crystal, ladder: Sequence[float], wrap: bool, mean_move: float, max_strain: float, primitive: bool
 ) -> tuple[Crystal, SpaceGroup | None]:
     """:func:`symmetrize` with the ``"largest"`` rule, spglib asked only as far down the ladder as needed.
 
@@ -193,16 +197,24 @@ def _symmetrize_from_top(
         data = _dataset(crystal, ladder[k])
         if data is None or int(data.number) <= 1:
             continue
-        snapped = _snap_checked(crystal, data, ladder[k], wrap, mean_move, max_strain)
+        snapped = _snap_checked(crystal, data, ladder[k], wrap, mean_move, max_strain, primitive)
         if snapped is not None:
             return snapped
     return crystal, None
 
 
 def _snap_checked(
-    crystal: Crystal, data: Any, tolerance: float, wrap: bool, mean_move: float, max_strain: float
+    crystal: Crystal,
+    data: Any,
+    tolerance: float,
+    wrap: bool,
+    mean_move: float,
+    max_strain: float,
+    primitive: bool = False,
 ) -> tuple[Crystal, SpaceGroup] | None:
     """The crystal snapped onto the group of spglib dataset ``data`` within :func:`symmetrize`'s limits, else None."""
+    if primitive and pure_translations(data.rotations) > 1:
+        return None
     number = int(data.number)
     snapped = snap_to_operations(crystal, data.rotations, data.translations, tolerance, wrap)
     if snapped is not None and mean_move and float(atom_moves(crystal, snapped).mean()) > mean_move:
@@ -217,6 +229,12 @@ def _snap_checked(
     group = SpaceGroup(number, str(data.international), tolerance)
     snapped.info["symmetrized"] = {"number": group.number, "symbol": group.symbol, "symprec": tolerance}
     return snapped, group
+
+
+def pure_translations(rotations: np.ndarray) -> int:
+    """How many operations of a group (rotations ``[K, 3, 3]``, cell basis) are pure translations, the identity too."""
+    rot = np.asarray(rotations).reshape(-1, 3, 3)
+    return int(np.all(rot == np.eye(3, dtype=rot.dtype), axis=(1, 2)).sum())
 
 
 def symmetrize_all(
@@ -236,14 +254,24 @@ def finish_decoded(
 ) -> list[Crystal]:
     """Decoded crystals as the settings want them: symmetrised when ``settings.symmetrize``, else as they are.
 
-    ``periodic``: the frame is periodic (snapped atoms are wrapped into the cell).
+    Each crystal's mean-move limit is :meth:`ReconstructionSettings.mean_move_limit` of its
+    number of atoms. ``periodic``: the frame is periodic (snapped atoms are wrapped into the cell).
     """
     if not settings.symmetrize:
         return list(crystals)
     s = settings
-    return symmetrize_all(
-        crystals, s.symmetry_tolerances, s.symmetry_rule, periodic, s.symmetry_mean_move, s.symmetry_max_strain
-    )
+    return [
+        symmetrize(
+            c,
+            s.symmetry_tolerances,
+            s.symmetry_rule,
+            periodic,
+            s.mean_move_limit(c.n_atoms),
+            s.symmetry_max_strain,
+            s.symmetry_primitive,
+        )[0]
+        for c in crystals
+    ]
 
 
 def cell_strain(before: np.ndarray, after: np.ndarray) -> float:
@@ -348,5 +376,6 @@ __all__ = [
     "space_groups",
     "symmetric_lattice",
     "symmetrize",
+    "pure_translations",
     "symmetrize_all",
 ]
