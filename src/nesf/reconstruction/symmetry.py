@@ -244,9 +244,10 @@ def symmetrize_all(
     wrap: bool = True,
     mean_move: float = SYMMETRY_MEAN_MOVE,
     max_strain: float = 0.0,
+    primitive: bool = False,
 ) -> list[Crystal]:
     """:func:`symmetrize` of each crystal."""
-    return [symmetrize(c, tolerances, rule, wrap, mean_move, max_strain)[0] for c in crystals]
+    return [symmetrize(c, tolerances, rule, wrap, mean_move, max_strain, primitive)[0] for c in crystals]
 
 
 def finish_decoded(
