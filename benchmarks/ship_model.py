@@ -298,10 +298,10 @@ def main() -> None:
         trained = domain = None
         if args.train_data:
             from nesf.data.domain import Domain
+            from nesf.data.prepared import prepare_crystals
             from nesf.data.readers import read_crystals
             from nesf.data.vocab import SpeciesVocab
             from nesf.training.checkpoint import load_checkpoint
-            from nesf.training.loop import prepare_crystals
 
             crystals = [c for path in args.train_data for c in read_crystals(path)]
             drop = {c.id for path in args.exclude for c in read_crystals(path)}

@@ -219,7 +219,8 @@ def test_a_tiny_token_model_fits_one_crystal():
 
     from nesf.data.batch import CrystalBatch
     from nesf.data.examples import demo_crystals
-    from nesf.training.loop import make_vocab, prepare_crystals
+    from nesf.data.prepared import prepare_crystals
+    from nesf.training.loop import make_vocab
     from nesf.training.objective import NeSFObjective
     from nesf.training.sampling import QuerySampler
     from small_model import small_configs

@@ -8,11 +8,10 @@ import torch
 
 from nesf.cli import main
 from nesf.data.domain import Domain, crystal_system
-from nesf.data.prepared import prepare_set, read_prepared, save_prepared, setting_key
+from nesf.data.prepared import prepare_crystals, prepare_set, read_prepared, save_prepared, setting_key
 from nesf.data.readers import read_crystals
 from nesf.data.setting import canonical_setting, resettle
 from nesf.errors import CrystalInputError
-from nesf.training.loop import prepare_crystals
 
 
 def test_prepared_set_round_trips_the_canonical_crystals_and_their_systems(classic, tmp_path):

@@ -283,13 +283,13 @@ def nearest_neighbours(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
     if n <= _PAIRWISE_MAX_ATOMS:  # every distance at once: quicker than a tree, and scipy stays unimported
         dist_all = np.sqrt(((centres[:, None, :] - pts[None, :, :]) ** 2).sum(-1))  # [N, 27 N]
         dist_all[np.arange(n), 13 * n + np.arange(n)] = np.inf  # each atom itself (shift 0 is the 14th)
-        nearest = dist_all.argmin(axis=1)
-        return dist_all[np.arange(n), nearest], np.tile(np.arange(n), len(shifts))[nearest]
+        nearest = dist_all.argmin(axis=1)  # index s N + j: atom j in the cell shifted by shifts[s]
+        return dist_all[np.arange(n), nearest], nearest % n
     from scipy.spatial import cKDTree
 
     dist, idx = cKDTree(pts).query(centres, k=2)
     # k=2: the first neighbour is the atom itself (distance 0) unless another atom coincides with it
-    return dist[:, 1], np.tile(np.arange(n), len(shifts))[idx[:, 1]]
+    return dist[:, 1], idx[:, 1] % n
 
 
 def closest_pair(crystal: Crystal) -> tuple[int, int, float] | None:

@@ -237,19 +237,6 @@ def pure_translations(rotations: np.ndarray) -> int:
     return int(np.all(rot == np.eye(3, dtype=rot.dtype), axis=(1, 2)).sum())
 
 
-def symmetrize_all(
-    crystals: Sequence[Crystal],
-    tolerances: Sequence[float] = SYMMETRY_LADDER,
-    rule: str = "largest",
-    wrap: bool = True,
-    mean_move: float = SYMMETRY_MEAN_MOVE,
-    max_strain: float = 0.0,
-    primitive: bool = False,
-) -> list[Crystal]:
-    """:func:`symmetrize` of each crystal."""
-    return [symmetrize(c, tolerances, rule, wrap, mean_move, max_strain, primitive)[0] for c in crystals]
-
-
 def finish_decoded(
     crystals: Sequence[Crystal], settings: ReconstructionSettings, periodic: bool = True
 ) -> list[Crystal]:
@@ -378,5 +365,4 @@ __all__ = [
     "symmetric_lattice",
     "symmetrize",
     "pure_translations",
-    "symmetrize_all",
 ]

@@ -21,7 +21,6 @@ from nesf._memory import keep_freed_memory
 from nesf.data.batch import CrystalBatch, bounding_box
 from nesf.data.crystal import Crystal
 from nesf.data.domain import Domain
-from nesf.data.prepared import prepare_crystals
 from nesf.data.vocab import SpeciesVocab
 from nesf.fields.frame import get_frame
 from nesf.models.autoencoder import NeSFModel
@@ -565,4 +564,4 @@ def train(
     return trainer.run(epochs=epochs, minutes=minutes)
 
 
-__all__ = ["Trainer", "TrainResult", "make_vocab", "prepare_crystals", "remap_species", "train"]
+__all__ = ["Trainer", "TrainResult", "make_vocab", "remap_species", "train"]
