@@ -2,11 +2,14 @@
 
     python benchmarks/generation.py --model perov_5 --data perov_5 [--prior P | --epochs E]
         [--n 10000] [--temperature T] [--seed 0] [--threads 1] [--jobs 1] [--json OUT.json] [--out DIR]
+        [--screen EV --draws M]
 
 Steps, each timed: fit a latent prior to the model's codes of the training part of DATA (unless
 ``--prior`` names one), draw ``--n`` codes and decode them, and score the decoded crystals
 against the held-out part of DATA with ``nesf.metrics.generation`` (validity, COV-R / COV-P with
 the data set's published cut-offs, Wasserstein distances of density and number of elements).
+With ``--screen EV`` (as ``nesf sample --screen``), ``--draws`` codes are drawn and decoded,
+and the first ``--n`` whose static CHGNet formation energy is at most EV eV/atom are scored.
 The same metrics for the training crystals themselves against the held-out part are reported
 beside them: what a generator that reproduced the data distribution exactly would score against
 this reference set (its coverage precision is bounded by how densely the few reference crystals
@@ -59,6 +62,9 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--n", type=int, default=10000, help="crystals to sample (default 10000, as published)")
     ap.add_argument("--temperature", type=float, default=None, help="default: the prior's own (1 if fitted here)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--screen", type=float, default=None, help="keep samples within EV eV/atom of the elements")
+    ap.add_argument("--draws", type=int, default=None, help="with --screen: codes drawn (default 2.5 x --n)")
+    ap.add_argument("--fingerprint-cache", default=None, help="folder to keep and reuse fingerprints (default: none)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for encoding, the prior and decoding")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the fingerprints")
     ap.add_argument("--json", default=None)
@@ -94,14 +100,29 @@ def main() -> None:  # noqa: D103
     t0 = time.perf_counter()
     if args.temperature is None:
         args.temperature = model.prior(prior).cfg.temperature
-    crystals = model.sample_crystals(args.n, seed=args.seed, prior=prior, progress=True, temperature=args.temperature)
+    draws = (args.draws or int(2.5 * args.n)) if args.screen is not None else args.n
+    crystals = model.sample_crystals(draws, seed=args.seed, prior=prior, progress=True, temperature=args.temperature)
     seconds["sample_and_decode"] = time.perf_counter() - t0
+    screen_record = None
+    if args.screen is not None:
+        from nesf.relax.screen import screen
+
+        t0 = time.perf_counter()
+        keep, e_form = screen(crystals, args.screen)
+        kept = [c for c, k in zip(crystals, keep) if k][: args.n]
+        screen_record = {"max_formation_energy_ev": args.screen, "draws": draws, "passed": int(keep.sum())}
+        screen_record["kept_pct"] = 100.0 * screen_record["passed"] / draws
+        print(f"screen: {screen_record['passed']} of {draws} within {args.screen} eV/atom; scoring {len(kept)}")
+        crystals = kept
+        seconds["screen"] = time.perf_counter() - t0
     decoded = [c for c in crystals if c.n_atoms]
     if out:
         write_extxyz(out / "samples.extxyz", decoded)
 
     t0 = time.perf_counter()
-    metrics = generation_metrics(decoded, reference, args.data, seed=args.seed, jobs=args.jobs)
+    metrics = generation_metrics(
+        decoded, reference, args.data, seed=args.seed, jobs=args.jobs, cache=args.fingerprint_cache
+    )
     seconds["metrics"] = time.perf_counter() - t0
     # a decode that found no atom is a generated crystal that is not valid and covers nothing
     n_failed = len(crystals) - len(decoded)
@@ -112,7 +133,9 @@ def main() -> None:  # noqa: D103
                 metrics[key] *= share
         metrics["n_generated"] = len(crystals)
     metrics["n_failed"] = n_failed
-    data_itself = generation_metrics(train, reference, args.data, seed=args.seed, jobs=args.jobs)
+    data_itself = generation_metrics(
+        train, reference, args.data, seed=args.seed, jobs=args.jobs, cache=args.fingerprint_cache
+    )
 
     result = {
         "model": str(args.model),
@@ -121,6 +144,7 @@ def main() -> None:  # noqa: D103
         "temperature": args.temperature,
         "seed": args.seed,
         "prior": fit_record,
+        "screen": screen_record,
         "seconds": seconds,
         "seconds_total": float(sum(seconds.values())),
         "generated": metrics,
@@ -135,6 +159,15 @@ def main() -> None:  # noqa: D103
         f"metrics {seconds['metrics']:.0f} with {args.jobs} process(es) "
         f"(total {result['seconds_total'] / 60:.1f} min); "
         f"{n_failed} decodes found no atom",
+        *(
+            [
+                f"- screened (`--screen {args.screen}`): {screen_record['passed']} of {screen_record['draws']} "
+                f"decoded samples ({screen_record['kept_pct']:.1f} %) within {args.screen} eV/atom of the elements "
+                f"(static CHGNet formation energy); the first {args.n} of them scored"
+            ]
+            if screen_record
+            else []
+        ),
         "",
         header,
         "|" + "---|" * (len(KEYS) + 2),

@@ -267,7 +267,8 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     done: dict = {}
 
     def merge(shards: list[Path], tmp: Path) -> None:
-        done.update(_write_samples(args, model, [read_shard(s) for s in shards] if args.relax else shards, tmp))
+        read_all = args.relax or args.screen is not None
+        done.update(_write_samples(args, model, [read_shard(s) for s in shards] if read_all else shards, tmp))
 
     if not run.finish(merge):
         return 0
@@ -275,11 +276,13 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
 
     if done["first_records"]:
         print(format_samples(done["first_records"], limit=None))
-        if done["n_decoded"] > len(done["first_records"]):
-            print(f"... {done['n_decoded'] - len(done['first_records'])} more (all of them in summary.json)")
+        written = done["n_decoded"] - done["n_screened_out"]
+        if written > len(done["first_records"]):
+            print(f"... {written - len(done['first_records'])} more (all of them in summary.json)")
+    screened = f", {done['n_screened_out']} screened out" if args.screen is not None else ""
     print(
         f"sampled {args.n} latent codes: {done['n_decoded']} decoded to crystals, {done['n_failed']} failed (no atom "
-        f"found); wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if done['grid'] else ''})"
+        f"found){screened}; wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if done['grid'] else ''})"
     )
     return 0
 
@@ -293,10 +296,11 @@ def _digest(z) -> str:  # noqa: ANN001
 def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> dict:  # noqa: ANN001
     """Write the samples' outputs into ``tmp`` from the chunks, in order; what the summary line needs.
 
-    Without ``--relax`` the chunks are read one at a time; with it every decoded crystal is read
-    back (relaxation gives each its energy before the files are written).
+    Without ``--relax`` or ``--screen`` the chunks are read one at a time; with either every
+    decoded crystal is read back (screening and relaxation give each its energies before the
+    files are written; screening drops some).
     """
-    from nesf.cli.relax import relax_samples
+    from nesf.cli.relax import relax_samples, screen_samples
     from nesf.cli.roundtrip import read_shard
     from nesf.data.extxyz import crystal_from_extxyz_text
     from nesf.io.writers import unique_stem, write_json
@@ -304,10 +308,20 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
 
     tmp.mkdir(parents=True)
     relaxed: dict = {}
-    if args.relax:  # relaxation adds properties to the crystals: their files are written from them
+    screened_out = 0
+    if args.relax or args.screen is not None:  # the crystals gain properties: their files are written from them
         decoded = [crystal_from_extxyz_text(x) for s in shards for x in s["xyz"]]
-        relaxed = relax_samples(args, decoded, tmp)
-        shards = [{**s, "cif": None, "xyz": None} for s in shards]
+        keep, screened = screen_samples(args, decoded)
+        records = [r for r, k in zip([r for s in shards for r in s["records"]], keep) if k]
+        screened_out = len(decoded) - len(records)
+        decoded = [c for c, k in zip(decoded, keep) if k]
+        for rec, crystal in zip(records, decoded):
+            e_form = (crystal.info.get("properties") or {}).get("chgnet_formation_energy_ev")
+            if e_form is not None:
+                rec["chgnet_formation_energy_ev"] = e_form
+        relaxed = {**screened, **relax_samples(args, decoded, tmp)}
+        failed_all = [f for s in shards for f in s["failed"]]
+        shards = [{"records": records, "cif": None, "xyz": None, "failed": failed_all}]
         relaxed_crystals = iter(decoded)
     keep_views = max(args.grid, MAX_VIEWS if args.html else 0)
     records: list[dict] = []
@@ -346,8 +360,10 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         "seed": args.seed,
         "temperature": args.temperature,
         "n_requested": args.n,
-        "n_decoded": len(records),
+        "n_decoded": len(records) + screened_out,
         "n_failed": len(failed),
+        "n_screened_out": screened_out,
+        "n_written": len(records),
         "failed": failed,
         "samples": records,
         "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
@@ -362,7 +378,8 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         write_html_report(args.html, records, pairs, title=f"{len(records)} crystals sampled from {args.model}")
     return {
         "first_records": records[:25],
-        "n_decoded": len(records),
+        "n_decoded": len(records) + screened_out,
+        "n_screened_out": screened_out,
         "n_failed": len(failed),
         "grid": grid,
     }
