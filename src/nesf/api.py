@@ -500,10 +500,24 @@ class NeSF:
         ids = [f"sample-{i:05d}" for i in range(n)]
         return self.for_sampling().decode_crystals(z, ids=ids, progress=progress)
 
-    def sample(self, n: int, seed: int = 0, prior: Any = None, temperature: float | None = None) -> list:
-        """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out)."""
-        crystals = self.sample_crystals(n, seed, prior, temperature=temperature)
-        return [c.to_pymatgen() for c in crystals if c.n_atoms]
+    def sample(
+        self, n: int, seed: int = 0, prior: Any = None, temperature: float | None = None, screen: float | None = None
+    ) -> list:
+        """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out).
+
+        ``screen``: keep only crystals whose static CHGNet formation energy is at most this many
+        eV/atom (:func:`nesf.relax.screen.screen`, the relax extra); ``n`` codes are still drawn,
+        so fewer come back.
+        """
+        crystals = [c for c in self.sample_crystals(n, seed, prior, temperature=temperature) if c.n_atoms]
+        if screen is not None:
+            from nesf.relax.potential import require_chgnet
+            from nesf.relax.screen import screen as energy_screen
+
+            require_chgnet("NeSF.sample(screen=...)")
+            keep, _ = energy_screen(crystals, screen)
+            crystals = [c for c, k in zip(crystals, keep) if k]
+        return [c.to_pymatgen() for c in crystals]
 
     # ------------------------------------------------------------------ design
     def predict(self, structures: Any, head: Any, reads: str = "auto") -> tuple[np.ndarray, np.ndarray]:

@@ -75,3 +75,18 @@ def test_sample_screen_writes_only_kept_samples(tmp_path, capsys):
         assert "--screen nan" in capsys.readouterr().err and not (tmp_path / "x").exists()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_api_sample_screen_keeps_a_subset_of_the_same_draw():
+    """`NeSF.sample(screen=...)` returns the unscreened draw's crystals that pass, in order."""
+    chgnet_or_skip()
+    from nesf import NeSF
+
+    model = NeSF.load("carbon_24")
+    every = model.sample(10, seed=2)
+    kept = model.sample(10, seed=2, screen=1.0)
+    assert 0 < len(kept) < len(every)
+    keep, _ = screen([Crystal.from_pymatgen(s) for s in every], 1.0)
+    expected = [s for s, k in zip(every, keep) if k]
+    assert [len(s) for s in kept] == [len(s) for s in expected]
+    assert all(np.allclose(a.lattice.matrix, b.lattice.matrix) for a, b in zip(kept, expected))
