@@ -132,6 +132,13 @@ def write_cards() -> None:
                 if model.info.get("decoding")
                 else None,
             ),
+            (
+                "prior samples decode with",
+                ", ".join(f"{k}={v}" for k, v in model.info.get("sampling", {}).items())
+                + f" ({card['sampling_evidence']})"
+                if model.info.get("sampling")
+                else None,
+            ),
             ("machine", card.get("machine")),
             ("date", card.get("date")),
         ]
