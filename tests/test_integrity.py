@@ -102,7 +102,8 @@ def test_a_checkpoints_decoding_record_sets_its_defaults_and_not_its_identity(tm
     from nesf.registry import resolve_model_path
 
     ck = load_checkpoint(resolve_model_path("perov_5"))
-    payload = {k: v for k, v in ck.items() if k not in ("sha256", "file_sha256", "format", "format_version")}
+    drop = ("sha256", "file_sha256", "format", "format_version", "sampling")  # no record of its own samples here
+    payload = {k: v for k, v in ck.items() if k not in drop}
     plain = NeSF.load("perov_5")
     assert plain.settings.symmetrize is False
     save_checkpoint(tmp_path / "sym.pt", {**payload, "decoding": {"symmetrize": True, "polish_steps": 1}})
@@ -131,6 +132,9 @@ def test_a_checkpoints_sampling_record_sets_what_samples_get(tmp_path):
     assert model.info["sha256"] == NeSF.load("perov_5").info["sha256"]
     assert model.settings.species_min_atoms == 0  # round trips keep every atom's own vote
     assert model.for_sampling().settings.species_min_atoms == 0.4
+    assert model.for_sampling().settings.symmetrize is False  # the record is replaced whole
+    shipped = NeSF.load("perov_5")  # its own record: samples symmetrised, round trips not
+    assert shipped.for_sampling().settings.symmetrize is True and shipped.settings.symmetrize is False
     assert model.with_settings(species_min_atoms=0.0).for_sampling().settings.species_min_atoms == 0
     save_checkpoint(tmp_path / "bad.pt", {**payload, "sampling": {"species_min_atom": 1}})
     with pytest.raises(CheckpointError, match="unknown settings: species_min_atom"):

@@ -568,7 +568,7 @@ class NeSF:
         validity from 99.8 to 97.0 % (atoms drawn together where a sampled field is vague), and
         symmetrisation snapped noisy cells onto high-symmetry groups (benchmarks/RESULTS.md,
         2026-12-03). A checkpoint's ``sampling`` record (settings chosen on its own samples:
-        ``carbon_24``'s symmetrises them, 2026-12-06) is applied on top. Settings chosen explicitly
+        ``carbon_24``'s and ``perov_5``'s symmetrise them, 2026-12-06) is applied on top. Settings chosen explicitly
         (:meth:`with_settings`, ``--polish-steps``, ``--symmetrize``, ...) are kept as they are.
         """
         wanted = {"polish_steps": 0, "symmetrize": False} | self.info.get("sampling", {})
