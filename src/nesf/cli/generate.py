@@ -73,7 +73,9 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         help="new crystals from the latent space (prior samples, decoded)",
         description="Draw N latent codes from a prior (--prior, else the one shipped with the model, else N(0, I) "
         "for a VAE) and decode them; write OUT/*.cif, OUT/all.extxyz, OUT/summary.json (decodes that found no "
-        "atom are counted there as failed) and a picture of the first ones, OUT/samples.png.",
+        "atom are counted there as failed) and a picture of the first ones, OUT/samples.png. Samples are decoded "
+        "without polishing or symmetrisation, except where a model records otherwise (carbon_24 and perov_5 "
+        "symmetrise theirs; --no-symmetrize turns it off).",
     )
     add_model_options(p, encoding=False, default=DEFAULT_MODEL, reading=False)
     p.add_argument("--prior", default=None, help="prior file from 'nesf fit-prior'")
