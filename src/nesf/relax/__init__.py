@@ -4,7 +4,8 @@
   :class:`RelaxResult` (energy per atom, RMSD to the relaxed form, kept space group);
 - :mod:`nesf.relax.checks`: space groups, RMSD, uniqueness and novelty (no potential needed);
 - :mod:`nesf.relax.hull`: energy above a convex hull of training crystals (a stability proxy);
-- :mod:`nesf.relax.metrics`: :func:`relaxed_metrics`, all of them for a set of generated crystals.
+- :mod:`nesf.relax.metrics`: :func:`relaxed_metrics`, all of them for a set of generated crystals;
+- :mod:`nesf.relax.screen`: static CHGNet formation energies, and the screen of ``nesf sample --screen``.
 
 Importing this package does not import CHGNet; :class:`Relaxer` needs it
 (``pip install 'nesf[relax]'``).
