@@ -108,7 +108,7 @@ def main() -> None:  # noqa: D103
         from nesf.relax.screen import screen
 
         t0 = time.perf_counter()
-        keep, e_form = screen(crystals, args.screen)
+        keep, _ = screen(crystals, args.screen)
         kept = [c for c, k in zip(crystals, keep) if k][: args.n]
         screen_record = {"max_formation_energy_ev": args.screen, "draws": draws, "passed": int(keep.sum())}
         screen_record["kept_pct"] = 100.0 * screen_record["passed"] / draws

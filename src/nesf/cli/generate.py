@@ -309,7 +309,7 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
     from nesf.viz.html_report import MAX_VIEWS
 
     tmp.mkdir(parents=True)
-    relaxed: dict = {}
+    energy_fields: dict = {}  # summary.json's fields of the screen and the relaxation
     screened_out = 0
     if args.relax or args.screen is not None:  # the crystals gain properties: their files are written from them
         decoded = [crystal_from_extxyz_text(x) for s in shards for x in s["xyz"]]
@@ -321,7 +321,7 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
             e_form = (crystal.info.get("properties") or {}).get("chgnet_formation_energy_ev")
             if e_form is not None:
                 rec["chgnet_formation_energy_ev"] = e_form
-        relaxed = {**screened, **relax_samples(args, decoded, tmp)}
+        energy_fields = {**screened, **relax_samples(args, decoded, tmp)}
         failed_all = [f for s in shards for f in s["failed"]]
         shards = [{"records": records, "cif": None, "xyz": None, "failed": failed_all}]
         relaxed_crystals = iter(decoded)
@@ -369,7 +369,7 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         "failed": failed,
         "samples": records,
         "setting": "canonical" if getattr(model, "setting", "") == "canonical" else "model",
-        **relaxed,
+        **energy_fields,
     }
     write_json(tmp / "summary.json", summary)
     if args.html and records:

@@ -59,7 +59,7 @@ def screen(crystals: Sequence[Crystal], max_formation_ev: float, device: str = "
     if not np.isfinite(max_formation_ev):
         raise ValueError(f"the screening threshold must be a finite energy in eV/atom, got {max_formation_ev}")
     e_form = formation_energies(crystals, device=device)
-    keep = np.isfinite(e_form) & (np.nan_to_num(e_form, nan=np.inf) <= max_formation_ev)
+    keep = e_form <= max_formation_ev  # NaN (not evaluated) compares False
     return keep, e_form
 
 
