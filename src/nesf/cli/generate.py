@@ -334,7 +334,7 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         for shard in shards:
             s = shard if isinstance(shard, dict) else read_shard(shard)
             recs = s["records"]
-            if s["cif"] is None:  # relaxed: written from the crystals
+            if s["cif"] is None:  # screened or relaxed: written from the crystals
                 from nesf.io.writers import cif_text, extxyz_text
 
                 crystals = [next(relaxed_crystals) for _ in recs]
