@@ -320,7 +320,9 @@ class NeSF:
         # never changes: they decode raw, and only the crystals kept are finished, once
         decode = partial(self.decode_crystals, exact_cells=self.fits_cells, finish=False)
         r = self.refinement
-        encoder = CheckedEncoder(self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device)
+        s = self.settings
+        shells = (s.polish_radii, 0.5 * s.nms_radius) if s.polish_steps else None  # what the atom fit aims at
+        encoder = CheckedEncoder(self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device, shells)
         codes, decoded, self.restart_counts = encoder.encode(crystals, batch_size, progress)
         return codes, decoded
 

@@ -33,8 +33,10 @@ from tqdm.auto import tqdm
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal
 from nesf.data.vocab import SpeciesVocab
+from nesf.encoding.fit import fit_atoms_and_cell
 from nesf.encoding.refine import RefineSettings, fit_lattice, refine_latents
-from nesf.metrics.paper import missed_atoms
+from nesf.fields.frame import Frame
+from nesf.metrics.paper import missed_atoms, pairwise_distances
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
 
@@ -67,6 +69,8 @@ class CheckedEncoder:
             (symmetrised), as only their compositions and atoms are compared.
         bbox: paper frame: the ``[2, 3]`` particle domain (Angstrom); None in the periodic frame.
         device: where the network computes.
+        polish_shells: the decoder's polishing shells, ``(radii in A, gate in A)``, which the
+            atom fit (:attr:`RefineSettings.atom_fit`) aims at; None: no atom fit.
     """
 
     model: NeSFModel
@@ -76,6 +80,7 @@ class CheckedEncoder:
     decode: Decoder
     bbox: np.ndarray | None
     device: torch.device
+    polish_shells: tuple[tuple[float, ...], float] | None = None
 
     @torch.no_grad()
     def encode(
@@ -148,6 +153,7 @@ class _CheckedChunk:
         self.unit: np.ndarray | None = None  # field queries of the crystal's first (one-pass) decode
         self.last_decode = np.ones(n)  # field queries of the crystal's last decode (the next one's estimate)
         self.target = owner.model.normalize_lattice(batch.lattice_params) if self.r.lattice_fit else None
+        self.batch = batch
         weigh = self.r.missed_atom_weight != 1
         self.missed: dict[int, np.ndarray] | None = {} if weigh else None
         numbers = [np.asarray(c.numbers) for c in crystals]
@@ -206,31 +212,79 @@ class _CheckedChunk:
         return self.z, list(self.decoded), self.spent / (np.ones(n) if self.unit is None else self.unit)
 
     def _keep_fitted(self) -> None:
-        """The kept codes moved to decode their inputs' cells, where that decodes no worse.
+        """The kept codes moved to decode their inputs' cells (and atoms), where that decodes no worse.
 
         A fitted code is kept when its crystal comes at least as close to the input's composition
         as the unfitted code's and is not empty where that one was not (``"lattice_fitted"``
-        counts them), so the fit never costs an atom the check had won. With a budget
-        (``max_cost``) only crystals with room left for one more decode are fitted. Fitting
+        counts them), so the fit never costs an atom the check had won. With the atom fit
+        (:attr:`RefineSettings.atom_fit`), crystals whose codes passed the check are fitted to
+        their atoms too; one whose fitted code fails its check tries half the move
+        (``"fit_halved"`` counts those kept), then the cell fit alone, each checked by one more
+        decode (``"atoms_fitted"`` counts the crystals that keep an atom fit). Crystals whose
+        codes failed the check get the cell fit alone. With a
+        budget (``max_cost``) only crystals with room left for each decode are fitted. Fitting
         before the checks instead lost 10 of the first 500 `mp` test crystals
         (benchmarks/RESULTS.md, 2026-12-05).
         """
-        idx = list(range(len(self.crystals)))
-        if self.r.max_cost > 0:  # within the budget only: the fit's check is one more decode
-            idx = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= self.last_decode[i]]
-            self.counts["budget_cut"] += len(self.crystals) - len(idx)
-        if not idx:
-            return
-        fitted = fit_lattice(self.o.model, self.z[idx], self.target[idx], self.r.lattice_fit)
+        todo = self._with_room(list(range(len(self.crystals))))
+        o, iterations = self.o, self.r.lattice_fit
+        if todo and self.r.atom_fit and o.polish_shells is not None and o.model.frame.periodic:
+            passed = [i for i in todo if self.off[i] == (0, 0)]  # a code short of an atom has no sink to fit
+            if passed:
+                failed = self._fit_atoms(passed, iterations)
+                todo = [i for i in todo if i not in passed or i in failed]
+        if todo:  # the cell alone
+            self._keep_if_no_worse(todo, fit_lattice(o.model, self.z[todo], self.target[todo], iterations))
+
+    def _fit_atoms(self, idx: list[int], iterations: int) -> list[int]:
+        """The atom fit of crystals ``idx``, then half its move where it fails; returns the crystals neither kept."""
+        o = self.o
+        sub = self.batch
+        if len(idx) < len(self.crystals):
+            sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], o.vocab).to(o.device)
+        radii, gate = o.polish_shells
+        fitted = fit_atoms_and_cell(o.model, self.z[idx], sub, radii, gate, iterations)
+        failed = self._with_room(self._keep_if_no_worse(idx, fitted, closer=True))
+        if failed:
+            rows = [idx.index(i) for i in failed]
+            half = fit_lattice(o.model, 0.5 * (self.z[failed] + fitted[rows]), self.target[failed], iterations)
+            still = self._with_room(self._keep_if_no_worse(failed, half, closer=True))
+            self.counts["fit_halved"] = self.counts.get("fit_halved", 0) + len(failed) - len(still)
+            failed = still
+        self.counts["atoms_fitted"] = self.counts.get("atoms_fitted", 0) + len(idx) - len(failed)
+        return failed
+
+    def _with_room(self, idx: list[int]) -> list[int]:
+        """Crystals of ``idx`` with room in the budget for one more decode (all without a budget)."""
+        if self.r.max_cost <= 0:
+            return idx
+        room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= self.last_decode[i]]
+        self.counts["budget_cut"] += len(idx) - len(room)
+        return room
+
+    def _keep_if_no_worse(self, idx: list[int], fitted: torch.Tensor, closer: bool = False) -> list[int]:
+        """Decode ``fitted`` codes of crystals ``idx`` and keep each that decodes no worse; returns the others.
+
+        No worse: as close to the input's composition, and not empty where the kept crystal was
+        not; with ``closer`` also with its atoms no farther from the input's on average
+        (:func:`atom_deviation`).
+        """
         trial, cost = self._decode(fitted, idx)
-        kept = 0
+        failed = []
         for j, (i, t) in enumerate(zip(idx, trial)):
             self.spent[i] += cost[j]
             no_worse = composition_distance(composition(t), self.want[i]) <= self.off[i]
-            if no_worse and (t.n_atoms > 0 or self.decoded[i].n_atoms == 0):
+            no_worse = no_worse and (t.n_atoms > 0 or self.decoded[i].n_atoms == 0)
+            if no_worse and closer:
+                frame = self.o.model.frame
+                now, before = (atom_deviation(self.crystals[i], d, frame) for d in (t, self.decoded[i]))
+                no_worse = now <= before
+            if no_worse:
                 self.z[i], self.decoded[i] = fitted[j], t
-                kept += 1
-        self.counts["lattice_fitted"] = self.counts.get("lattice_fitted", 0) + kept
+                self.counts["lattice_fitted"] = self.counts.get("lattice_fitted", 0) + 1
+            else:
+                failed.append(i)
+        return failed
 
     def _refine(self, todo: list[int], start: torch.Tensor, settings: RefineSettings, first: bool) -> list[int]:
         """Refine the codes of crystals ``todo`` from ``start`` ``[B, D]``, decode them and keep the closest.
@@ -306,6 +360,20 @@ class _CheckedChunk:
             extra = torch.as_tensor(self.missed.get(i, np.zeros(0, dtype=bool)), dtype=weights.dtype)
             weights[j, : len(extra)] += (self.r.missed_atom_weight - 1) * extra.to(self.o.device)
         return weights
+
+
+def atom_deviation(true: Crystal, decoded: Crystal, frame: Frame) -> float:
+    """Mean distance (A) from each atom of ``true`` to the nearest atom of its element in ``decoded``.
+
+    Both in the same setting; distances as :func:`nesf.metrics.paper.pairwise_distances` measures
+    them. Infinite where an element of ``true`` has no atom in ``decoded``.
+    """
+    (dist,) = pairwise_distances([true], [decoded], frame)
+    same = np.asarray(true.numbers)[:, None] == np.asarray(decoded.numbers)[None, :]
+    if not true.n_atoms:
+        return 0.0
+    nearest = np.where(same, dist, np.inf).min(axis=1, initial=np.inf)
+    return float(nearest.mean())
 
 
 def composition_distance(a: dict[int, int], b: dict[int, int]) -> tuple[int, int]:

@@ -84,6 +84,11 @@ class RefineSettings:
             (``benchmarks/RESULTS.md``, "A budget for checked codes").
         uniform_queries: position queries drawn uniformly over the cell per crystal and step
             (0: training's ``uniform_per_crystal``); the queries around atoms are training's.
+        atom_fit: checked refinement, periodic frame: the last fit also moves each code so
+            that the decoder's polished estimate of every input atom is that atom, keeping the
+            field far from the atoms as it was (:func:`nesf.encoding.fit.fit_atoms_and_cell`,
+            ``lattice_fit`` iterations); where the fitted code fails the check, half the move is
+            decoded and checked once more. False: the cell alone is fitted.
     """
 
     steps: int = 30
@@ -105,6 +110,7 @@ class RefineSettings:
     lattice_fit: int = 5
     max_cost: float = 0.0
     uniform_queries: int = 0
+    atom_fit: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0:
