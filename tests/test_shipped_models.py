@@ -116,7 +116,8 @@ def test_checked_refinement_refines_again_where_the_decoded_composition_is_off(m
     import numpy as np
     import torch
 
-    model = NeSF.load("mp").with_refinement(max_cost=0)  # no budget: every step and restart
+    # no budget: every step and restart; the cell fit alone (the atom fit: tests/encoding/test_fit.py)
+    model = NeSF.load("mp").with_refinement(max_cost=0, atom_fit=False)
     crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Si-diamond", "Cu-fcc")))
     unchecked = model.with_refinement(restarts=0)
     first = unchecked.encode_crystals(crystals)

@@ -56,7 +56,8 @@ def test_the_fit_brings_the_polished_atoms_to_the_inputs_and_the_cell_with_them(
 def test_checked_codes_with_the_atom_fit_decode_closer_to_their_inputs(classic):
     model = NeSF.load("mp").with_refinement(steps=10, restarts=1)
     zno = [c for c in classic if c.id == "ZnO-wurtzite-conventional"]
-    plain = model.with_settings(symmetrize=False)
+    assert model.refinement.atom_fit  # mp's own default
+    plain = model.with_settings(symmetrize=False).with_refinement(atom_fit=False)
     fitted = plain.with_refinement(atom_fit=True)
     back_plain, back_fitted = plain.reconstruct_crystals(zno), fitted.reconstruct_crystals(zno)
     assert fitted.restart_counts["atoms_fitted"] == 1 and fitted.restart_counts["lattice_fitted"] == 1
