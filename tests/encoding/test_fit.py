@@ -86,3 +86,17 @@ def test_atom_deviation_is_the_mean_distance_to_the_nearest_atom_of_the_same_ele
     assert atom_deviation(nacl, replace(nacl, cart=moved), frame) == pytest.approx(0.1 / nacl.n_atoms, abs=1e-6)
     only_na = replace(nacl, cart=nacl.cart[nacl.numbers == 11], numbers=nacl.numbers[nacl.numbers == 11])
     assert atom_deviation(nacl, only_na, frame) == np.inf  # an element the decoded crystal lacks
+
+
+def test_the_atom_fit_is_counted_in_the_work_of_a_code_and_bounded_by_the_budget(classic):
+    zno = [c for c in classic if c.id == "ZnO-wurtzite-conventional"]
+    model = NeSF.load("mp").with_refinement(steps=10, restarts=1)
+    work = {}
+    for atom_fit in (False, True):
+        m = model.with_refinement(atom_fit=atom_fit)
+        m.encode_crystals(zno)
+        work[atom_fit] = m.restart_counts["cost_per_crystal_x100"]
+    assert work[True] > work[False]  # the fit's Jacobians are work
+    tight = model.with_refinement(atom_fit=True, max_cost=1.0)  # room for the encoder's code only
+    tight.encode_crystals(zno)
+    assert tight.restart_counts.get("atoms_fitted", 0) == 0 and tight.restart_counts["cost_max_x100"] <= 125

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal
 from nesf.data.vocab import SpeciesVocab
+from nesf.encoding import fit
 from nesf.encoding.fit import fit_atoms_and_cell
 from nesf.encoding.refine import RefineSettings, fit_lattice, refine_latents
 from nesf.fields.frame import Frame
@@ -237,13 +238,29 @@ class _CheckedChunk:
             self._keep_if_no_worse(todo, fit_lattice(o.model, self.z[todo], self.target[todo], iterations))
 
     def _fit_atoms(self, idx: list[int], iterations: int) -> list[int]:
-        """The atom fit of crystals ``idx``, then half its move where it fails; returns the crystals neither kept."""
+        """The atom fit of crystals ``idx``, then half its move where it fails; returns the crystals neither kept.
+
+        Crystals whose budget has room for a decode but not for the fit are returned unfitted;
+        those left without room for a decode after a failed fit are not returned.
+        """
         o = self.o
+        radii, gate = o.polish_shells
+        # its work in field queries: per iteration, one forward and three backward passes over the
+        # shell queries of every atom and the free points
+        queries = np.array([c.n_atoms for c in self.crystals]) * len(radii) * fit.DIRECTIONS + fit.FREE_GRID**3
+        work = iterations * (1.0 + 3 * BACKWARD_FACTOR) * queries
+        skipped: list[int] = []  # room for a decode but not for the fit too: the cell fit alone
+        if self.r.max_cost > 0:
+            room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= work[i] + self.last_decode[i]]
+            skipped, idx = [i for i in idx if i not in room], room
+            self.counts["budget_cut"] += len(skipped)
+        if not idx:
+            return skipped
         sub = self.batch
         if len(idx) < len(self.crystals):
             sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], o.vocab).to(o.device)
-        radii, gate = o.polish_shells
         fitted = fit_atoms_and_cell(o.model, self.z[idx], sub, radii, gate, iterations)
+        self.spent[idx] += work[idx]
         failed = self._with_room(self._keep_if_no_worse(idx, fitted, closer=True))
         if failed:
             rows = [idx.index(i) for i in failed]
@@ -252,7 +269,7 @@ class _CheckedChunk:
             self.counts["fit_halved"] = self.counts.get("fit_halved", 0) + len(failed) - len(still)
             failed = still
         self.counts["atoms_fitted"] = self.counts.get("atoms_fitted", 0) + len(idx) - len(failed)
-        return failed
+        return failed + skipped
 
     def _with_room(self, idx: list[int]) -> list[int]:
         """Crystals of ``idx`` with room in the budget for one more decode (all without a budget)."""
