@@ -84,11 +84,13 @@ class RefineSettings:
             (``benchmarks/RESULTS.md``, "A budget for checked codes").
         uniform_queries: position queries drawn uniformly over the cell per crystal and step
             (0: training's ``uniform_per_crystal``); the queries around atoms are training's.
-        atom_fit: checked refinement, periodic frame: the last fit also moves each code so
-            that the decoder's polished estimate of every input atom is that atom, keeping the
-            field far from the atoms as it was (:func:`nesf.encoding.fit.fit_atoms_and_cell`,
-            ``lattice_fit`` iterations); where the fitted code fails the check, half the move is
-            decoded and checked once more. False: the cell alone is fitted.
+        atom_fit: checked refinement, periodic frame: the last fit also moves each code that
+            passed the check so that the decoder's polished estimate of every input atom is that
+            atom, keeping the field far from the atoms as it was
+            (:func:`nesf.encoding.fit.fit_atoms_and_cell`, ``lattice_fit`` iterations). The
+            fitted code is kept where its decode has the input's composition and atoms no
+            farther from the input's; else half the move, checked the same way; else the cell
+            fit alone. False: the cell alone is fitted.
     """
 
     steps: int = 30
