@@ -75,11 +75,15 @@ def test_atom_deviation_is_the_mean_distance_to_the_nearest_atom_of_the_same_ele
 
     import numpy as np
 
-    from nesf.encoding.checked import atom_deviation
+    from nesf.encoding.checked import atom_deviations
     from nesf.fields.frame import get_frame
 
     frame = get_frame("periodic")
     nacl = next(c for c in classic if c.id == "NaCl-rocksalt-primitive")
+
+    def atom_deviation(true, decoded, frame):
+        return atom_deviations([true], [decoded], frame)[0]
+
     assert atom_deviation(nacl, nacl, frame) == pytest.approx(0.0, abs=1e-9)
     moved = nacl.cart.copy()
     moved[0] += [0.1, 0.0, 0.0]

@@ -158,7 +158,7 @@ class _CheckedChunk:
         weigh = self.r.missed_atom_weight != 1
         self.missed: dict[int, np.ndarray] | None = {} if weigh else None
         numbers = [np.asarray(c.numbers) for c in crystals]
-        n_atoms = np.array([len(x) for x in numbers], dtype=np.float64)
+        self.n_atoms = n_atoms = np.array([len(x) for x in numbers], dtype=np.float64)
         cfg = owner.train_cfg
         local = math.prod([cfg.local_grid] * 3)
         uniform = self.r.uniform_queries or cfg.uniform_per_crystal
@@ -247,7 +247,7 @@ class _CheckedChunk:
         radii, gate = o.polish_shells
         # its work in field queries: per iteration, one forward and three backward passes over the
         # shell queries of every atom and the free points
-        queries = np.array([c.n_atoms for c in self.crystals]) * len(radii) * fit.DIRECTIONS + fit.FREE_GRID**3
+        queries = self.n_atoms * len(radii) * fit.DIRECTIONS + fit.FREE_GRID**3
         work = iterations * (1.0 + 3 * BACKWARD_FACTOR) * queries
         skipped: list[int] = []  # room for a decode but not for the fit too: the cell fit alone
         if self.r.max_cost > 0:
@@ -284,18 +284,21 @@ class _CheckedChunk:
 
         No worse: as close to the input's composition, and not empty where the kept crystal was
         not; with ``closer`` also with its atoms no farther from the input's on average
-        (:func:`atom_deviation`).
+        (:func:`atom_deviations`).
         """
         trial, cost = self._decode(fitted, idx)
+        if closer:  # all crystals at once: one batched distance computation for each side
+            inputs, frame = [self.crystals[i] for i in idx], self.o.model.frame
+            farther = atom_deviations(inputs, trial, frame) > atom_deviations(
+                inputs, [self.decoded[i] for i in idx], frame
+            )
         failed = []
         for j, (i, t) in enumerate(zip(idx, trial)):
             self.spent[i] += cost[j]
             no_worse = composition_distance(composition(t), self.want[i]) <= self.off[i]
             no_worse = no_worse and (t.n_atoms > 0 or self.decoded[i].n_atoms == 0)
             if no_worse and closer:
-                frame = self.o.model.frame
-                now, before = (atom_deviation(self.crystals[i], d, frame) for d in (t, self.decoded[i]))
-                no_worse = now <= before
+                no_worse = not farther[j]
             if no_worse:
                 self.z[i], self.decoded[i] = fitted[j], t
                 self.counts["lattice_fitted"] = self.counts.get("lattice_fitted", 0) + 1
@@ -379,18 +382,19 @@ class _CheckedChunk:
         return weights
 
 
-def atom_deviation(true: Crystal, decoded: Crystal, frame: Frame) -> float:
-    """Mean distance (A) from each atom of ``true`` to the nearest atom of its element in ``decoded``.
+def atom_deviations(true: Sequence[Crystal], decoded: Sequence[Crystal], frame: Frame) -> np.ndarray:
+    """Mean distance (A) from each atom of ``true[k]`` to the nearest atom of its element in ``decoded[k]``, ``[K]``.
 
-    Both in the same setting; distances as :func:`nesf.metrics.paper.pairwise_distances` measures
-    them. Infinite where an element of ``true`` has no atom in ``decoded``.
+    Pairs in the same setting; distances as :func:`nesf.metrics.paper.pairwise_distances`
+    measures them (batched). Infinite where an element of a true crystal has no atom in its
+    decoded one; 0 for a true crystal with no atoms.
     """
-    (dist,) = pairwise_distances([true], [decoded], frame)
-    same = np.asarray(true.numbers)[:, None] == np.asarray(decoded.numbers)[None, :]
-    if not true.n_atoms:
-        return 0.0
-    nearest = np.where(same, dist, np.inf).min(axis=1, initial=np.inf)
-    return float(nearest.mean())
+    out = np.zeros(len(true))
+    for k, (t, d, dist) in enumerate(zip(true, decoded, pairwise_distances(true, decoded, frame))):
+        if t.n_atoms:
+            same = np.asarray(t.numbers)[:, None] == np.asarray(d.numbers)[None, :]
+            out[k] = np.where(same, dist, np.inf).min(axis=1, initial=np.inf).mean()
+    return out
 
 
 def composition_distance(a: dict[int, int], b: dict[int, int]) -> tuple[int, int]:

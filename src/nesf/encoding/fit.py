@@ -121,9 +121,19 @@ def fit_atoms_and_cell(
     return fit_lattice(model, torch.where(too_far[:, None], start, z), target, iterations)  # the cell exact again
 
 
-def _field(model: NeSFModel, z: torch.Tensor, points: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Position field ``[T, 3]`` of codes ``z`` ``[T, D]`` (one per query) at ``points`` ``[T, 3]``."""
-    index = torch.arange(len(z), device=z.device)
+def _field(
+    model: NeSFModel,
+    z: torch.Tensor,
+    points: torch.Tensor,
+    inverse: torch.Tensor,
+    index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Position field ``[Q, 3]`` at ``points`` ``[Q, 3]`` of codes ``z`` ``[T, D]``.
+
+    ``index`` ``[Q]``: the code (and row of ``inverse`` ``[T, 3, 3]``) of each query; None: one
+    query per code.
+    """
+    index = torch.arange(len(z), device=z.device) if index is None else index
     return model.position_field(model.position_decoder.latent_part(z), points, index, inverse)
 
 
@@ -139,8 +149,7 @@ def _polished_offset(
     t, m = atoms.shape[0], offsets.shape[0]
     points = (atoms.unsqueeze(1) + offsets).reshape(-1, 3)
     index = torch.arange(t, device=z.device).repeat_interleave(m)  # each atom has its own copy of the code
-    disp = model.position_field(model.position_decoder.latent_part(z), points, index, inverse)
-    vote = offsets + disp.reshape(t, m, 3)
+    vote = offsets + _field(model, z, points, inverse, index).reshape(t, m, 3)
     keep = (vote.detach().norm(dim=-1) <= gate).to(vote.dtype)  # the decoder's gate, not differentiated
     return (vote * keep.unsqueeze(-1)).sum(dim=1) / keep.sum(dim=1, keepdim=True).clamp(min=1.0)
 
