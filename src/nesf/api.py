@@ -322,7 +322,10 @@ class NeSF:
         r = self.refinement
         s = self.settings
         shells = (s.polish_radii, 0.5 * s.nms_radius) if s.polish_steps else None  # what the atom fit aims at
-        encoder = CheckedEncoder(self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device, shells)
+        finish = partial(self.finish_crystals, exact_cells=self.fits_cells)  # what the space-group check reads
+        encoder = CheckedEncoder(
+            self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device, shells, finish
+        )
         codes, decoded, self.restart_counts = encoder.encode(crystals, batch_size, progress)
         return codes, decoded
 

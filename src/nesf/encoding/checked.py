@@ -10,7 +10,8 @@ with ``check_encoder`` a crystal whose encoder code passes keeps it; with
 :attr:`RefineSettings.encoder_fallback` the encoder's code is decoded after a first refinement
 that fails, and kept where it comes closer (then restarts only where it does not pass). Last, the kept codes are
 fitted to their inputs' cells and decoded once more; a fitted code is kept where it decodes no
-worse.
+worse. With :attr:`RefineSettings.check_symmetry`, a crystal whose finished decode lacks its
+input's space group then tries other codes (:meth:`_CheckedChunk._check_symmetry`).
 
 The work is bounded per crystal (:attr:`RefineSettings.max_cost`): it is counted in field
 queries (a decode's particle moves, polishing and species votes; a refinement step's queries,
@@ -40,6 +41,7 @@ from nesf.fields.frame import Frame
 from nesf.metrics.paper import missed_atoms, pairwise_distances
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
+from nesf.reconstruction.symmetry import REPORT_SYMPREC, space_groups
 
 #: Decodes codes ``[B, D]`` to crystals (in the network's setting), called as
 #: ``decode(z, ids=ids, field_queries=counts)``; ``counts`` (a list) receives each crystal's field queries.
@@ -72,6 +74,8 @@ class CheckedEncoder:
         device: where the network computes.
         polish_shells: the decoder's polishing shells, ``(radii in A, gate in A)``, which the
             atom fit (:attr:`RefineSettings.atom_fit`) aims at; None: no atom fit.
+        finish: finishes decoded crystals as the decoder does (symmetrises them), for the
+            space-group check (:attr:`RefineSettings.check_symmetry`); None: no such check.
     """
 
     model: NeSFModel
@@ -82,6 +86,7 @@ class CheckedEncoder:
     bbox: np.ndarray | None
     device: torch.device
     polish_shells: tuple[tuple[float, ...], float] | None = None
+    finish: Callable[[list[Crystal]], list[Crystal]] | None = None
 
     @torch.no_grad()
     def encode(
@@ -169,6 +174,7 @@ class _CheckedChunk:
         unseen = getattr(owner.model, "unseen_species", None)
         never = set() if unseen is None else {k for k, u in zip(owner.vocab.numbers, unseen.tolist()) if u}
         self.hopeless = [bool(never.intersection(map(int, x))) for x in numbers]
+        self.atom_fitted: set[int] = set()  # crystals that keep an atom fit
 
     # ------------------------------------------------------------------ steps
     def run(self) -> tuple[torch.Tensor, list[Crystal], np.ndarray]:
@@ -208,8 +214,11 @@ class _CheckedChunk:
                 if not r.restart_patience or stale[i] < r.restart_patience:
                     still.append(i)
             todo = still
+        before_fit = self.z.clone()
         if r.lattice_fit:
             self._keep_fitted()
+        if r.check_symmetry and self.o.finish is not None:
+            self._check_symmetry(before_fit)
         return self.z, list(self.decoded), self.spent / (np.ones(n) if self.unit is None else self.unit)
 
     def _keep_fitted(self) -> None:
@@ -245,10 +254,7 @@ class _CheckedChunk:
         """
         o = self.o
         radii, gate = o.polish_shells
-        # its work in field queries: per iteration, one forward and three backward passes over the
-        # shell queries of every atom and the free points
-        queries = self.n_atoms * len(radii) * fit.DIRECTIONS + fit.FREE_GRID**3
-        work = iterations * (1.0 + 3 * BACKWARD_FACTOR) * queries
+        work = self._fit_work(iterations)
         skipped: list[int] = []  # room for a decode but not for the fit too: the cell fit alone
         if self.r.max_cost > 0:
             room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= work[i] + self.last_decode[i]]
@@ -269,7 +275,100 @@ class _CheckedChunk:
             self.counts["fit_halved"] = self.counts.get("fit_halved", 0) + len(failed) - len(still)
             failed = still
         self.counts["atoms_fitted"] = self.counts.get("atoms_fitted", 0) + len(idx) - len(failed)
+        self.atom_fitted.update(set(idx) - set(failed))
         return failed + skipped
+
+    def _fit_work(self, iterations: int) -> np.ndarray:
+        """Field queries of each crystal's atom fit ``[B]``.
+
+        Per iteration, one forward and three backward passes over the shell queries of every atom
+        and the free points.
+        """
+        queries = self.n_atoms * len(self.o.polish_shells[0]) * fit.DIRECTIONS + fit.FREE_GRID**3
+        return iterations * (1.0 + 3 * BACKWARD_FACTOR) * queries
+
+    def _check_symmetry(self, before_fit: torch.Tensor) -> None:
+        """Crystals whose finished decode lacks their input's space group try other codes.
+
+        Only crystals decoded to their input's composition take part. The tries, in order: the
+        cell fit alone of ``before_fit`` (the codes before the last fit) and half the atom fit's
+        move, for crystals that keep an atom fit; then :attr:`RefineSettings.symmetry_restarts`
+        restarts from ``before_fit``, each fitted as the last fit fits. The first code whose decode
+        has the input's composition and, finished, its space group (spglib at
+        :data:`REPORT_SYMPREC`) is kept (``"symmetry_recovered"``; ``"symmetry_lost"`` counts the
+        crystals that tried). Each try costs a decode (a restart its steps and fit too) and is
+        left out where the budget has no room for it.
+        """
+        o, r = self.o, self.r
+        for key in ("symmetry_lost", "symmetry_recovered"):
+            self.counts.setdefault(key, 0)
+        idx = [i for i in range(len(self.crystals)) if self.off[i] == (0, 0)]
+        if not idx:
+            return
+        want = space_groups([self.crystals[i] for i in idx], REPORT_SYMPREC)
+        got = space_groups(o.finish([self.decoded[i] for i in idx]), REPORT_SYMPREC)
+        group = {i: w.number for i, w in zip(idx, want) if w is not None}
+        lost = [i for i, g in zip(idx, got) if i in group and (g is None or g.number != group[i])]
+        self.counts["symmetry_lost"] += len(lost)
+        n_lost = len(lost)
+        for k in range(-1, r.symmetry_restarts + 1):  # -1: the cell fit alone, 0: half the move
+            todo = [i for i in lost if i in self.atom_fitted] if k < 1 else lost
+            todo = self._with_room(todo) if k < 1 else self._with_room_for_restart(todo, k)
+            if not todo:
+                continue
+            if k == -1:
+                trial = fit_lattice(o.model, before_fit[todo], self.target[todo], r.lattice_fit)
+            elif k == 0:
+                middle = 0.5 * (before_fit[todo] + self.z[todo])
+                trial = fit_lattice(o.model, middle, self.target[todo], r.lattice_fit)
+            else:
+                trial = self._restart_and_fit(todo, before_fit[todo], k)
+            won = self._keep_if_grouped(todo, trial, group)
+            lost = [i for i in lost if i not in won]
+        self.counts["symmetry_recovered"] += n_lost - len(lost)
+
+    def _with_room_for_restart(self, idx: list[int], k: int) -> list[int]:
+        """Crystals of ``idx`` whose budget has room for symmetry restart ``k``, its fit and its decode."""
+        if self.r.max_cost <= 0:
+            return idx
+        steps = self.r.restart(self.r.restarts + k).steps
+        need = steps * self.step_cost + self.last_decode
+        if self.r.atom_fit and self.o.polish_shells is not None and self.o.model.frame.periodic:
+            need = need + self._fit_work(self.r.lattice_fit)
+        room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= need[i]]
+        self.counts["budget_cut"] += len(idx) - len(room)
+        return room
+
+    def _restart_and_fit(self, idx: list[int], start: torch.Tensor, k: int) -> torch.Tensor:
+        """Codes of crystals ``idx`` refined again from ``start`` (symmetry restart ``k``), then fitted."""
+        o, r = self.o, self.r
+        settings = r.restart(r.restarts + k)  # query draws of their own
+        sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], o.vocab).to(o.device)
+        z = refine_latents(o.model, sub, start, o.train_cfg, settings, o.bbox, None)
+        self.spent[idx] += settings.steps * self.step_cost[idx]
+        if not r.lattice_fit:
+            return z
+        if r.atom_fit and o.polish_shells is not None and o.model.frame.periodic:
+            self.spent[idx] += self._fit_work(r.lattice_fit)[idx]
+            return fit_atoms_and_cell(o.model, z, sub, *o.polish_shells, r.lattice_fit)
+        return fit_lattice(o.model, z, self.target[idx], r.lattice_fit)
+
+    def _keep_if_grouped(self, idx: list[int], trial: torch.Tensor, group: dict[int, int]) -> list[int]:
+        """Decode ``trial`` codes of crystals ``idx``; keep each whose crystal has the input's composition and group.
+
+        Returns the crystals that kept their trial code.
+        """
+        out, cost = self._decode(trial, idx)
+        found = space_groups(self.o.finish(out), REPORT_SYMPREC)
+        won = []
+        for j, i in enumerate(idx):
+            self.spent[i] += cost[j]
+            self.last_decode[i] = max(cost[j], 1.0)
+            same = composition_distance(composition(out[j]), self.want[i]) == (0, 0)
+            if same and found[j] is not None and found[j].number == group[i]:
+                self.z[i], self.decoded[i] = trial[j], out[j]
+                won.append(i)
+        return won
 
     def _with_room(self, idx: list[int]) -> list[int]:
         """Crystals of ``idx`` with room in the budget for one more decode (all without a budget)."""

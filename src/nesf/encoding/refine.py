@@ -91,6 +91,13 @@ class RefineSettings:
             fitted code is kept where its decode has the input's composition and atoms no
             farther from the input's; else half the move, checked the same way; else the cell
             fit alone. False: the cell alone is fitted.
+        check_symmetry: checked refinement: after the last fit, a crystal whose decode, finished
+            as the decoder finishes it (symmetrised), lacks its input's space group (spglib at
+            0.1 A, as ``evaluate`` reports it) tries other codes: the cell fit alone and half the
+            atom fit's move (where the atom fit was kept), then ``symmetry_restarts`` restarts
+            from the code before the fit, each fitted again. The first that decodes to the
+            input's composition and space group is kept; otherwise the code stays.
+        symmetry_restarts: restarts of ``check_symmetry`` (each with its own query draws).
     """
 
     steps: int = 30
@@ -113,6 +120,8 @@ class RefineSettings:
     max_cost: float = 0.0
     uniform_queries: int = 0
     atom_fit: bool = False
+    check_symmetry: bool = False
+    symmetry_restarts: int = 2
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -133,6 +142,8 @@ class RefineSettings:
             raise ValueError(
                 f"max_cost and uniform_queries must not be negative, got {self.max_cost} and {self.uniform_queries}"
             )
+        if self.symmetry_restarts < 0:
+            raise ValueError(f"symmetry_restarts must not be negative, got {self.symmetry_restarts}")
         if self.restart_patience < 0:
             raise ValueError(f"restart_patience must not be negative, got {self.restart_patience}")
         if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
