@@ -121,7 +121,7 @@ class RefineSettings:
     uniform_queries: int = 0
     atom_fit: bool = False
     check_symmetry: bool = False
-    symmetry_restarts: int = 2
+    symmetry_restarts: int = 4
 
     def __post_init__(self) -> None:
         if self.steps < 0:
