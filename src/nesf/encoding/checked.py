@@ -100,8 +100,10 @@ class CheckedEncoder:
         again, how many of those came back with their input's composition, and, when checked,
         how many kept the encoder's code (``"encoder_kept"``), how many refinements and lattice
         fits the budget shortened or left out (``"budget_cut"``), how many kept their
-        lattice-fitted code (``"lattice_fitted"``) and the mean and largest work per crystal in
-        units of its first decode (``"cost_per_crystal_x100"``, ``"cost_max_x100"``, times 100).
+        lattice-fitted code (``"lattice_fitted"``), with the space-group check how many tried
+        other codes and how many won their group back (``"symmetry_lost"``,
+        ``"symmetry_recovered"``), and the mean and largest work per crystal in units of its first
+        decode (``"cost_per_crystal_x100"``, ``"cost_max_x100"``, times 100).
         """
         r = self.refinement
         checked = bool(r.steps and r.restarts)
