@@ -240,13 +240,18 @@ class _CheckedChunk:
         """
         todo = self._with_room(list(range(len(self.crystals))))
         o, iterations = self.o, self.r.lattice_fit
-        if todo and self.r.atom_fit and o.polish_shells is not None and o.model.frame.periodic:
+        if todo and self.fits_atoms:
             passed = [i for i in todo if self.off[i] == (0, 0)]  # a code short of an atom has no sink to fit
             if passed:
                 failed = self._fit_atoms(passed, iterations)
                 todo = [i for i in todo if i not in passed or i in failed]
         if todo:  # the cell alone
             self._keep_if_no_worse(todo, fit_lattice(o.model, self.z[todo], self.target[todo], iterations))
+
+    @property
+    def fits_atoms(self) -> bool:
+        """Whether the last fit fits atoms too (:attr:`RefineSettings.atom_fit`, a periodic model with polishing)."""
+        return bool(self.r.atom_fit and self.o.polish_shells is not None and self.o.model.frame.periodic)
 
     def _fit_atoms(self, idx: list[int], iterations: int) -> list[int]:
         """The atom fit of crystals ``idx``, then half its move where it fails; returns the crystals neither kept.
@@ -335,7 +340,7 @@ class _CheckedChunk:
             return idx
         steps = self.r.restart(self.r.restarts + k).steps
         need = steps * self.step_cost + self.last_decode
-        if self.r.atom_fit and self.o.polish_shells is not None and self.o.model.frame.periodic:
+        if self.fits_atoms:
             need = need + self._fit_work(self.r.lattice_fit)
         room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= need[i]]
         self.counts["budget_cut"] += len(idx) - len(room)
@@ -350,7 +355,7 @@ class _CheckedChunk:
         self.spent[idx] += settings.steps * self.step_cost[idx]
         if not r.lattice_fit:
             return z
-        if r.atom_fit and o.polish_shells is not None and o.model.frame.periodic:
+        if self.fits_atoms:
             self.spent[idx] += self._fit_work(r.lattice_fit)[idx]
             return fit_atoms_and_cell(o.model, z, sub, *o.polish_shells, r.lattice_fit)
         return fit_lattice(o.model, z, self.target[idx], r.lattice_fit)
