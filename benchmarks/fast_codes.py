@@ -3,8 +3,9 @@
     python benchmarks/fast_codes.py --model mp --data val300.extxyz [--limit N] [--threads 1] \
         [--variant NAME:FIELD=VALUE,...] [--json OUT.json]
 
-Each variant (``name:field=value,...``: fields of :class:`~nesf.encoding.refine.RefineSettings`
-changed from the model's refinement, or of
+Each variant (``name:field=value,...``; ``@fast`` stands for the fast preset's changes,
+:mod:`nesf.encoding.presets`, as ``nesf ... --fast`` applies them: fields of
+:class:`~nesf.encoding.refine.RefineSettings` changed from the model's refinement, or of
 :class:`~nesf.reconstruction.settings.ReconstructionSettings` changed from its decoding (tuples
 as ``a/b/c``; ``batch_size`` is the refinement's); the default list below when none is given) reconstructs every
 crystal of DATA (its first N) as ``nesf evaluate`` does and is scored with StructureMatcher
@@ -28,8 +29,17 @@ DEFAULT_VARIANTS = (
     "refine30:steps=30,restarts=0",
     "enc-first+r2:check_encoder=1,restarts=2",
     "enc-first+r6:check_encoder=1",
+    "fast:@fast",
     "checked:check_encoder=0",
 )
+
+
+def expand_presets(text: str) -> str:
+    """A variant with ``@fast`` replaced by the fast preset's changes as ``field=value`` items."""
+    from nesf.encoding.presets import FAST_DECODING, FAST_REFINEMENT
+
+    items = {**FAST_REFINEMENT, **FAST_DECODING}
+    return text.replace("@fast", ",".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in items.items()))
 
 
 def main() -> None:
@@ -55,7 +65,7 @@ def main() -> None:
     crystals = base.prepare(read_crystals(args.data)[: args.limit])
     out = {"model": args.model, "data": args.data, "n": len(crystals), "threads": args.threads, "variants": []}
     base.reconstruct_crystals(crystals[:2])  # first-call warm-up, not counted
-    for name, changes in [parse_changes(v, defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
+    for name, changes in [parse_changes(expand_presets(v), defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
         model = base.with_refinement(**{k: v for k, v in changes.items() if k in refine_defaults})
         decoding = {k: v for k, v in changes.items() if k not in refine_defaults}
         if decoding:

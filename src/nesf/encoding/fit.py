@@ -100,11 +100,11 @@ def fit_atoms_and_cell(
         free = torch.matmul(frac, batch.lattice)  # [B, U, 3]
         clear = exact.position(free).norm(dim=-1) > CLEARANCE  # [B, U]
         fc, fu = torch.nonzero(clear, as_tuple=True)
-        lattice, j_lattice = _jacobian(model.lattice_normalized, z)  # [B, 6], [B, 6, D]
+        lattice, j_lattice = row_jacobians(model.lattice_normalized, z)  # [B, 6], [B, 6, D]
         shells = partial(_polished_offset, model, atoms=atoms, inverse=inverse[crystal], offsets=offsets, gate=gate)
-        estimate, j_atoms = _jacobian(shells, z[crystal])
+        estimate, j_atoms = row_jacobians(shells, z[crystal])
         if len(fc):
-            _, j_free = _jacobian(partial(_field, model, points=free[fc, fu], inverse=inverse[fc]), z[fc])
+            _, j_free = row_jacobians(partial(_field, model, points=free[fc, fu], inverse=inverse[fc]), z[fc])
         w2 = LATTICE_WEIGHT**2
         normal = w2 * j_lattice.transpose(1, 2) @ j_lattice  # [B, D, D]
         normal.index_add_(0, crystal, j_atoms.transpose(1, 2) @ j_atoms)
@@ -154,7 +154,7 @@ def _polished_offset(
     return (vote * keep.unsqueeze(-1)).sum(dim=1) / keep.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
-def _jacobian(fn, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - a callable
+def row_jacobians(fn, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - a callable
     """``fn(z)`` ``[R, K]`` and its Jacobian ``[R, K, D]`` with respect to ``z`` ``[R, D]``, row by row.
 
     Each row of ``fn(z)`` must depend only on the same row of ``z`` (callers give every query

@@ -31,6 +31,9 @@ from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
 from nesf.training.sampling import FieldSamples, QuerySampler
 
+#: Ways of taking refinement steps (:attr:`RefineSettings.solver`).
+SOLVERS = ("adam", "gauss_newton")
+
 
 @dataclass(frozen=True)
 class RefineSettings:
@@ -59,8 +62,9 @@ class RefineSettings:
             crystal of that input has missed so far (no decoded atom of its element within 0.5 A,
             :func:`nesf.metrics.paper.missed_atoms`) this many times more (1: all atoms alike).
         restart_from: where each restart starts: ``"closest"``, the code kept so far (the one
-            whose crystal comes closest to the input's composition), or ``"encoder"``, the
-            encoder's code.
+            whose crystal comes closest to the input's composition), ``"encoder"``, the
+            encoder's code, or ``"last"``, the code the crystal's last refinement reached (a chain
+            of short refinements, each checked).
         check_encoder: checked refinement: first decode the encoder's own code; a crystal whose
             decode already has its input's composition keeps that code and is neither refined nor
             restarted (only the others are). False: every code is refined first.
@@ -98,6 +102,16 @@ class RefineSettings:
             from the code before the fit, each fitted again. The first that decodes to the
             input's composition and space group is kept; otherwise the code stays.
         symmetry_restarts: restarts of ``check_symmetry`` (each with its own query draws).
+        solver: ``"adam"``: ``steps`` Adam steps of peak size ``lr`` on a cosine; ``"gauss_newton"``:
+            ``steps`` (and ``restart_steps``) damped Gauss-Newton steps, each the solution of the
+            objective's normal equations at freshly drawn queries
+            (:func:`nesf.encoding.gauss_newton.gauss_newton_latents`; ``lr`` and ``restart_lr``
+            unused). A Gauss-Newton step costs about four Adam steps.
+        damping: Gauss-Newton damping, relative to the mean diagonal of each crystal's normal matrix.
+        fit_encoder_code: with ``check_encoder`` and ``lattice_fit`` (and no ``atom_fit``), the
+            encoder's code is fitted to its input's cell before its check, and a crystal that keeps
+            it is neither fitted nor decoded again: one decode for each crystal the encoder gets
+            right.
     """
 
     steps: int = 30
@@ -122,6 +136,9 @@ class RefineSettings:
     atom_fit: bool = False
     check_symmetry: bool = False
     symmetry_restarts: int = 4
+    solver: str = "adam"
+    damping: float = 0.03
+    fit_encoder_code: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -134,8 +151,8 @@ class RefineSettings:
             raise ValueError("species_per_atom and batch_size of the refinement must be at least 1")
         if self.missed_atom_weight < 1:
             raise ValueError(f"missed_atom_weight must be at least 1, got {self.missed_atom_weight}")
-        if self.restart_from not in ("closest", "encoder"):
-            raise ValueError(f"restart_from must be 'closest' or 'encoder', got {self.restart_from!r}")
+        if self.restart_from not in ("closest", "encoder", "last"):
+            raise ValueError(f"restart_from must be 'closest', 'encoder' or 'last', got {self.restart_from!r}")
         if self.lattice_fit < 0:
             raise ValueError(f"lattice_fit must not be negative, got {self.lattice_fit}")
         if self.max_cost < 0 or self.uniform_queries < 0:
@@ -144,6 +161,10 @@ class RefineSettings:
             )
         if self.symmetry_restarts < 0:
             raise ValueError(f"symmetry_restarts must not be negative, got {self.symmetry_restarts}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.damping <= 0:
+            raise ValueError(f"damping must be positive, got {self.damping}")
         if self.restart_patience < 0:
             raise ValueError(f"restart_patience must not be negative, got {self.restart_patience}")
         if self.restarts < 0 or self.restart_steps < 1 or self.restart_lr <= 0:
@@ -198,6 +219,10 @@ def refine_latents(
     """
     if settings.steps == 0:
         return z0
+    if settings.solver == "gauss_newton":
+        from nesf.encoding.gauss_newton import gauss_newton_latents
+
+        return gauss_newton_latents(model, batch, z0, train_cfg, settings, bbox, atom_weights)
     frame = model.frame
     cfg = replace(train_cfg, species_per_atom=settings.species_per_atom)
     if settings.uniform_queries:
