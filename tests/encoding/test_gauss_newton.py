@@ -79,6 +79,13 @@ def test_solver_settings_are_validated():
     with pytest.raises(ValueError, match="restart_from"):
         RefineSettings(restart_from="first")
     assert RefineSettings(restart_from="last").restart_from == "last"
+    with pytest.raises(ValueError, match="restart_solver"):
+        RefineSettings(restart_solver="sgd")
+    r = RefineSettings(restart_solver="gauss_newton", restart_steps=1, symmetry_restart_steps=60)
+    assert (r.restart(1).solver, r.restart(1).steps) == ("gauss_newton", 1)
+    sym = r.symmetry_restart(7)  # the space-group check's restarts keep the first solver, with their own steps
+    assert (sym.solver, sym.steps, sym.seed, sym.restarts) == ("adam", 60, 7, 0)
+    assert RefineSettings().symmetry_restart(2) == RefineSettings().restart(2)  # the default: as before
 
 
 def test_an_encoder_code_fitted_before_its_check_is_decoded_once(monkeypatch):

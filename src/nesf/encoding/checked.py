@@ -179,8 +179,6 @@ class _CheckedChunk:
         self.step_cost = (1.0 + BACKWARD_FACTOR) * (
             uniform + local * n_atoms + SPECIES_QUERY_COST * self.r.species_per_atom * n_atoms
         )
-        if self.r.solver == "gauss_newton":
-            self.step_cost = GAUSS_NEWTON_STEP_FACTOR * self.step_cost
         unseen = getattr(owner.model, "unseen_species", None)
         never = set() if unseen is None else {k for k, u in zip(owner.vocab.numbers, unseen.tolist()) if u}
         self.hopeless = [bool(never.intersection(map(int, x))) for x in numbers]
@@ -348,12 +346,16 @@ class _CheckedChunk:
             lost = [i for i in lost if i not in won]
         self.counts["symmetry_recovered"] += n_lost - len(lost)
 
+    def _step_cost(self, settings: RefineSettings) -> np.ndarray:
+        """Field queries of one refinement step of each crystal ``[B]`` with ``settings``' solver."""
+        return self.step_cost * (GAUSS_NEWTON_STEP_FACTOR if settings.solver == "gauss_newton" else 1.0)
+
     def _with_room_for_restart(self, idx: list[int], k: int) -> list[int]:
         """Crystals of ``idx`` whose budget has room for symmetry restart ``k``, its fit and its decode."""
         if self.r.max_cost <= 0:
             return idx
-        steps = self.r.restart(self.r.restarts + k).steps
-        need = steps * self.step_cost + self.last_decode
+        settings = self.r.symmetry_restart(self.r.restarts + k)
+        need = settings.steps * self._step_cost(settings) + self.last_decode
         if self.fits_atoms:
             need = need + self._fit_work(self.r.lattice_fit)
         room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= need[i]]
@@ -363,10 +365,10 @@ class _CheckedChunk:
     def _restart_and_fit(self, idx: list[int], start: torch.Tensor, k: int) -> torch.Tensor:
         """Codes of crystals ``idx`` refined again from ``start`` (symmetry restart ``k``), then fitted."""
         o, r = self.o, self.r
-        settings = r.restart(r.restarts + k)  # query draws of their own
+        settings = r.symmetry_restart(r.restarts + k)  # query draws of their own
         sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], o.vocab).to(o.device)
         z = refine_latents(o.model, sub, start, o.train_cfg, settings, o.bbox, None)
-        self.spent[idx] += settings.steps * self.step_cost[idx]
+        self.spent[idx] += settings.steps * self._step_cost(settings)[idx]
         if not r.lattice_fit:
             return z
         if self.fits_atoms:
@@ -434,6 +436,7 @@ class _CheckedChunk:
         that were refined.
         """
         r = self.r
+        step_cost = self._step_cost(settings)
         groups: dict[int, list[int]] = {}
         for i in todo:
             steps = settings.steps
@@ -441,7 +444,7 @@ class _CheckedChunk:
                 # room for the steps, the decode that checks them and the lattice fit's own check
                 checks = 2 if r.lattice_fit else 1
                 room = r.max_cost * self.unit[i] - self.spent[i] - checks * self.last_decode[i]
-                fits = int(max(room, 0.0) // self.step_cost[i])
+                fits = int(max(room, 0.0) // step_cost[i])
                 if fits < steps:
                     self.counts["budget_cut"] += 1
                     steps = (fits // BUDGET_STEP_QUANTUM) * BUDGET_STEP_QUANTUM
@@ -459,7 +462,7 @@ class _CheckedChunk:
                 self.o.bbox,
                 None if first else self._weights(idx, sub),
             )
-            self.spent[idx] += steps * self.step_cost[idx]
+            self.spent[idx] += steps * step_cost[idx]
             self._try(idx, zk, first=first)
             done.extend(idx)
         return done

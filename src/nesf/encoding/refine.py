@@ -112,6 +112,9 @@ class RefineSettings:
             encoder's code is fitted to its input's cell before its check, and a crystal that keeps
             it is neither fitted nor decoded again: one decode for each crystal the encoder gets
             right.
+        restart_solver: the solver of the restarts of the composition check (``""``: ``solver``).
+        symmetry_restart_steps: steps of each restart of the space-group check, which always uses
+            ``solver`` (0: ``restart_steps``).
     """
 
     steps: int = 30
@@ -139,6 +142,8 @@ class RefineSettings:
     solver: str = "adam"
     damping: float = 0.03
     fit_encoder_code: bool = False
+    restart_solver: str = ""
+    symmetry_restart_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -161,8 +166,10 @@ class RefineSettings:
             )
         if self.symmetry_restarts < 0:
             raise ValueError(f"symmetry_restarts must not be negative, got {self.symmetry_restarts}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.solver not in SOLVERS or self.restart_solver not in ("", *SOLVERS):
+            raise ValueError(f"solver and restart_solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.symmetry_restart_steps < 0:
+            raise ValueError(f"symmetry_restart_steps must not be negative, got {self.symmetry_restart_steps}")
         if self.damping <= 0:
             raise ValueError(f"damping must be positive, got {self.damping}")
         if self.restart_patience < 0:
@@ -181,7 +188,12 @@ class RefineSettings:
             position_weight=self.restart_position_weight,
             check_encoder=False,
             encoder_fallback=False,
+            solver=self.restart_solver or self.solver,
         )
+
+    def symmetry_restart(self, k: int) -> RefineSettings:
+        """The settings of a restart of the space-group check: restart ``k``'s, with ``solver`` and its own steps."""
+        return replace(self.restart(k), solver=self.solver, steps=self.symmetry_restart_steps or self.restart_steps)
 
     def to_dict(self) -> dict:
         """Plain dict (for JSON)."""
