@@ -31,9 +31,9 @@ ENCODER_FIRST_HELP = (
 )
 FAST_HELP = (
     "NeSF models: fast checked codes: the encoder's own code first (its cell fitted), Gauss-Newton steps and "
-    "up to 20 one-step restarts for the crystals it misses, no atom fit or space-group check; on mp validation "
-    "crystals more matches than the default at a third to a half of its time, positions less precise "
-    "(--refine-steps, --restarts and --encoder-first still apply on top)"
+    "up to 20 one-step restarts for the crystals it misses, no atom fit or space-group check; on mp test "
+    "crystals about the default's match rate at a quarter of its time, positions less precise and fewer "
+    "space groups kept (--refine-steps, --restarts and --encoder-first still apply on top)"
 )
 MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
 HTML_HELP = (

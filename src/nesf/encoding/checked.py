@@ -13,6 +13,11 @@ fitted to their inputs' cells and decoded once more; a fitted code is kept where
 worse. With :attr:`RefineSettings.check_symmetry`, a crystal whose finished decode lacks its
 input's space group then tries other codes (:meth:`_CheckedChunk._check_symmetry`).
 
+Refinements take Adam steps or Gauss-Newton steps (:attr:`RefineSettings.solver`,
+:attr:`RefineSettings.restart_solver`); with ``restart_from="last"`` each restart starts from the
+code the one before reached, a chain of short refinements each checked by a decode (the fast
+preset, :mod:`nesf.encoding.presets`).
+
 The work is bounded per crystal (:attr:`RefineSettings.max_cost`): it is counted in field
 queries (a decode's particle moves, polishing and species votes; a refinement step's queries,
 their backward pass counted as two forward ones) and a refinement is shortened, or left out,
@@ -248,9 +253,11 @@ class _CheckedChunk:
         codes failed the check get the cell fit alone. With a
         budget (``max_cost``) only crystals with room left for each decode are fitted. Fitting
         before the checks instead lost 10 of the first 500 `mp` test crystals
-        (benchmarks/RESULTS.md, 2026-12-05).
+        (benchmarks/RESULTS.md, 2026-12-05). Crystals of ``skip`` (encoder codes fitted before
+        their check, :attr:`RefineSettings.fit_encoder_code`) stay as they are.
         """
-        todo = self._with_room([i for i in range(len(self.crystals)) if i not in set(skip)])
+        skip = set(skip)
+        todo = self._with_room([i for i in range(len(self.crystals)) if i not in skip])
         o, iterations = self.o, self.r.lattice_fit
         if todo and self.fits_atoms:
             passed = [i for i in todo if self.off[i] == (0, 0)]  # a code short of an atom has no sink to fit

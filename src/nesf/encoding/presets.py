@@ -35,9 +35,9 @@ FAST_DECODING: dict[str, Any] = {"grid_spacing": 0.8, "merge_tol": 0.1}
 def fast(model: Any) -> Any:
     """``model`` (a :class:`~nesf.api.NeSF`) with fast checked codes (``--fast``).
 
-    On `mp` validation and test crystals: at least the default's match rate at a third to a half
-    of its time, with positions less precise and space groups kept less often, as neither the atom
-    fit nor the space-group check runs (``benchmarks/RESULTS.md``, "Fast checked codes with
+    On `mp` validation and test crystals: about the default's match rate at a quarter of its time,
+    with positions less precise and space groups kept less often, as neither the atom fit nor the
+    space-group check runs (``benchmarks/RESULTS.md``, "Fast checked codes with
     Gauss-Newton steps").
     """
     return model.with_refinement(**FAST_REFINEMENT).with_settings(**FAST_DECODING)
