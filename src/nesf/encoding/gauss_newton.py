@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,7 +29,10 @@ from nesf.data.batch import CrystalBatch
 from nesf.encoding.fit import row_jacobians
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
-from nesf.training.sampling import QuerySampler
+from nesf.training.sampling import FieldSamples, QuerySampler
+
+if TYPE_CHECKING:  # refine imports this module lazily
+    from nesf.encoding.refine import RefineSettings
 
 #: Largest move of a code in one step, as a fraction of its norm (a linearisation far from its
 #: point says little).
@@ -43,7 +47,7 @@ def gauss_newton_latents(
     batch: CrystalBatch,
     z0: torch.Tensor,
     train_cfg: TrainConfig,
-    settings: object,
+    settings: RefineSettings,
     bbox: np.ndarray | None = None,
     atom_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -135,7 +139,9 @@ def _rows(inverse: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | N
     return None if inverse is None else inverse[index]
 
 
-def _weights(atom_weights: torch.Tensor | None, q, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+def _weights(
+    atom_weights: torch.Tensor | None, q: FieldSamples, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights ``[Qp]`` and ``[Qs]`` of the position and species queries (global queries weigh 1)."""
     pos = torch.ones(len(q.pos_index), dtype=dtype, device=q.pos_index.device)
     spec = torch.ones(len(q.spec_index), dtype=dtype, device=q.spec_index.device)
