@@ -230,8 +230,9 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     assert result["refinement"]["check_encoder"] is False
     assert main([*args, "--refine-steps", "0", "--encoder-first"]) == 0
     assert json.loads(js.read_text())["refinement"]["check_encoder"] is True
-    assert main([*args, "--fast", "--restarts", "2"]) == 0  # the fast preset, with a flag on top
+    assert main([*args, "--fast", "--restarts", "2", "--polish-steps", "2"]) == 0  # the fast preset, flags on top
     fast = json.loads(js.read_text())["refinement"]
-    assert json.loads(js.read_text())["settings"]["merge_tol"] == 0.1
+    decoding = json.loads(js.read_text())["settings"]
+    assert decoding["merge_tol"] == 0.1 and decoding["polish_directions"] == 16 and decoding["polish_steps"] == 2
     assert fast["solver"] == "gauss_newton" and fast["restart_from"] == "last" and fast["check_encoder"] is True
     assert fast["restarts"] == 2 and fast["atom_fit"] is False and fast["check_symmetry"] is False

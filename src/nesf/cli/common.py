@@ -237,6 +237,11 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
     for name in ("symmetrize", "polish_steps", "pin_origin", "species_min_atoms"):
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
+    fast = getattr(args, "fast", False) and hasattr(model, "with_refinement")
+    if fast:  # the preset first, the command line's own settings on top
+        from nesf.encoding.presets import FAST_DECODING
+
+        changes = {**FAST_DECODING, **changes}
     model = model.with_settings(**changes) if changes else model
     given = {
         "steps": getattr(args, "refine_steps", None),
@@ -246,11 +251,9 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
     }
     refine = {key: value for key, value in given.items() if value is not None}
     if getattr(args, "fast", False):
-        from nesf.encoding.presets import FAST_DECODING, FAST_REFINEMENT
+        from nesf.encoding.presets import FAST_REFINEMENT
 
         refine = {**FAST_REFINEMENT, **refine}
-        if hasattr(model, "with_refinement"):
-            model = model.with_settings(**FAST_DECODING)
     if refine:
         if not hasattr(model, "with_refinement"):
             if any(refine.values()):

@@ -26,10 +26,11 @@ FAST_REFINEMENT: dict[str, Any] = {
     "check_symmetry": False,
 }
 
-#: Fast checked codes, decoding part: a particle grid of 0.8 A, and particles closer than 0.1 A
-#: merged while they descend (a decode's work is in its first steps, before particles meet; the
-#: atoms' positions come from the polishing after it). Chosen on `mp`, whose own grid is 0.7 A.
-FAST_DECODING: dict[str, Any] = {"grid_spacing": 0.8, "merge_tol": 0.1}
+#: Fast checked codes, decoding part: a particle grid of 0.8 A, particles closer than 0.1 A
+#: merged while they descend (a decode's work is in its first steps, before particles meet), and
+#: one polishing step over 16 directions per shell instead of two over 32. Chosen on `mp`, whose
+#: own grid is 0.7 A.
+FAST_DECODING: dict[str, Any] = {"grid_spacing": 0.8, "merge_tol": 0.1, "polish_steps": 1, "polish_directions": 16}
 
 
 def fast(model: Any) -> Any:
