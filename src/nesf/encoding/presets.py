@@ -27,10 +27,17 @@ FAST_REFINEMENT: dict[str, Any] = {
 }
 
 #: Fast checked codes, decoding part: a particle grid of 0.8 A, particles closer than 0.1 A
-#: merged while they descend (a decode's work is in its first steps, before particles meet), and
-#: one polishing step over 16 directions per shell instead of two over 32. Chosen on `mp`, whose
-#: own grid is 0.7 A.
-FAST_DECODING: dict[str, Any] = {"grid_spacing": 0.8, "merge_tol": 0.1, "polish_steps": 1, "polish_directions": 16}
+#: merged while they descend (a decode's work is in its first steps, before particles meet), one
+#: polishing step over 16 directions per shell instead of two over 32, and symmetrisation tried
+#: up to 0.9 A (spglib's search at the top of `mp`'s ladder, 1.2-2.0 A, costs the most). Chosen
+#: on `mp`, whose own grid is 0.7 A.
+FAST_DECODING: dict[str, Any] = {
+    "grid_spacing": 0.8,
+    "merge_tol": 0.1,
+    "polish_steps": 1,
+    "polish_directions": 16,
+    "symmetry_tolerances": (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9),
+}
 
 
 def fast(model: Any) -> Any:
