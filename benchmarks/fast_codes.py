@@ -38,8 +38,13 @@ def expand_presets(text: str) -> str:
     """A variant with ``@fast`` replaced by the fast preset's changes as ``field=value`` items."""
     from nesf.encoding.presets import FAST_DECODING, FAST_REFINEMENT
 
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return str(int(v))
+        return "/".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
     items = {**FAST_REFINEMENT, **FAST_DECODING}
-    return text.replace("@fast", ",".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in items.items()))
+    return text.replace("@fast", ",".join(f"{k}={value(v)}" for k, v in items.items()))
 
 
 def main() -> None:

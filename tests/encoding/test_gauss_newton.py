@@ -138,3 +138,18 @@ def test_restarts_from_the_last_code_chain_on_each_other(monkeypatch):
     assert len(starts) == 4  # the first refinement and three restarts
     for k in range(1, 4):
         assert torch.equal(starts[k], ends[k - 1])
+
+
+def test_the_trade_off_benchmark_reads_the_fast_preset_back(monkeypatch):
+    from pathlib import Path
+
+    from nesf.encoding.presets import FAST_DECODING, FAST_REFINEMENT
+    from nesf.reconstruction.settings import ReconstructionSettings
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import _common
+    import fast_codes
+
+    defaults = {**ReconstructionSettings().to_dict(), **RefineSettings().to_dict()}
+    name, changes = _common.parse_changes(fast_codes.expand_presets("fast:@fast,restarts=3"), defaults)
+    assert name == "fast" and changes == {**FAST_REFINEMENT, **FAST_DECODING, "restarts": 3}
