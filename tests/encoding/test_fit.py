@@ -12,19 +12,6 @@ from nesf.encoding.fit import _polished_offset, fit_atoms_and_cell
 from nesf.reconstruction.reconstruct import shell_offsets
 
 
-@pytest.fixture(scope="module")
-def mp_codes(classic):
-    """The shipped `mp`, three classic crystals in its setting, their batch and one-pass codes."""
-    model = NeSF.load("mp")
-    ids = ("ZnO-wurtzite-conventional", "NiAs-conventional", "CaCO3-calcite-primitive")
-    picked = [c for c in classic if c.id in ids]
-    inner, _ = model.to_model_setting(picked)
-    batch = CrystalBatch.from_crystals(inner, model.vocab)
-    with torch.no_grad():
-        z, _, _ = model.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
-    return model, inner, batch, z
-
-
 def _offsets(model, batch, z):
     """Mean distance (A) between each input atom and the decoder's polished estimate around it, per crystal."""
     s = model.settings

@@ -16,18 +16,6 @@ from nesf.encoding.refine import RefineSettings, refine_latents
 from nesf.training.sampling import QuerySampler
 
 
-@pytest.fixture(scope="module")
-def mp_batch(classic):
-    """The shipped `mp`, three classic crystals in its setting, their batch and one-pass codes."""
-    model = NeSF.load("mp")
-    ids = ("ZnO-wurtzite-conventional", "NiAs-conventional", "CaCO3-calcite-primitive")
-    inner, _ = model.to_model_setting([c for c in classic if c.id in ids])
-    batch = CrystalBatch.from_crystals(inner, model.vocab)
-    with torch.no_grad():
-        z, _, _ = model.model.encode(batch.cart, batch.frac, batch.species, batch.mask, batch.lattice_params)
-    return model, inner, batch, z
-
-
 def _objective(model, batch, z):
     """Each crystal's position error and species cross-entropy at one fixed draw of queries ``[B]``."""
     cfg = model.train_cfg
@@ -44,8 +32,8 @@ def _objective(model, batch, z):
     return cfg.w_position * pos + cfg.w_species * ce / torch.bincount(q.spec_index, minlength=n)
 
 
-def test_gauss_newton_steps_bring_a_disturbed_code_back_down_its_objective(mp_batch):
-    model, inner, batch, z = mp_batch
+def test_gauss_newton_steps_bring_a_disturbed_code_back_down_its_objective(mp_codes):
+    model, inner, batch, z = mp_codes
     start = z + 0.3 * z.std(dim=0, keepdim=True) * torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
     settings = RefineSettings(solver="gauss_newton", steps=3, species_per_atom=8, uniform_queries=256, damping=1.0)
     refined = refine_latents(model.model, batch, start, model.train_cfg, settings)

@@ -17,9 +17,7 @@ crystals refined with it nor on the order of its atoms.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,12 +25,9 @@ import torch.nn.functional as F
 
 from nesf.data.batch import CrystalBatch
 from nesf.encoding.fit import row_jacobians
+from nesf.encoding.refine import RefineSettings, query_weights, refinement_sampler
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
-from nesf.training.sampling import FieldSamples, QuerySampler
-
-if TYPE_CHECKING:  # refine imports this module lazily
-    from nesf.encoding.refine import RefineSettings
 
 #: Largest move of a code in one step, as a fraction of its norm (a linearisation far from its
 #: point says little).
@@ -69,10 +64,7 @@ def gauss_newton_latents(
         keeps its code of the step before.
     """
     s = settings
-    cfg = replace(train_cfg, species_per_atom=s.species_per_atom)
-    if s.uniform_queries:
-        cfg = replace(cfg, uniform_per_crystal=s.uniform_queries)
-    sampler = QuerySampler(cfg, model.frame, bbox, shared_jitter=True)
+    cfg, sampler = refinement_sampler(train_cfg, s, model.frame, bbox)
     generator = torch.Generator().manual_seed(s.seed)
     inverse = torch.linalg.inv(batch.lattice) if model.frame.periodic else None
     target = model.normalize_lattice(batch.lattice_params)
@@ -86,7 +78,7 @@ def gauss_newton_latents(
     eye = torch.eye(dim, dtype=torch.float64, device=z.device)
     for _ in range(s.steps):
         q = sampler.sample(batch, generator)
-        pos_w, spec_w = _weights(atom_weights, q, z.dtype)
+        pos_w, spec_w = query_weights(atom_weights, q)
         # position: residuals sqrt(a) (p - p*), a = w_position * w / (3 sum w) over each crystal's queries
         a = (cfg.w_position * s.position_weight / 3.0) * _shares(pos_w, q.pos_index, n)
         field = partial(_position, model, points=q.pos_points, inverse=_rows(inverse, q.pos_index))
@@ -139,23 +131,11 @@ def _rows(inverse: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | N
     return None if inverse is None else inverse[index]
 
 
-def _weights(
-    atom_weights: torch.Tensor | None, q: FieldSamples, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights ``[Qp]`` and ``[Qs]`` of the position and species queries (global queries weigh 1)."""
-    pos = torch.ones(len(q.pos_index), dtype=dtype, device=q.pos_index.device)
-    spec = torch.ones(len(q.spec_index), dtype=dtype, device=q.spec_index.device)
-    if atom_weights is None:
-        return pos, spec
-    local = q.pos_atom >= 0
-    pos[local] = atom_weights[q.pos_index[local], q.pos_atom[local]].to(dtype)
-    return pos, atom_weights[q.spec_index, q.spec_atom].to(dtype)
-
-
-def _shares(weights: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """Each query's weight over the sum of its crystal's weights ``[Q]``."""
-    total = torch.zeros(n, dtype=weights.dtype, device=weights.device).index_add(0, index, weights)
-    return weights / total[index].clamp_min(1e-12)
+def _shares(weights: torch.Tensor | None, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Each query's weight over the sum of its crystal's weights ``[Q]`` (None: all weigh 1)."""
+    w = torch.ones(len(index), device=index.device) if weights is None else weights.float()
+    total = torch.zeros(n, dtype=w.dtype, device=w.device).index_add(0, index, w)
+    return w / total[index].clamp_min(1e-12)
 
 
 def _normal_equations(

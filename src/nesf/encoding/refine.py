@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nesf.data.batch import CrystalBatch
+from nesf.fields.frame import Frame
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
 from nesf.training.sampling import FieldSamples, QuerySampler
@@ -236,11 +237,7 @@ def refine_latents(
 
         return gauss_newton_latents(model, batch, z0, train_cfg, settings, bbox, atom_weights)
     frame = model.frame
-    cfg = replace(train_cfg, species_per_atom=settings.species_per_atom)
-    if settings.uniform_queries:
-        cfg = replace(cfg, uniform_per_crystal=settings.uniform_queries)
-    # the same queries in any atom order and whatever else is in the batch
-    sampler = QuerySampler(cfg, frame, bbox, shared_jitter=True)
+    cfg, sampler = refinement_sampler(train_cfg, settings, frame, bbox)
     generator = torch.Generator().manual_seed(settings.seed)
     inverse = torch.linalg.inv(batch.lattice) if frame.periodic else None
     lattice_true = model.normalize_lattice(batch.lattice_params)
@@ -257,7 +254,7 @@ def refine_latents(
             lattice = model.lattice_normalized(z)
             # each crystal's own objective (means over its own queries), summed: a code's
             # gradient does not depend on the other crystals of the batch
-            pos_w, spec_w = _query_weights(atom_weights, s)
+            pos_w, spec_w = query_weights(atom_weights, s)
             pos_err = _per_crystal_mean((pos - s.pos_target).pow(2).mean(dim=1), s.pos_index, len(z), pos_w)
             spec_err = _per_crystal_mean(
                 F.cross_entropy(logits, s.spec_target, reduction="none"), s.spec_index, len(z), spec_w
@@ -350,7 +347,21 @@ class LatentAdam:
         self.param.addcdiv_(self.exp_avg, denom, value=-step_size)
 
 
-def _query_weights(
+def refinement_sampler(
+    train_cfg: TrainConfig, settings: RefineSettings, frame: Frame, bbox: np.ndarray | None
+) -> tuple[TrainConfig, QuerySampler]:
+    """The training configuration with the refinement's query counts, and the refinement's sampler.
+
+    Its jitters are shared by a crystal's atoms: the same queries in any atom order and whatever
+    else is in the batch.
+    """
+    cfg = replace(train_cfg, species_per_atom=settings.species_per_atom)
+    if settings.uniform_queries:
+        cfg = replace(cfg, uniform_per_crystal=settings.uniform_queries)
+    return cfg, QuerySampler(cfg, frame, bbox, shared_jitter=True)
+
+
+def query_weights(
     atom_weights: torch.Tensor | None, s: FieldSamples
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Weights ``[Tp]`` and ``[Ts]`` of the position and species queries (None: all 1)."""
