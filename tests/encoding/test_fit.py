@@ -91,3 +91,29 @@ def test_the_atom_fit_is_counted_in_the_work_of_a_code_and_bounded_by_the_budget
     tight = model.with_refinement(atom_fit=True, max_cost=1.0)  # room for the encoder's code only
     tight.encode_crystals(zno)
     assert tight.restart_counts.get("atoms_fitted", 0) == 0 and tight.restart_counts["cost_max_x100"] <= 125
+
+
+def test_an_encoder_code_fitted_to_its_atoms_before_its_check_is_decoded_once(classic, monkeypatch):
+    zno = [c for c in classic if c.id == "ZnO-wurtzite-conventional"]
+    base = NeSF.load("mp").with_settings(symmetrize=False)
+    base = base.with_refinement(check_encoder=True, fit_encoder_code=True, atom_fit=True, check_symmetry=False)
+    back, calls = {}, {}
+    for first in (False, True):
+        model = base.with_refinement(fit_encoder_atoms=first, atom_fit_directions=8)
+        decode, seen = model.decode_crystals, []
+
+        def counted(z, ids=None, progress=False, _decode=decode, _seen=seen, **kwargs):
+            _seen.append(len(z))
+            return _decode(z, ids=ids, progress=progress, **kwargs)
+
+        monkeypatch.setattr(model, "decode_crystals", counted)
+        back[first], calls[first] = model.reconstruct_crystals(zno)[0], seen
+        assert model.restart_counts["encoder_kept"] == 1 and model.restart_counts["atoms_fitted"] == 1
+    assert calls == {False: [1, 1], True: [1]}  # fitted after the check: one more decode
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher(primitive_cell=False, scale=False, attempt_supercell=False)
+    rms = [matcher.get_rms_dist(zno[0].to_pymatgen(), back[k].to_pymatgen()) for k in (False, True)]
+    assert rms[1] is not None and rms[1][0] < 1.5 * rms[0][0] + 0.01  # as close as the fit after the check
+    with pytest.raises(ValueError, match="atom_fit_directions"):
+        base.with_refinement(atom_fit_directions=0)

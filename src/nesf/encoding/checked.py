@@ -196,17 +196,23 @@ class _CheckedChunk:
         bounded = r.max_cost > 0
         todo = list(range(n))
         done_fitting: list[int] = []  # crystals whose kept code needs no last fit
+        prefitted: list[int] = []  # crystals that keep their encoder's code fitted to their atoms
         if r.check_encoder or bounded:  # the encoder's code first: the one-pass work is the unit
-            first = self.z0
+            first, atoms_first = self.z0, False
             if r.check_encoder and r.fit_encoder_code and r.lattice_fit:
-                first = fit_lattice(self.o.model, self.z0, self.target, r.lattice_fit)
+                atoms_first = r.fit_encoder_atoms and self.fits_atoms
+                first = self._fit_encoder_code(atoms_first)
             self._try(todo, first, first=True)
             if r.check_encoder:
                 kept = [i for i in todo if self.off[i] == (0, 0)]
                 self.counts["encoder_kept"] += len(kept)
                 todo = [i for i in todo if self.off[i] != (0, 0)]
-                if first is not self.z0 and not self.fits_atoms:
+                if first is not self.z0 and (atoms_first or not self.fits_atoms):
                     done_fitting = kept
+                if atoms_first:
+                    prefitted = kept
+                    self.atom_fitted.update(kept)
+                    self.counts["atoms_fitted"] = self.counts.get("atoms_fitted", 0) + len(kept)
         todo = self._refine(todo, self.z0, r, first=True)
         todo = [i for i in todo if self.off[i] != (0, 0) and not self.hopeless[i]]
         if r.encoder_fallback and not (r.check_encoder or bounded) and todo:
@@ -234,11 +240,22 @@ class _CheckedChunk:
                     still.append(i)
             todo = still
         before_fit = self.z.clone()
+        before_fit[prefitted] = self.z0[prefitted]  # their codes before the atom fit
         if r.lattice_fit:
             self._keep_fitted(skip=done_fitting)
         if r.check_symmetry and self.o.finish is not None:
             self._check_symmetry(before_fit)
         return self.z, list(self.decoded), self.spent / (np.ones(n) if self.unit is None else self.unit)
+
+    def _fit_encoder_code(self, atoms: bool) -> torch.Tensor:
+        """The encoder's codes ``[B, D]`` fitted to their inputs' cells, and with ``atoms`` their atoms too."""
+        o, iterations = self.o, self.r.lattice_fit
+        if not atoms:
+            return fit_lattice(o.model, self.z0, self.target, iterations)
+        self.spent += self._fit_work(iterations)
+        return fit_atoms_and_cell(
+            o.model, self.z0, self.batch, *o.polish_shells, iterations, self.r.atom_fit_directions
+        )
 
     def _keep_fitted(self, skip: Sequence[int] = ()) -> None:
         """The kept codes moved to decode their inputs' cells (and atoms), where that decodes no worse.
@@ -291,7 +308,7 @@ class _CheckedChunk:
         sub = self.batch
         if len(idx) < len(self.crystals):
             sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], o.vocab).to(o.device)
-        fitted = fit_atoms_and_cell(o.model, self.z[idx], sub, radii, gate, iterations)
+        fitted = fit_atoms_and_cell(o.model, self.z[idx], sub, radii, gate, iterations, self.r.atom_fit_directions)
         self.spent[idx] += work[idx]
         failed = self._with_room(self._keep_if_no_worse(idx, fitted, closer=True))
         if failed:
@@ -310,7 +327,7 @@ class _CheckedChunk:
         Per iteration, one forward and three backward passes over the shell queries of every atom
         and the free points.
         """
-        queries = self.n_atoms * len(self.o.polish_shells[0]) * fit.DIRECTIONS + fit.FREE_GRID**3
+        queries = self.n_atoms * len(self.o.polish_shells[0]) * self.r.atom_fit_directions + fit.FREE_GRID**3
         return iterations * (1.0 + 3 * BACKWARD_FACTOR) * queries
 
     def _check_symmetry(self, before_fit: torch.Tensor) -> None:
@@ -380,7 +397,7 @@ class _CheckedChunk:
             return z
         if self.fits_atoms:
             self.spent[idx] += self._fit_work(r.lattice_fit)[idx]
-            return fit_atoms_and_cell(o.model, z, sub, *o.polish_shells, r.lattice_fit)
+            return fit_atoms_and_cell(o.model, z, sub, *o.polish_shells, r.lattice_fit, r.atom_fit_directions)
         return fit_lattice(o.model, z, self.target[idx], r.lattice_fit)
 
     def _keep_if_grouped(self, idx: list[int], trial: torch.Tensor, group: dict[int, int]) -> list[int]:

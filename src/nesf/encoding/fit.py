@@ -31,7 +31,7 @@ from nesf.reconstruction.reconstruct import shell_offsets
 
 #: Queries per shell of the polished estimate in the fit (the decoder polishes with its own
 #: number; 16 directions estimate the same mean closely enough for a Jacobian).
-DIRECTIONS = 16
+DIRECTIONS = 16  # the default of RefineSettings.atom_fit_directions
 
 #: ``beta``: weight of keeping the field unchanged at the free points of the cell.
 KEEP_WEIGHT = 0.1
@@ -64,6 +64,7 @@ def fit_atoms_and_cell(
     radii: tuple[float, ...],
     gate: float,
     iterations: int,
+    directions: int = DIRECTIONS,
 ) -> torch.Tensor:
     """Codes ``[B, D]`` moved so that their decoded atoms and cells become those of ``batch``.
 
@@ -75,6 +76,7 @@ def fit_atoms_and_cell(
         gate: a shell query votes when its ``x + p(x)`` lands this close to the atom (A), as in
             the decoder's polishing.
         iterations: Gauss-Newton iterations (0: ``z`` unchanged).
+        directions: queries per shell of the polished estimate.
 
     Returns:
         ``[B, D]`` fitted codes. The cell is fitted first and last (:func:`fit_lattice`, which
@@ -92,7 +94,7 @@ def fit_atoms_and_cell(
     crystal, atom = torch.nonzero(batch.mask, as_tuple=True)  # [T]
     atoms = batch.cart[crystal, atom]  # [T, 3] Angstrom
     inverse = torch.linalg.inv(batch.lattice)  # [B, 3, 3]
-    offsets = shell_offsets(radii, DIRECTIONS, z.dtype, z.device)  # [M, 3]
+    offsets = shell_offsets(radii, directions, z.dtype, z.device)  # [M, 3]
     exact = ExactField(batch, model.frame)
     eye = torch.eye(z.shape[1], dtype=torch.float64, device=z.device)
     for iteration in range(iterations):

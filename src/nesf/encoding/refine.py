@@ -113,6 +113,13 @@ class RefineSettings:
             encoder's code is fitted to its input's cell before its check, and a crystal that keeps
             it is neither fitted nor decoded again: one decode for each crystal the encoder gets
             right.
+        fit_encoder_atoms: with ``fit_encoder_code`` and ``atom_fit``, the encoder's code is fitted
+            to its input's atoms and cell (:func:`nesf.encoding.fit.fit_atoms_and_cell`) before its
+            check instead of to the cell alone, and a crystal that keeps it is neither fitted nor
+            decoded again: the atom fit at the price of its Gauss-Newton iterations, no decode.
+        atom_fit_directions: queries per shell of the atom fit's polished estimates (the
+            decoder polishes with its own number; 16 estimate the same mean closely enough for a
+            Jacobian).
         restart_solver: the solver of the restarts of the composition check (``""``: ``solver``).
         symmetry_restart_steps: steps of each restart of the space-group check, which always uses
             ``solver`` (0: ``restart_steps``).
@@ -143,6 +150,8 @@ class RefineSettings:
     solver: str = "adam"
     damping: float = 0.03
     fit_encoder_code: bool = False
+    fit_encoder_atoms: bool = False
+    atom_fit_directions: int = 16
     restart_solver: str = ""
     symmetry_restart_steps: int = 0
 
@@ -171,6 +180,8 @@ class RefineSettings:
             raise ValueError(f"solver and restart_solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.symmetry_restart_steps < 0:
             raise ValueError(f"symmetry_restart_steps must not be negative, got {self.symmetry_restart_steps}")
+        if self.atom_fit_directions < 1:
+            raise ValueError(f"atom_fit_directions must be at least 1, got {self.atom_fit_directions}")
         if self.damping <= 0:
             raise ValueError(f"damping must be positive, got {self.damping}")
         if self.restart_patience < 0:
