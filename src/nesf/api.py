@@ -28,7 +28,7 @@ from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict
 from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
-from nesf.reconstruction.symmetry import finish_decoded
+from nesf.reconstruction.symmetry import FinishedOnce, finish_decoded
 from nesf.registry import available_models, resolve_model_path, shipped_prior_path  # noqa: F401 - nesf.api's too
 from nesf.training.checkpoint import load_checkpoint
 
@@ -308,13 +308,14 @@ class NeSF:
         return self._encode_in_setting(self.to_model_setting(crystals)[0], batch_size)[0]
 
     def _encode_in_setting(
-        self, crystals: Sequence[Crystal], batch_size: int = 256, progress: bool = False
+        self, crystals: Sequence[Crystal], batch_size: int = 256, progress: bool = False, finish: Any = None
     ) -> tuple[torch.Tensor, list[Crystal] | None]:
         """Codes ``[B, D]`` of crystals in the network's setting, and their decoded crystals when checked.
 
         The decoded crystals (in the network's setting, not yet finished: see
         :meth:`finish_crystals`) come back only when the refinement restarts, which decodes every
-        code; otherwise None (see :class:`~nesf.encoding.checked.CheckedEncoder`).
+        code; otherwise None (see :class:`~nesf.encoding.checked.CheckedEncoder`). ``finish``:
+        what the space-group check finishes decodes with (default :meth:`finish_crystals`).
         """
         # checks only compare compositions, which finishing (symmetrising, pinning the origin)
         # never changes: they decode raw, and only the crystals kept are finished, once
@@ -322,7 +323,7 @@ class NeSF:
         r = self.refinement
         s = self.settings
         shells = (s.polish_radii, 0.5 * s.nms_radius) if s.polish_steps else None  # what the atom fit aims at
-        finish = partial(self.finish_crystals, exact_cells=self.fits_cells)  # what the space-group check reads
+        finish = finish or partial(self.finish_crystals, exact_cells=self.fits_cells)  # the space-group check reads it
         encoder = CheckedEncoder(
             self.model, self.vocab, self.train_cfg, r, decode, self.bbox, self.device, shells, finish
         )
@@ -420,13 +421,14 @@ class NeSF:
         setting it is decoded in the canonical one and mapped back), so input and output overlay.
         """
         inner, transforms = self.to_model_setting(crystals)
-        z, decoded = self._encode_in_setting(inner, progress=progress)
+        finish = FinishedOnce(partial(self.finish_crystals, exact_cells=self.fits_cells))
+        z, decoded = self._encode_in_setting(inner, progress=progress, finish=finish)
         if decoded is None:
             decoded = self.decode_crystals(
                 z, ids=[c.id for c in crystals], progress=progress, exact_cells=self.fits_cells
             )
-        else:  # decoded while checking the codes: finished here, once
-            decoded = self.finish_crystals(decoded, exact_cells=self.fits_cells)
+        else:  # decoded while checking the codes: finished here, once (the space-group check's work reused)
+            decoded = finish(decoded)
             decoded = [d if d.id == c.id else replace(d, id=c.id) for c, d in zip(crystals, decoded)]
         return [d if t is None else t.to_input(d) for t, d in zip(transforms, decoded)]
 

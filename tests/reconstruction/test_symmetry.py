@@ -223,3 +223,38 @@ def test_primitive_cells_are_not_snapped_onto_groups_that_make_them_supercells()
     settings = ReconstructionSettings(symmetrize=True, symmetry_tolerances=LADDER, symmetry_primitive=True)
     assert finish_decoded([p], settings)[0].info["symmetrized"]["number"] == group.number
     assert not ReconstructionSettings().symmetry_primitive
+
+
+def test_finished_once_finishes_each_decoded_crystal_object_once(classic, monkeypatch):
+    from dataclasses import replace
+
+    from nesf.reconstruction.symmetry import FinishedOnce
+
+    seen = []
+
+    def finish(crystals):
+        seen.append([c.id for c in crystals])
+        return [replace(c, id=c.id + "-finished") for c in crystals]
+
+    a, b, c = classic[:3]
+    once = FinishedOnce(finish)
+    assert [x.id for x in once([a, b, a])] == [a.id + "-finished", b.id + "-finished", a.id + "-finished"]
+    assert [x.id for x in once([b, c])] == [b.id + "-finished", c.id + "-finished"]
+    assert seen == [[a.id, b.id], [c.id]]
+
+    # a round trip with the space-group check finishes every decode once
+    import nesf.api
+    from nesf.api import NeSF
+
+    model = NeSF.load("mp").with_refinement(steps=5, restarts=1, symmetry_restarts=1)
+    assert model.refinement.check_symmetry and model.settings.symmetrize
+    finished, plain = [], nesf.api.finish_decoded
+
+    def counted(crystals, *args, **kwargs):
+        finished.extend(id(x) for x in crystals)
+        return plain(crystals, *args, **kwargs)
+
+    monkeypatch.setattr(nesf.api, "finish_decoded", counted)
+    zno = [x for x in classic if x.id in ("ZnO-wurtzite-conventional", "NaCl-rocksalt-primitive")]
+    back = model.reconstruct_crystals(zno)
+    assert len(back) == 2 and len(finished) == len(set(finished)) >= 2

@@ -22,7 +22,7 @@ unchanged.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,6 +235,25 @@ def pure_translations(rotations: np.ndarray) -> int:
     """How many operations of a group (rotations ``[K, 3, 3]``, cell basis) are pure translations, the identity too."""
     rot = np.asarray(rotations).reshape(-1, 3, 3)
     return int(np.all(rot == np.eye(3, dtype=rot.dtype), axis=(1, 2)).sum())
+
+
+class FinishedOnce:
+    """A finishing function (decoded crystals -> finished ones) that finishes each crystal object once.
+
+    Checked codes finish their decodes to compare space groups, and the round trip finishes the
+    kept decodes again; wrapped in this, the second call reuses the first's work. Each decoded
+    crystal is held with its finished form, so its ``id`` is not reused while the cache lives.
+    """
+
+    def __init__(self, finish: Callable[[Sequence[Crystal]], list[Crystal]]) -> None:
+        self.finish = finish
+        self._done: dict[int, tuple[Crystal, Crystal]] = {}
+
+    def __call__(self, crystals: Sequence[Crystal]) -> list[Crystal]:
+        todo = list({id(c): c for c in crystals if id(c) not in self._done}.values())
+        for c, f in zip(todo, self.finish(todo)):
+            self._done[id(c)] = (c, f)
+        return [self._done[id(c)][1] for c in crystals]
 
 
 def finish_decoded(
