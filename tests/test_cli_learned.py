@@ -236,3 +236,19 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     assert decoding["merge_tol"] == 0.1 and decoding["polish_directions"] == 16 and decoding["polish_steps"] == 2
     assert fast["solver"] == "gauss_newton" and fast["restart_from"] == "last" and fast["check_encoder"] is True
     assert fast["restarts"] == 2 and fast["atom_fit"] is False and fast["check_symmetry"] is False
+    search = json.loads(js.read_text())["search"]  # what the checked codes did, summed over the chunks
+    assert search["crystals"] == result["n_structures"] and search["restarted"] >= search["recovered"]
+    assert search["encoder_kept"] + search["restarted"] <= search["crystals"]
+    assert search["cost_max_decodes"] >= search["cost_per_crystal_decodes"] >= 1.0
+    assert "search" not in result  # one pass (--refine-steps 0): no search to report
+
+
+def test_checked_code_counts_add_up_over_chunks():
+    from nesf.cli.roundtrip import add_search_counts, search_summary
+
+    total: dict[str, float] = {}
+    add_search_counts(total, {"crystals": 3, "restarted": 1, "cost_per_crystal_x100": 200, "cost_max_x100": 400})
+    add_search_counts(total, {"crystals": 1, "restarted": 1, "cost_per_crystal_x100": 600, "cost_max_x100": 600})
+    add_search_counts(total, {})  # a shard written before the counts were kept
+    summary = search_summary(total)
+    assert summary == {"crystals": 4, "restarted": 2, "cost_per_crystal_decodes": 3.0, "cost_max_decodes": 6.0}

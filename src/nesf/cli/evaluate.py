@@ -442,6 +442,7 @@ def _metrics(merged, model) -> dict:  # noqa: ANN001
     if not _checked(model):
         metrics.pop("codes_restarted", None)
         metrics.pop("codes_recovered", None)
+        metrics.pop("search", None)
     return metrics
 
 

@@ -83,6 +83,7 @@ class ChunkResult:
     seconds: float
     restarted: int = 0
     recovered: int = 0
+    search: dict[str, float] = field(default_factory=dict)  # the checked codes' counts (``restart_counts``)
     cif: list[str] = field(default_factory=list)
     xyz: list[str] = field(default_factory=list)
     xyz_in: list[str] = field(default_factory=list)
@@ -96,6 +97,7 @@ class ChunkResult:
             "groups": np.array(self.groups, dtype=str).reshape(-1, 2),
             "skipped": np.array(self.skipped, dtype=str),
             "numbers": np.array([self.seconds, self.restarted, self.recovered], dtype=np.float64),
+            "search": np.array([json.dumps(self.search)], dtype=str),
             "cif": np.array(self.cif, dtype=str),
             "xyz": np.array(self.xyz, dtype=str),
             "xyz_in": np.array(self.xyz_in, dtype=str),
@@ -136,6 +138,7 @@ def round_trip_chunk(
     result.seconds = seconds
     counts = getattr(model, "restart_counts", {})
     result.restarted, result.recovered = int(counts.get("restarted", 0)), int(counts.get("recovered", 0))
+    result.search = {k: float(v) for k, v in counts.items()}
     if keep.get("cif"):
         result.cif = [cif_text(p) for p in pred]
         result.xyz = [extxyz_text([p]) for p in pred]
@@ -310,6 +313,27 @@ def _timed(tally: Any, seconds: float) -> dict:
     return {**tally.metrics(), "seconds": seconds, "seconds_per_structure": seconds / tally.n}
 
 
+def add_search_counts(total: dict[str, float], counts: dict[str, float]) -> None:
+    """Add one chunk's checked-code counts to ``total``: sums, the largest cost, and the cost summed over crystals."""
+    for key, value in counts.items():
+        if key == "cost_max_x100":
+            total[key] = max(total.get(key, 0.0), value)
+        elif key == "cost_per_crystal_x100":
+            total["cost_sum_x100"] = total.get("cost_sum_x100", 0.0) + value * counts.get("crystals", 0)
+        else:
+            total[key] = total.get(key, 0.0) + value
+
+
+def search_summary(total: dict[str, float]) -> dict[str, float]:
+    """The run's checked-code counts (integers), with its mean and largest work per crystal in one-pass decodes."""
+    out: dict[str, float] = {k: int(round(v)) for k, v in total.items() if not k.startswith("cost_")}
+    if "cost_sum_x100" in total:
+        out["cost_per_crystal_decodes"] = round(total["cost_sum_x100"] / 100 / total["crystals"], 2)
+    if "cost_max_x100" in total:
+        out["cost_max_decodes"] = round(total["cost_max_x100"] / 100, 2)
+    return out
+
+
 def summarize(shards: Iterator[dict[str, Any]], on_shard: Any = None) -> Merged:
     """Tally the chunks (calling ``on_shard(shard)`` on each, e.g. to write its rows) into :class:`Merged`."""
     from nesf.data.setting import RESETTLE_KINDS
@@ -321,6 +345,7 @@ def summarize(shards: Iterator[dict[str, Any]], on_shard: Any = None) -> Merged:
     skipped: list[str] = []
     seconds = restarted = recovered = 0.0
     n_matched = n_outside = 0
+    search: dict[str, float] = {}
     for shard in shards:
         tally.add(shard["stats"], shard["records"], shard["groups"])
         for kind, part in copies.items():
@@ -333,12 +358,15 @@ def summarize(shards: Iterator[dict[str, Any]], on_shard: Any = None) -> Merged:
         skipped.extend(shard["skipped"])
         s, r1, r2 = shard["numbers"].tolist()
         seconds, restarted, recovered = seconds + s, restarted + r1, recovered + r2
+        add_search_counts(search, json.loads(shard["search"][0]) if "search" in shard else {})
         if on_shard is not None:
             on_shard(shard)
     if not tally.n:
         raise ValueError("no crystal left to reconstruct: " + "; ".join(skipped[:5]))
     metrics = tally.metrics()
     metrics["codes_restarted"], metrics["codes_recovered"] = int(restarted), int(recovered)
+    if search.get("crystals"):
+        metrics["search"] = search_summary(search)
     metrics["seconds"] = seconds
     metrics["seconds_per_structure"] = seconds / tally.n
     return Merged(
