@@ -272,3 +272,16 @@ def test_wrap_flat_matches_wrap():
     flat = geom.wrap_flat(cart, index)
     one_by_one = geom.select(index).wrap(cart.unsqueeze(1)).squeeze(1)
     torch.testing.assert_close(flat, one_by_one, atol=1e-12, rtol=0)
+
+
+def test_minimum_image_tries_shifts_in_blocks_with_the_result_of_one_at_a_time(monkeypatch):
+    import nesf.fields.geometry as geometry
+
+    rng = np.random.default_rng(3)
+    lattices = np.stack([np.diag([3.0, 4.0, 5.0]), [[4.0, 0, 0], [3.9, 0.5, 0], [0.2, 0.3, 6.0]]])
+    deltas = torch.as_tensor(np.stack([random_deltas(rng, lat, 200) for lat in lattices]))
+    geom = PeriodicGeometry.from_lattices(lattices, dtype=torch.float64)
+    blocked = geom.minimum_image(deltas)
+    for elements in (1, 7 * 3 * deltas.shape[0] * deltas.shape[1]):  # one shift at a time, then blocks of 7
+        monkeypatch.setattr(geometry, "MINIMUM_IMAGE_ELEMENTS", elements)
+        assert torch.equal(geom.minimum_image(deltas), blocked)

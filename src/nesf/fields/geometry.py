@@ -18,6 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+#: Elements of the candidate images :meth:`PeriodicGeometry.minimum_image` holds at once (about
+#: 16 MB in float32): the image shifts are tried in blocks of this size instead of one by one.
+MINIMUM_IMAGE_ELEMENTS = 1 << 22
+
 
 def lll_reduce(lattices: np.ndarray) -> np.ndarray:
     """LLL-reduce lattice matrices ``[B, 3, 3]`` (rows are vectors); same lattices, reduced bases."""
@@ -157,10 +161,14 @@ class PeriodicGeometry:
         base = torch.bmm(frac - torch.round(frac), self.reduced)
         best = base
         best_sq = (base * base).sum(-1)
-        for k in range(self.round_shifts.shape[1]):
-            cand = base + self.round_shifts[:, k : k + 1, :]
-            cand_sq = (cand * cand).sum(-1)
+        shifts = self.round_shifts  # [B, K, 3]
+        # shifts in blocks (the first shortest image in shift order wins, as one shift at a time)
+        block = max(1, min(shifts.shape[1], MINIMUM_IMAGE_ELEMENTS // max(1, 3 * base.shape[0] * base.shape[1])))
+        for start in range(0, shifts.shape[1], block):
+            cand = base.unsqueeze(2) + shifts[:, start : start + block].unsqueeze(1)  # [B, M, k, 3]
+            cand_sq, arg = (cand * cand).sum(-1).min(dim=2)  # [B, M]
             better = cand_sq < best_sq
-            best = torch.where(better.unsqueeze(-1), cand, best)
+            pick = torch.gather(cand, 2, arg[..., None, None].expand(-1, -1, 1, 3)).squeeze(2)
+            best = torch.where(better.unsqueeze(-1), pick, best)
             best_sq = torch.where(better, cand_sq, best_sq)
         return best

@@ -8,6 +8,10 @@ from nesf.fields.frame import Frame
 from nesf.fields.geometry import PeriodicGeometry
 from nesf.reconstruction.particles import Particles, to_padded
 
+#: Non-maximum suppression drops the removed particles once fewer than this share remain, so each
+#: pass measures distances only to particles still in play.
+COMPACT_BELOW = 0.75
+
 
 def nms_cluster(
     particles: Particles,
@@ -71,7 +75,7 @@ def nms_cluster(
             ranks.append(torch.full_like(idx, it))
         remaining &= ~member
         it += 1
-        if it % 16 == 0 and int(remaining.sum()) < n // 2:  # compact to keep each pass cheap
+        if int(remaining.sum()) < COMPACT_BELOW * n:  # compact to keep each pass cheap
             keep = remaining
             p = p.subset(keep)
             soft = soft[keep]
