@@ -106,7 +106,7 @@ def fit_atoms_and_cell(
         shells = partial(_polished_offset, model, atoms=atoms, inverse=inverse[crystal], offsets=offsets, gate=gate)
         estimate, j_atoms = row_jacobians(shells, z[crystal])
         if len(fc):
-            _, j_free = row_jacobians(partial(_field, model, points=free[fc, fu], inverse=inverse[fc]), z[fc])
+            _, j_free = row_jacobians(partial(position_at, model, points=free[fc, fu], inverse=inverse[fc]), z[fc])
         w2 = LATTICE_WEIGHT**2
         normal = w2 * j_lattice.transpose(1, 2) @ j_lattice  # [B, D, D]
         normal.index_add_(0, crystal, j_atoms.transpose(1, 2) @ j_atoms)
@@ -123,17 +123,18 @@ def fit_atoms_and_cell(
     return fit_lattice(model, torch.where(too_far[:, None], start, z), target, iterations)  # the cell exact again
 
 
-def _field(
+def position_at(
     model: NeSFModel,
     z: torch.Tensor,
     points: torch.Tensor,
-    inverse: torch.Tensor,
+    inverse: torch.Tensor | None,
     index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Position field ``[Q, 3]`` at ``points`` ``[Q, 3]`` of codes ``z`` ``[T, D]``.
 
-    ``index`` ``[Q]``: the code (and row of ``inverse`` ``[T, 3, 3]``) of each query; None: one
-    query per code.
+    ``index`` ``[Q]``: the code (and row of ``inverse`` ``[T, 3, 3]``, None in the paper frame)
+    of each query; None: one query per code, so each query has its own copy of its crystal's code
+    (as :func:`row_jacobians` needs).
     """
     index = torch.arange(len(z), device=z.device) if index is None else index
     return model.position_field(model.position_decoder.latent_part(z), points, index, inverse)
@@ -151,7 +152,7 @@ def _polished_offset(
     t, m = atoms.shape[0], offsets.shape[0]
     points = (atoms.unsqueeze(1) + offsets).reshape(-1, 3)
     index = torch.arange(t, device=z.device).repeat_interleave(m)  # each atom has its own copy of the code
-    vote = offsets + _field(model, z, points, inverse, index).reshape(t, m, 3)
+    vote = offsets + position_at(model, z, points, inverse, index).reshape(t, m, 3)
     keep = (vote.detach().norm(dim=-1) <= gate).to(vote.dtype)  # the decoder's gate, not differentiated
     return (vote * keep.unsqueeze(-1)).sum(dim=1) / keep.sum(dim=1, keepdim=True).clamp(min=1.0)
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nesf.data.batch import CrystalBatch
-from nesf.encoding.fit import row_jacobians
+from nesf.encoding.fit import position_at, row_jacobians
 from nesf.encoding.refine import RefineSettings, query_weights, refinement_sampler
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
@@ -81,7 +81,7 @@ def gauss_newton_latents(
         pos_w, spec_w = query_weights(atom_weights, q)
         # position: residuals sqrt(a) (p - p*), a = w_position * w / (3 sum w) over each crystal's queries
         a = (cfg.w_position * s.position_weight / 3.0) * _shares(pos_w, q.pos_index, n)
-        field = partial(_position, model, points=q.pos_points, inverse=_rows(inverse, q.pos_index))
+        field = partial(position_at, model, points=q.pos_points, inverse=_rows(inverse, q.pos_index))
         p, j_p = row_jacobians(field, z[q.pos_index])  # [Qp, 3], [Qp, 3, D]
         root = a.sqrt()[:, None]
         normal, rhs = _normal_equations(j_p * root[..., None], (p - q.pos_target) * root, q.pos_index, n)
@@ -109,12 +109,6 @@ def gauss_newton_latents(
         ok = (failed == 0) & torch.isfinite(step).all(dim=1)
         z = z + torch.where(ok[:, None], step, torch.zeros_like(step))
     return z
-
-
-def _position(model: NeSFModel, z: torch.Tensor, points: torch.Tensor, inverse: torch.Tensor | None) -> torch.Tensor:
-    """Position field ``[Q, 3]`` at ``points`` ``[Q, 3]``, each query with its own code ``z`` ``[Q, D]``."""
-    index = torch.arange(len(z), device=z.device)
-    return model.position_field(model.position_decoder.latent_part(z), points, index, inverse)
 
 
 def _cross_entropy(
