@@ -79,6 +79,13 @@ def prior_lines(name: str, model) -> list[str]:  # noqa: ANN001
             f" Default sampling temperature {prior.cfg.temperature:g} ({card['temperature_evidence']})."
             if card.get("temperature_evidence")
             else ""
+        )
+        + (
+            " Each sample's number of elements is drawn from the training crystals' histogram ("
+            + ", ".join(f"{k + 1}: {100 * h:.1f} %" for k, h in enumerate(prior.cfg.element_counts) if h >= 5e-4)
+            + f"; {card.get('element_counts_evidence', 'recorded by nesf fit-prior')})."
+            if prior.cfg.element_counts
+            else ""
         ),
     ]
 

@@ -50,14 +50,48 @@ def test_fit_prior_then_sample_from_the_cli(vae_model, tmp_path, capsys):
     assert ck["model_card"]["n_crystals"] == len(CUBIC) and len(ck["sha256"]) == 64
     out = tmp_path / "samples"
     args = ["sample", "--model", str(ckpt), "--prior", str(prior), "--n", "5", "--out", str(out), "--seed", "3"]
-    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--quiet", "--draws-per-crystal", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_requested"] == 5 and summary["n_decoded"] + summary["n_failed"] == 5
+    assert 5 <= summary["n_codes_drawn"] <= 10  # at most 2 codes per crystal
     assert len(list(out.glob("*.cif"))) == summary["n_decoded"]
     assert "failed" in capsys.readouterr().out
     # the same seed gives the same codes
     assert torch.equal(loaded.sample(4, seed=9), loaded.sample(4, seed=9))
     assert ck["model_card"]["codes"] == "encoder"
+
+
+def test_samples_take_their_number_of_elements_from_the_prior_or_the_user(vae_model, tmp_path):
+    """fit-prior records the training crystals' element counts; sample draws each crystal's count."""
+    from nesf.generation.elements import n_elements
+
+    ckpt, data = vae_model
+    prior = tmp_path / "prior.pt"
+    assert main(["fit-prior", "--model", str(ckpt), str(data), "--out", str(prior), "--epochs", "2", "--quiet"]) == 0
+    loaded, _ = load_prior(prior)
+    # CUBIC: Cu and Fe hold one element, NaCl, CsCl and MgO two, SrTiO3 three
+    assert loaded.cfg.element_counts == pytest.approx([2 / 6, 3 / 6, 1 / 6])
+    base = ["sample", "--model", str(ckpt), "--prior", str(prior), "--n", "6", "--seed", "4", "--quiet"]
+    base += ["--draws-per-crystal", "4"]
+    for value in ("1", "auto"):
+        out = tmp_path / f"n{value}"
+        chunks = ["--chunk-size", "4"] if value == "auto" else []  # two chunks, each drawing its own codes
+        assert main([*base, "--out", str(out), "--n-elements", value, *chunks]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["n_elements"] == value and summary["n_codes_drawn"] >= 6
+        crystals = read_crystals(out / "all.extxyz")
+        matched = len(crystals) - summary["n_elements_unmatched"]
+        if value == "1":
+            assert sum(n_elements(c) == 1 for c in crystals) >= matched
+    # the API draws the same crystals as the command line (same chunks, same seeds)
+    api = NeSF.load(ckpt).sample_crystals(6, seed=4, prior=prior, n_elements=1, max_draws=4)
+    cli = {c.id: c for c in read_crystals(tmp_path / "n1" / "all.extxyz")}
+    assert [c.id for c in api if c.n_atoms] == list(cli)
+    assert all(np.array_equal(c.numbers, cli[c.id].numbers) for c in api if c.n_atoms)
+    # "any": one code per crystal, as before
+    out = tmp_path / "any"
+    assert main([*base, "--out", str(out), "--n-elements", "any"]) == 0
+    assert json.loads((out / "summary.json").read_text())["n_codes_drawn"] == 6
 
 
 def test_fit_prior_on_refined_codes_models_other_codes(vae_model, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,65 +26,12 @@ from nesf.errors import CheckpointError
 from nesf.metrics.verdicts import StructureVerdict, make_verdicts
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import ModelConfig, TrainConfig, config_from_dict
+from nesf.models.defaults import NEURAL_SETTINGS, decoding_settings, refinement_settings
 from nesf.reconstruction.reconstruct import reconstruct
 from nesf.reconstruction.settings import ReconstructionSettings
 from nesf.reconstruction.symmetry import FinishedOnce, finish_decoded
 from nesf.registry import available_models, resolve_model_path, shipped_prior_path  # noqa: F401 - nesf.api's too
 from nesf.training.checkpoint import load_checkpoint
-
-#: Reconstruction settings for learned fields: the published ones, with convergence and merging
-#: tolerances suited to a network's small residual wobble around an atom, and each detected atom
-#: polished twice on shells of field queries (on validation data: mp RMSE 0.041 -> 0.029, perov_5
-#: 0.0128 -> 0.0060, match rates unchanged; benchmarks/precision.py). Symmetrisation is a model's
-#: own default where validation data showed it to help (its checkpoint's ``decoding`` record: mp
-#: and lim_l6), else an option (``with_settings(symmetrize=True)``): it moved perov_5's atoms off
-#: their distorted sites.
-#: Species are voted on 3^3 points around each atom instead of the paper's 6^3: on 200 mp
-#: validation crystals (one-pass codes) the same species error and match rate, the decode 2.3x
-#: faster (benchmarks/RESULTS.md, "species vote grid").
-NEURAL_SETTINGS = ReconstructionSettings(
-    converge_tol=1e-3, merge_tol=0.01, polish_steps=2, species_grid=3, pin_origin=True
-)
-
-
-def _decoding_settings(decoding: Any, source: str) -> ReconstructionSettings:
-    """:data:`NEURAL_SETTINGS` with a checkpoint's own decoding defaults (its ``"decoding"`` record).
-
-    A shipped model records there what validation data showed to help it (``symmetrize`` for
-    ``mp`` and ``lim_l6``); the command line's and :meth:`NeSF.with_settings`' choices still win.
-    """
-    if not decoding:
-        return NEURAL_SETTINGS
-    if not isinstance(decoding, dict):
-        raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable decoding record")
-    known = {f.name for f in fields(ReconstructionSettings)}
-    unknown = sorted(set(decoding) - known)
-    if unknown:
-        raise CheckpointError(f"{source}: the decoding record names unknown settings: {', '.join(unknown)}")
-    try:
-        return replace(NEURAL_SETTINGS, **decoding)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: inconsistent decoding record: {exc}") from None
-
-
-def _refinement_settings(record: Any, source: str) -> RefineSettings:
-    """The default :class:`RefineSettings` with a checkpoint's own refinement defaults (its ``"refinement"`` record).
-
-    ``nesf train`` records a bound on the search for models that match few of their validation
-    crystals in one pass (:mod:`nesf.encoding.calibrate`); the command line's and
-    :meth:`NeSF.with_refinement`'s choices still win.
-    """
-    if not record:
-        return RefineSettings()
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable refinement record")
-    unknown = sorted(set(record) - {f.name for f in fields(RefineSettings)})
-    if unknown:
-        raise CheckpointError(f"{source}: the refinement record names unknown settings: {', '.join(unknown)}")
-    try:
-        return RefineSettings(**record)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: inconsistent refinement record: {exc}") from None
 
 
 def _as_crystals(structures: Any) -> list[Crystal]:
@@ -189,10 +136,10 @@ class NeSF:
             train_cfg = config_from_dict(TrainConfig, ck["train_config"]) if ck.get("train_config") else None
         except (TypeError, ValueError):
             raise CheckpointError(f"{source}: inconsistent nesf checkpoint: unreadable training settings") from None
-        settings = _decoding_settings(ck.get("decoding"), source)
-        refinement = _refinement_settings(ck.get("refinement"), source)
+        settings = decoding_settings(ck.get("decoding"), source)
+        refinement = refinement_settings(ck.get("refinement"), source)
         sampling = dict(ck.get("sampling") or {})
-        _decoding_settings(sampling, source)  # the same checks as the decoding record
+        decoding_settings(sampling, source)  # the same checks as the decoding record
         out = cls(
             model,
             vocab,
@@ -494,29 +441,53 @@ class NeSF:
         return loaded
 
     def sample_crystals(
-        self, n: int, seed: int = 0, prior: Any = None, progress: bool = False, temperature: float | None = None
+        self,
+        n: int,
+        seed: int = 0,
+        prior: Any = None,
+        progress: bool = False,
+        temperature: float | None = None,
+        n_elements: int | str = "auto",
+        max_draws: int | None = None,
     ) -> list[Crystal]:
         """``n`` new crystals: latent codes drawn from the prior (seeded), decoded (empty ones included).
 
         ``temperature`` scales the prior's starting noise (below 1: fewer, more typical crystals;
-        default: the prior's own, e.g. 0.85 for the shipped ``mp`` prior).
+        default: the prior's own, e.g. 0.85 for the shipped ``mp`` prior). ``n_elements``: each
+        crystal's number of elements, drawn from the histogram of the prior's training crystals
+        where it records one (``"auto"``), fixed (an int), or left to the decodes (``"any"``);
+        see :mod:`nesf.generation.elements` (``max_draws``: codes decoded per crystal at most).
         """
+        from nesf.generation.elements import MAX_DRAWS, sample_matched, target_spec
+
         if n < 1:
             raise ValueError(f"the number of crystals to sample must be at least 1, got {n}")
-        z = self.prior(prior).sample(n, seed=seed, temperature=temperature)
+        lat = self.prior(prior)
+        target = target_spec(None if n_elements is None else str(n_elements), lat.cfg.element_counts)
+        if target is not None:
+            model, draws = self.for_sampling(), max_draws or MAX_DRAWS
+            return sample_matched(model, lat, n, target, seed, temperature, max_draws=draws, progress=progress)
+        z = lat.sample(n, seed=seed, temperature=temperature)
         ids = [f"sample-{i:05d}" for i in range(n)]
         return self.for_sampling().decode_crystals(z, ids=ids, progress=progress)
 
     def sample(
-        self, n: int, seed: int = 0, prior: Any = None, temperature: float | None = None, screen: float | None = None
+        self,
+        n: int,
+        seed: int = 0,
+        prior: Any = None,
+        temperature: float | None = None,
+        screen: float | None = None,
+        n_elements: int | str = "auto",
     ) -> list:
         """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out).
 
         ``screen``: keep only crystals whose static CHGNet formation energy is at most this many
-        eV/atom (:func:`nesf.relax.screen.screen`, the relax extra); ``n`` codes are still drawn,
-        so fewer come back.
+        eV/atom (:func:`nesf.relax.screen.screen`, the relax extra); ``n`` crystals are still
+        drawn, so fewer come back. ``n_elements``: as :meth:`sample_crystals`.
         """
-        crystals = [c for c in self.sample_crystals(n, seed, prior, temperature=temperature) if c.n_atoms]
+        drawn = self.sample_crystals(n, seed, prior, temperature=temperature, n_elements=n_elements)
+        crystals = [c for c in drawn if c.n_atoms]
         if screen is not None:
             from nesf.relax.potential import require_chgnet
             from nesf.relax.screen import screen as energy_screen

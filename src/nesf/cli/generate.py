@@ -16,9 +16,11 @@ from nesf.cli.common import (
     load_model,
     non_negative_int,
     positive_float,
+    positive_int,
     seed_everything,
     set_threads,
 )
+from nesf.generation.elements import MAX_DRAWS
 
 
 def add_fit_prior(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +100,22 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         help="scale of the prior's starting noise (1: the fitted distribution; below 1: more typical, less "
         "diverse crystals; default: the prior's own, chosen on validation data: 0.85 for mp's, 1 for the others)",
     )
+    p.add_argument(
+        "--n-elements",
+        default="auto",
+        metavar="K|auto|any",
+        help="number of elements of each crystal: K (e.g. 3 for ternaries), 'auto' (the default: drawn from the "
+        "histogram of the prior's training crystals where the prior records one, as mp's does) or 'any' (whatever "
+        "the decodes hold); codes are drawn and decoded until each crystal has its count",
+    )
+    p.add_argument(
+        "--draws-per-crystal",
+        type=positive_int,
+        default=MAX_DRAWS,
+        metavar="M",
+        help=f"with a number of elements: latent codes decoded per crystal at most (default {MAX_DRAWS}); a crystal "
+        "whose count no decode reached by then takes the unused decode nearest in count (summary.json counts them)",
+    )
     from nesf.cli.design import add_conditional_options
     from nesf.cli.relax import add_sample_relax_options
 
@@ -164,8 +182,14 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
     epochs = args.epochs if args.epochs is not None else default_epochs(len(z))
+    from nesf.generation.elements import element_count_histogram, n_elements
+
     cfg = PriorConfig(
-        latent_dim=z.shape[1], epochs=epochs, variance_kept=args.variance_kept, temperature=args.temperature
+        latent_dim=z.shape[1],
+        epochs=epochs,
+        variance_kept=args.variance_kept,
+        temperature=args.temperature,
+        element_counts=element_count_histogram(n_elements(c) for c in crystals),
     )
     prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
     card = {
@@ -217,6 +241,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.temperature is None and hasattr(model, "prior"):
         args.temperature = float(model.prior(args.prior).cfg.temperature)
     if args.head is not None:  # conditional sampling: codes kept near a target by a property head
+        if args.n_elements not in ("auto", "any"):
+            raise ValueError("--n-elements: conditional sampling (--property) chooses elements with --elements")
         if args.resume:
             raise ValueError("--resume: conditional sampling (--property) does not save chunks; run it again")
         from nesf.cli.design import sample_conditional
@@ -226,20 +252,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
-    """Draw every code (cheap), decode them chunk by chunk (saved as done, resumable), then write the outputs."""
+    """Draw the codes (or each chunk its own), decode chunk by chunk (saved as done, resumable), write the outputs."""
     import json
 
     import numpy as np
+    import torch
     from tqdm.auto import tqdm
 
     from nesf.cli.roundtrip import read_shard
+    from nesf.generation.elements import draw_targets, matched_chunk, target_spec
     from nesf.generation.records import sample_records
     from nesf.io.stream import ChunkedRun
     from nesf.io.writers import cif_text, extxyz_text
 
     if args.n < 1:
         raise ValueError(f"the number of crystals to sample must be at least 1, got {args.n}")
-    z = model.prior(args.prior).sample(args.n, seed=args.seed, temperature=args.temperature)
+    prior = model.prior(args.prior)
+    target = target_spec(args.n_elements, prior.cfg.element_counts)
+    if target is None:
+        z = prior.sample(args.n, seed=args.seed, temperature=args.temperature)
+        drawn_digest = _digest(z)
+    else:  # codes are drawn chunk by chunk until each crystal has its number of elements
+        targets = draw_targets(target, args.n, args.seed)
+        drawn_digest = _digest(torch.as_tensor(targets))
     manifest = {
         "command": "sample",
         "model": str(args.model),
@@ -249,14 +284,22 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         "temperature": args.temperature,
         "n": args.n,
         "settings": model.settings.to_dict() if hasattr(model, "settings") else None,
-        "codes_sha256": _digest(z),
+        "n_elements": "any" if target is None else target,
+        "codes_sha256": drawn_digest,
     }
     run = ChunkedRun(args.out, manifest, resume=args.resume, chunk_size=args.chunk_size)
     show = not args.quiet and run.rank == 0
     initial = min(args.n, run.resumed_chunks * run.chunk_size)
     with tqdm(total=args.n, initial=initial, desc="decode", unit="crystal", disable=not show) as bar:
         for k, chunk in run.chunks(range(args.n)):
-            crystals = model.decode_crystals(z[chunk], ids=[f"sample-{i:05d}" for i in chunk])
+            if target is None:
+                crystals = model.decode_crystals(z[chunk], ids=[f"sample-{i:05d}" for i in chunk])
+                drawn, unmatched = len(chunk), 0
+            else:
+                draw = matched_chunk(
+                    model, prior, targets, chunk, args.seed, k, args.temperature, args.draws_per_crystal
+                )
+                crystals, drawn, unmatched = draw.crystals, draw.drawn, draw.unmatched
             decoded = [c for c in crystals if c.n_atoms]
             run.save(
                 k,
@@ -264,6 +307,7 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
                 cif=np.array([cif_text(c) for c in decoded], dtype=str),
                 xyz=np.array([extxyz_text([c]) for c in decoded], dtype=str),
                 failed=np.array([c.id for c in crystals if not c.n_atoms], dtype=str),
+                drawn=np.array([drawn, unmatched], dtype=np.int64),
             )
             bar.update(min(len(chunk) * run.world, args.n - bar.n))
     done: dict = {}
@@ -282,8 +326,19 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         if written > len(done["first_records"]):
             print(f"... {written - len(done['first_records'])} more (all of them in summary.json)")
     screened = f", {done['n_screened_out']} screened out" if args.screen is not None else ""
+    codes = f"{args.n} latent codes"
+    if target is not None:
+        how = (
+            "each with a number of elements drawn from the histogram of the prior's training crystals"
+            if isinstance(target, list)
+            else f"of {target} elements each"
+        )
+        codes = (
+            f"{args.n} crystals {how} ({done['n_codes_drawn']} latent codes decoded; "
+            f"{done['n_unmatched']} took another count)"
+        )
     print(
-        f"sampled {args.n} latent codes: {done['n_decoded']} decoded to crystals, {done['n_failed']} failed (no atom "
+        f"sampled {codes}: {done['n_decoded']} decoded to crystals, {done['n_failed']} failed (no atom "
         f"found){screened}; wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if done['grid'] else ''})"
     )
     return 0
@@ -302,6 +357,8 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
     decoded crystal is read back (screening and relaxation give each its energies before the
     files are written; screening drops some).
     """
+    import numpy as np
+
     from nesf.cli.relax import relax_samples, screen_samples
     from nesf.cli.roundtrip import read_shard
     from nesf.data.extxyz import crystal_from_extxyz_text
@@ -323,11 +380,13 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
                 rec["chgnet_formation_energy_ev"] = e_form
         energy_fields = {**screened, **relax_samples(args, decoded, tmp)}
         failed_all = [f for s in shards for f in s["failed"]]
-        shards = [{"records": records, "cif": None, "xyz": None, "failed": failed_all}]
+        drawn_all = np.sum([s["drawn"] for s in shards], axis=0)
+        shards = [{"records": records, "cif": None, "xyz": None, "failed": failed_all, "drawn": drawn_all}]
         relaxed_crystals = iter(decoded)
     keep_views = max(args.grid, MAX_VIEWS if args.html else 0)
     records: list[dict] = []
     failed: list[str] = []
+    drawn = np.zeros(2, dtype=np.int64)  # codes decoded (more than n with a number of elements), slots unmatched
     shown: list = []
     seen: dict[str, int] = {}
     with open(tmp / "all.extxyz", "w") as xyz_out:
@@ -348,6 +407,7 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
                     shown.append(crystal_from_extxyz_text(xyz))
             records.extend(recs)
             failed.extend(s["failed"])
+            drawn += s["drawn"]
     if not records:
         (tmp / "all.extxyz").unlink()
     grid = bool(args.grid and shown)
@@ -362,6 +422,9 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         "seed": args.seed,
         "temperature": args.temperature,
         "n_requested": args.n,
+        "n_elements": args.n_elements,
+        "n_codes_drawn": int(drawn[0]),
+        "n_elements_unmatched": int(drawn[1]),
         "n_decoded": len(records) + screened_out,
         "n_failed": len(failed),
         "n_screened_out": screened_out,
@@ -383,6 +446,8 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         "n_decoded": len(records) + screened_out,
         "n_screened_out": screened_out,
         "n_failed": len(failed),
+        "n_codes_drawn": int(drawn[0]),
+        "n_unmatched": int(drawn[1]),
         "grid": grid,
     }
 

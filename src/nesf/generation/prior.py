@@ -50,6 +50,9 @@ class PriorConfig:
         components: number of modelled principal components (set by :func:`fit_prior`).
         temperature: the scale of the starting noise when a sampler is not given one (1: the
             fitted flow; a shipped prior may carry the value chosen on validation data).
+        element_counts: shares of the training crystals with 1, 2, ... elements (``nesf
+            fit-prior`` records them); where set, samplers draw each crystal's number of
+            elements from them (:mod:`nesf.generation.elements`).
     """
 
     latent_dim: int
@@ -63,6 +66,7 @@ class PriorConfig:
     variance_kept: float = 0.999
     components: int | None = None
     temperature: float = 1.0
+    element_counts: list[float] | None = None
 
 
 #: Optimizer updates a prior fit gets at least by default (:func:`default_epochs`): on 1,646

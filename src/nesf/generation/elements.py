@@ -1,0 +1,235 @@
+"""Samples with a chosen number of elements: codes drawn until a decode holds the target count.
+
+A prior models the latent codes, not the crystals decoded from them, and a decoder reading a
+code from the edge of the codes' distribution tends to give it an extra element or two on
+single sites. Generators of the field draw some discrete make-up of a crystal from the
+training data's own histogram before generating the rest (DiffCSP and FlowMM the number of
+atoms). Here the discrete make-up is the number of elements: each sample slot gets a target
+count ``k`` drawn from the training crystals' histogram (or a count the user chooses: "give me
+ternaries"), and latent codes are drawn from the prior and decoded, in rounds, until every slot
+holds a decode with ``k`` elements. Each slot's crystal is the first decode of its count not
+already taken, so the output follows ``p(k) p(crystal | k)`` with ``p(crystal | k)`` the prior's
+decodes of that count.
+
+A slot still empty after ``max_draws`` codes per slot (a count the prior hardly ever decodes
+to) takes the unused decode nearest in count, and the slot is counted as unmatched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nesf.data.crystal import Crystal
+
+#: Codes drawn per sample slot at most before a slot takes the nearest count (about 4 per slot
+#: are needed for the shipped ``mp`` prior and the histogram of its training crystals).
+MAX_DRAWS = 40
+
+
+def n_elements(crystal: Crystal) -> int:
+    """Number of distinct elements of a crystal (0 for an empty decode)."""
+    return int(np.unique(crystal.numbers).size)
+
+
+def element_count_histogram(counts: Iterable[int]) -> list[float]:
+    """Shares of crystals with 1, 2, ... elements (entry ``k - 1`` for ``k`` elements), summing to 1.
+
+    Raises:
+        ValueError: no count, or a count below 1.
+    """
+    counts = np.asarray(list(counts), dtype=np.int64)
+    if counts.size == 0 or counts.min() < 1:
+        raise ValueError("need the number of elements (>= 1) of at least one crystal")
+    hist = np.bincount(counts - 1).astype(np.float64)
+    return [float(h) for h in hist / hist.sum()]
+
+
+def check_histogram(histogram: Sequence[float], source: str = "element-count histogram") -> np.ndarray:
+    """A histogram as shares summing to 1 (raises ``ValueError`` for negative or all-zero entries)."""
+    h = np.asarray(histogram, dtype=np.float64).reshape(-1)
+    if h.size == 0 or not np.all(np.isfinite(h)) or h.min() < 0 or h.sum() <= 0:
+        raise ValueError(f"{source}: needs non-negative shares with a positive sum, got {list(histogram)}")
+    return h / h.sum()
+
+
+def draw_targets(target: int | Sequence[float], n: int, seed: int) -> np.ndarray:
+    """``[n]`` target numbers of elements: all ``target`` (an int), or drawn from a histogram (seeded)."""
+    if isinstance(target, (int, np.integer)):
+        if target < 1:
+            raise ValueError(f"the number of elements must be at least 1, got {target}")
+        return np.full(n, int(target), dtype=np.int64)
+    h = check_histogram(target)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x656C]))
+    return rng.choice(np.arange(1, h.size + 1), size=n, p=h).astype(np.int64)
+
+
+@dataclass
+class MatchedDraw:
+    """What :func:`draw_matched` returns.
+
+    Attributes:
+        crystals: one decode per slot, in slot order (an empty crystal where nothing decoded).
+        drawn: latent codes drawn and decoded.
+        unmatched: slots that took a decode of another count (the budget ran out).
+    """
+
+    crystals: list[Crystal]
+    drawn: int
+    unmatched: int
+
+
+def draw_matched(
+    sample_codes: Callable[[int, int], torch.Tensor],
+    decode: Callable[[torch.Tensor], list[Crystal]],
+    targets: Sequence[int],
+    seed: Sequence[int],
+    max_draws: int = MAX_DRAWS,
+) -> MatchedDraw:
+    """Decodes of prior codes with the target numbers of elements, one per slot.
+
+    Args:
+        sample_codes: ``(m, seed) -> [m, D]`` codes (e.g. a prior's ``sample`` at a temperature).
+        decode: codes ``[m, D]`` -> ``m`` crystals (empty ones included).
+        targets: ``[S]`` number of elements wanted in each slot.
+        seed: entropy of this draw (e.g. ``(run seed, chunk)``); round ``r`` draws its codes with a
+            seed derived from ``(*seed, r)``.
+        max_draws: codes per slot at most.
+
+    Returns:
+        A :class:`MatchedDraw`. The same arguments give the same crystals.
+    """
+    targets = [int(t) for t in targets]
+    slots: list[Crystal | None] = [None] * len(targets)
+    waiting: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        waiting.setdefault(t, []).append(i)
+    pool: list[Crystal] = []  # decodes no slot took (for the budget's end)
+    drawn, kept, budget, r = 0, 0, max(1, max_draws) * len(targets), 0
+    while kept < len(targets) and drawn < budget:
+        rate = (kept + 1) / (drawn + 1) if drawn else 0.5
+        m = min(budget - drawn, max(8, math.ceil(1.2 * (len(targets) - kept) / rate)))
+        round_seed = int(np.random.SeedSequence([*seed, r]).generate_state(1)[0] & 0x7FFFFFFF)
+        for crystal in decode(sample_codes(m, round_seed)):
+            free = waiting.get(n_elements(crystal)) if crystal.n_atoms else None
+            if free:
+                slots[free.pop(0)] = crystal
+                kept += 1
+            elif crystal.n_atoms:
+                pool.append(crystal)
+        drawn += m
+        r += 1
+    unmatched = 0
+    for i, t in enumerate(targets):
+        if slots[i] is None:
+            unmatched += 1
+            if pool:
+                j = min(range(len(pool)), key=lambda j: abs(n_elements(pool[j]) - t))
+                slots[i] = pool.pop(j)
+            else:
+                slots[i] = Crystal(np.eye(3), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+    return MatchedDraw([c for c in slots if c is not None], drawn, unmatched)
+
+
+def matched_chunk(
+    model,  # noqa: ANN001 - a NeSF ready for sampling (``for_sampling()``)
+    prior,  # noqa: ANN001 - a LatentPrior
+    targets: np.ndarray,
+    slots: Sequence[int],
+    seed: int,
+    chunk: int,
+    temperature: float | None = None,
+    max_draws: int = MAX_DRAWS,
+) -> MatchedDraw:
+    """The crystals of sample slots ``slots`` (one chunk of a run), with ids ``sample-00042``.
+
+    The chunk draws its own codes (seeded by ``(seed, chunk)``), so chunks can be decoded in
+    any order, by any process, and resumed: a run gives the same crystals however it is split.
+    """
+
+    def codes(m: int, round_seed: int) -> torch.Tensor:
+        return prior.sample(m, seed=round_seed, temperature=temperature)
+
+    draw = draw_matched(codes, model.decode_crystals, targets[list(slots)], (seed, chunk), max_draws)
+    for i, crystal in zip(slots, draw.crystals):
+        crystal.id = f"sample-{i:05d}"
+    return draw
+
+
+def sample_matched(
+    model,  # noqa: ANN001
+    prior,  # noqa: ANN001
+    n: int,
+    target: int | Sequence[float],
+    seed: int = 0,
+    temperature: float | None = None,
+    chunk_size: int | None = None,
+    max_draws: int = MAX_DRAWS,
+    progress: bool = False,
+) -> list[Crystal]:
+    """``n`` samples with target numbers of elements, chunk by chunk as ``nesf sample`` makes them.
+
+    Args:
+        model: a :class:`~nesf.api.NeSF` ready for sampling.
+        prior: its latent prior.
+        n: crystals.
+        target: every crystal's number of elements, or a histogram to draw them from.
+        seed: seed of the targets and the codes.
+        temperature: the prior's sampling temperature (default: its own).
+        chunk_size: slots per chunk (default: ``nesf sample``'s, so both give the same crystals).
+        max_draws: codes decoded per crystal at most.
+        progress: show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    from nesf.io.stream import DEFAULT_CHUNK
+
+    size = chunk_size or DEFAULT_CHUNK
+    targets = draw_targets(target, n, seed)
+    out: list[Crystal] = []
+    with tqdm(total=n, desc="sample", unit="crystal", disable=not progress) as bar:
+        for k, start in enumerate(range(0, n, size)):
+            slots = range(start, min(n, start + size))
+            out.extend(matched_chunk(model, prior, targets, slots, seed, k, temperature, max_draws).crystals)
+            bar.update(len(slots))
+    return out
+
+
+def target_spec(value: str | None, histogram: Sequence[float] | None) -> int | list[float] | None:
+    """The target of ``--n-elements VALUE`` with a prior's recorded histogram.
+
+    ``None`` / ``"auto"``: the prior's histogram where it records one, else no target; ``"any"``:
+    no target; an integer: every sample with that many elements.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if value is None or value == "auto":
+        return None if histogram is None else list(histogram)
+    if value == "any":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        raise ValueError(f"--n-elements {value!r}: give a number of elements, 'auto' or 'any'") from None
+    if k < 1:
+        raise ValueError(f"--n-elements {value}: the number of elements must be at least 1")
+    return k
+
+
+__all__ = [
+    "MAX_DRAWS",
+    "MatchedDraw",
+    "check_histogram",
+    "draw_matched",
+    "draw_targets",
+    "matched_chunk",
+    "sample_matched",
+    "element_count_histogram",
+    "n_elements",
+    "target_spec",
+]

@@ -1,0 +1,82 @@
+"""Samples with a chosen number of elements (nesf.generation.elements)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nesf.data.crystal import Crystal
+from nesf.generation.elements import (
+    draw_matched,
+    draw_targets,
+    element_count_histogram,
+    n_elements,
+    target_spec,
+)
+
+
+def _codes(m: int, seed: int) -> torch.Tensor:
+    """Fake prior: codes whose first entry says how many elements their decode holds (1-4, seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, 5, (m, 1), generator=g).float()
+
+
+def _decode(z: torch.Tensor) -> list[Crystal]:
+    """Fake decoder: k elements on k atoms of a cubic cell; 0 gives an empty crystal."""
+    out = []
+    for k in z[:, 0].long().tolist():
+        numbers = np.arange(1, k + 1) * 3
+        out.append(Crystal(4.0 * np.eye(3), np.arange(3 * k).reshape(k, 3) % 4 * 1.0, numbers))
+    return out
+
+
+def test_histogram_and_targets():
+    hist = element_count_histogram([2, 3, 3, 3, 1, 2, 2, 3])
+    assert hist == pytest.approx([1 / 8, 3 / 8, 4 / 8])
+    t = draw_targets(hist, 4000, seed=1)
+    assert np.array_equal(t, draw_targets(hist, 4000, seed=1))
+    assert not np.array_equal(t, draw_targets(hist, 4000, seed=2))
+    shares = np.bincount(t, minlength=4)[1:] / t.size
+    assert shares == pytest.approx(hist, abs=0.03)
+    assert set(draw_targets(3, 5, seed=0)) == {3}
+    with pytest.raises(ValueError, match="at least one crystal"):
+        element_count_histogram([])
+    with pytest.raises(ValueError, match="non-negative"):
+        draw_targets([0.0, -1.0], 3, seed=0)
+
+
+def test_every_slot_gets_its_count_in_order_and_deterministically():
+    targets = [3, 1, 1, 4, 2, 3, 1]
+    draw = draw_matched(_codes, _decode, targets, seed=(5, 0))
+    assert [n_elements(c) for c in draw.crystals] == targets
+    assert draw.unmatched == 0 and draw.drawn >= len(targets)
+    again = draw_matched(_codes, _decode, targets, seed=(5, 0))
+    assert all(np.array_equal(a.numbers, b.numbers) for a, b in zip(draw.crystals, again.crystals))
+    other = draw_matched(_codes, _decode, targets, seed=(5, 1))
+    assert [n_elements(c) for c in other.crystals] == targets
+
+
+def test_a_count_the_decoder_never_makes_takes_the_nearest_after_the_budget():
+    draw = draw_matched(_codes, _decode, [2, 7], seed=(0, 0), max_draws=10)
+    assert draw.drawn <= 20 and draw.unmatched == 1
+    assert [n_elements(c) for c in draw.crystals] == [2, 4]  # 4 is the most any decode holds
+
+
+def test_empty_decodes_fill_nothing():
+    def empty(z: torch.Tensor) -> list[Crystal]:
+        return [Crystal(np.eye(3), np.zeros((0, 3)), np.zeros(0, dtype=np.int64)) for _ in range(len(z))]
+
+    draw = draw_matched(_codes, empty, [1, 2], seed=(0, 0), max_draws=3)
+    assert draw.unmatched == 2 and all(c.n_atoms == 0 for c in draw.crystals)
+
+
+def test_target_spec():
+    assert target_spec("auto", [0.5, 0.5]) == [0.5, 0.5]
+    assert target_spec("auto", None) is None
+    assert target_spec("any", [0.5, 0.5]) is None
+    assert target_spec("3", None) == 3
+    with pytest.raises(ValueError, match="--n-elements"):
+        target_spec("ternary", None)
+    with pytest.raises(ValueError, match="at least 1"):
+        target_spec("0", None)
