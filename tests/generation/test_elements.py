@@ -80,3 +80,25 @@ def test_target_spec():
         target_spec("ternary", None)
     with pytest.raises(ValueError, match="at least 1"):
         target_spec("0", None)
+
+
+def test_the_command_line_states_the_draw_budget_and_stays_torch_free():
+    """`nesf sample --help` names MAX_DRAWS, and building the parser imports no torch (`nesf models` needs none)."""
+    import subprocess
+    import sys
+
+    from nesf.generation.elements import MAX_DRAWS
+
+    code = (
+        "import sys, contextlib, io\n"
+        "from nesf.cli import build_parser\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    build_parser().parse_args(['sample', '--help'])\n"
+        "print('torch' in sys.modules)\n"
+        "print(out.getvalue())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, _, help_text = done.stdout.partition("\n")
+    assert first == "False", "building nesf's command line imported torch"
+    assert f"(default {MAX_DRAWS})" in " ".join(help_text.split())

@@ -199,9 +199,11 @@ def test_evaluate_without_outputs_prints_and_leaves_nothing(many, tmp_path, caps
     assert main(["evaluate", str(many), "--jobs", "2", *FAST]) == 2
 
 
-def test_two_processes_sample_like_one(tmp_path):
-    # also: nesf's options pass through torchrun untouched (sample's --n is no abbreviation of --nnodes)
-    base = ["sample", "--model", "perov_5", "--n", "16", "--chunk-size", "4", "--grid", "0", "--threads", "1"]
+@pytest.mark.parametrize("extra", [[], ["--n-elements", "4", "--n", "8"]], ids=["one-code-each", "four-elements"])
+def test_two_processes_sample_like_one(tmp_path, extra):
+    # also: nesf's options pass through torchrun untouched (sample's --n is no abbreviation of --nnodes);
+    # with a number of elements each chunk draws its own codes, so any split of the chunks gives the same samples
+    base = ["sample", "--model", "perov_5", "--n", "16", "--chunk-size", "4", "--grid", "0", "--threads", "1", *extra]
     assert main([*base, "--out", str(tmp_path / "one"), "--quiet"]) == 0
     proc = _run([*base, "--out", str(tmp_path / "two"), "--jobs", "2", "--quiet"])
     _, err = proc.communicate(timeout=600)

@@ -20,7 +20,6 @@ from nesf.cli.common import (
     seed_everything,
     set_threads,
 )
-from nesf.generation.elements import MAX_DRAWS
 
 
 def add_fit_prior(sub: argparse._SubParsersAction) -> None:
@@ -111,10 +110,10 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--draws-per-crystal",
         type=positive_int,
-        default=MAX_DRAWS,
+        default=None,
         metavar="M",
-        help=f"with a number of elements: latent codes decoded per crystal at most (default {MAX_DRAWS}); a crystal "
-        "whose count no decode reached by then takes the unused decode nearest in count (summary.json counts them)",
+        help="with a number of elements: latent codes decoded per crystal at most (default 40); a crystal whose "
+        "count no decode reached by then takes the unused decode nearest in count (summary.json counts them)",
     )
     from nesf.cli.design import add_conditional_options
     from nesf.cli.relax import add_sample_relax_options
@@ -260,7 +259,7 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     from tqdm.auto import tqdm
 
     from nesf.cli.roundtrip import read_shard
-    from nesf.generation.elements import draw_targets, matched_chunk, target_spec
+    from nesf.generation.elements import MAX_DRAWS, draw_targets, matched_chunk, target_spec
     from nesf.generation.records import sample_records
     from nesf.io.stream import ChunkedRun
     from nesf.io.writers import cif_text, extxyz_text
@@ -285,6 +284,7 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         "n": args.n,
         "settings": model.settings.to_dict() if hasattr(model, "settings") else None,
         "n_elements": "any" if target is None else target,
+        "draws_per_crystal": None if target is None else args.draws_per_crystal or MAX_DRAWS,
         "codes_sha256": drawn_digest,
     }
     run = ChunkedRun(args.out, manifest, resume=args.resume, chunk_size=args.chunk_size)
@@ -296,9 +296,8 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
                 crystals = model.decode_crystals(z[chunk], ids=[f"sample-{i:05d}" for i in chunk])
                 drawn, unmatched = len(chunk), 0
             else:
-                draw = matched_chunk(
-                    model, prior, targets, chunk, args.seed, k, args.temperature, args.draws_per_crystal
-                )
+                draws = manifest["draws_per_crystal"]
+                draw = matched_chunk(model, prior, targets, chunk, args.seed, k, args.temperature, draws)
                 crystals, drawn, unmatched = draw.crystals, draw.drawn, draw.unmatched
             decoded = [c for c in crystals if c.n_atoms]
             run.save(
