@@ -78,7 +78,7 @@ def test_target_spec():
     assert target_spec("3", None) == 3
     with pytest.raises(ValueError, match="--n-elements"):
         target_spec("ternary", None)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="must be at least 1"):
         target_spec("0", None)
 
 

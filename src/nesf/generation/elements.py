@@ -215,9 +215,9 @@ def target_spec(value: str | None, histogram: Sequence[float] | None) -> int | l
     try:
         k = int(value)
     except ValueError:
-        raise ValueError(f"--n-elements {value!r}: give a number of elements, 'auto' or 'any'") from None
+        raise ValueError(f"number of elements (--n-elements) {value!r}: give an integer, 'auto' or 'any'") from None
     if k < 1:
-        raise ValueError(f"--n-elements {value}: the number of elements must be at least 1")
+        raise ValueError(f"number of elements (--n-elements) {value}: must be at least 1")
     return k
 
 
