@@ -26,8 +26,8 @@ import torch
 
 from nesf.data.crystal import Crystal
 
-#: Codes drawn per sample slot at most before a slot takes the nearest count (about 4 per slot
-#: are needed for the shipped ``mp`` prior and the histogram of its training crystals).
+#: Codes drawn per sample slot at most before a slot takes the nearest count (the shipped ``mp``
+#: prior with its training crystals' histogram needs 2.9 per slot on average; RESULTS.md).
 MAX_DRAWS = 40
 
 
