@@ -20,11 +20,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from nesf.data.crystal import Crystal
+
+if TYPE_CHECKING:
+    from nesf.api import NeSF
+    from nesf.generation.prior import LatentPrior
 
 #: Codes drawn per sample slot at most before a slot takes the nearest count (the shipped ``mp``
 #: prior with its training crystals' histogram needs 2.9 per slot on average; RESULTS.md).
@@ -136,8 +141,8 @@ def draw_matched(
 
 
 def matched_chunk(
-    model,  # noqa: ANN001 - a NeSF ready for sampling (``for_sampling()``)
-    prior,  # noqa: ANN001 - a LatentPrior
+    model: NeSF,
+    prior: LatentPrior,
     targets: np.ndarray,
     slots: Sequence[int],
     seed: int,
@@ -146,6 +151,9 @@ def matched_chunk(
     max_draws: int = MAX_DRAWS,
 ) -> MatchedDraw:
     """The crystals of sample slots ``slots`` (one chunk of a run), with ids ``sample-00042``.
+
+    ``model`` is ready for sampling (:meth:`~nesf.api.NeSF.for_sampling`); ``targets`` ``[n]``
+    holds every slot's number of elements (:func:`draw_targets`).
 
     The chunk draws its own codes (seeded by ``(seed, chunk)``), so chunks can be decoded in
     any order, by any process, and resumed: a run gives the same crystals however it is split.
@@ -161,8 +169,8 @@ def matched_chunk(
 
 
 def sample_matched(
-    model,  # noqa: ANN001
-    prior,  # noqa: ANN001
+    model: NeSF,
+    prior: LatentPrior,
     n: int,
     target: int | Sequence[float],
     seed: int = 0,
