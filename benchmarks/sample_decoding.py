@@ -16,7 +16,10 @@ one pass and decodes that code, N times: the decode-encode cycle of the design p
 free samples (an empty decode keeps its last non-empty crystal). A variant's ``decoder=CHECKPOINT``
 decodes the same codes with another checkpoint of the same latent space (a continuation of the
 model, e.g. one trained with ``--latent-noise``), so decoders are compared on identical codes
-without refitting a prior. ``--full`` adds the
+without refitting a prior. A variant's ``n_elements=auto`` (or ``=K``) makes its samples as ``nesf
+sample --n-elements`` does: each sample's number of elements drawn from the prior's histogram (or
+K), codes drawn and decoded until a decode has it (other codes than the one-per-sample draw
+the other variants share). ``--full`` adds the
 coverage figures (COV-R / COV-P), which cost about 15 minutes per 500 x 500 on one core;
 ``--out DIR`` writes each variant's samples to ``DIR/NAME.extxyz`` (for ``nesf generation-metrics``).
 Choose on validation data; keep test splits for figures.
@@ -107,7 +110,7 @@ def recycled(model, crystals: list) -> list:  # noqa: ANN001
 def main() -> None:
     from nesf.reconstruction.settings import ReconstructionSettings
 
-    defaults = ReconstructionSettings().to_dict() | {"recycle": 0, "decoder": ""}
+    defaults = ReconstructionSettings().to_dict() | {"recycle": 0, "decoder": "", "n_elements": "any"}
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="shipped model name or checkpoint (with its prior)")
     ap.add_argument("--prior", default=None, help="prior file (default: the model's shipped prior)")
@@ -126,6 +129,7 @@ def main() -> None:
 
     from nesf.api import NeSF
     from nesf.data.readers import read_crystals
+    from nesf.generation.elements import sample_matched, target_spec
 
     torch.set_num_threads(args.threads)
     base = NeSF.load(args.model)
@@ -145,13 +149,19 @@ def main() -> None:
     for name, changes in [parse_changes(v, defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
         recycle = changes.pop("recycle", 0)
         decoder = changes.pop("decoder", "")
+        counted = str(changes.pop("n_elements", "any"))
         model = (NeSF.load(decoder) if decoder else base).for_sampling()
         if model.latent_dim != base.latent_dim or model.vocab.to_dict() != base.vocab.to_dict():
             raise SystemExit(f"{decoder}: another latent size or vocabulary than {args.model}'s")
         if changes:
             model = model.with_settings(**changes)
         t0 = time.perf_counter()
-        crystals = model.decode_crystals(z, ids=ids)
+        target = target_spec(counted, prior.cfg.element_counts)
+        if target is None:
+            crystals = model.decode_crystals(z, ids=ids)
+        else:  # as `nesf sample` makes them: codes drawn per chunk until each sample has its count
+            crystals = sample_matched(model, prior, args.n, target, args.seed, args.temperature)
+            changes["n_elements"] = counted
         for _ in range(recycle):
             crystals = recycled(model, crystals)
         if recycle:
