@@ -501,8 +501,6 @@ class _CheckedChunk:
         out, cost = self._decode(z, idx)
         if self.unit is None:  # the first decode of every crystal of the chunk
             self.unit = np.maximum(cost, 1.0)
-        if self.missed is not None:
-            missed_now = missed_atoms([self.crystals[i] for i in idx], out, self.o.model.frame.name)
         self.z_last[idx] = z
         for j, i in enumerate(idx):
             self.spent[i] += cost[j]
@@ -510,8 +508,13 @@ class _CheckedChunk:
             distance = composition_distance(composition(out[j]), self.want[i])
             if self.off[i] is None or distance < self.off[i] or (first and distance == self.off[i]):
                 self.z[i], self.decoded[i], self.off[i] = z[j], out[j], distance
-            if self.missed is not None:
-                self.missed[i] = self.missed[i] | missed_now[j] if i in self.missed else missed_now[j]
+        if self.missed is not None:  # only crystals still off are refined again with these weights
+            off = [j for j, i in enumerate(idx) if self.off[i] != (0, 0)]
+            inputs = [self.crystals[idx[j]] for j in off]
+            missed_now = missed_atoms(inputs, [out[j] for j in off], self.o.model.frame.name)
+            for j, now in zip(off, missed_now):
+                i = idx[j]
+                self.missed[i] = self.missed[i] | now if i in self.missed else now
 
     def _decode(self, z: torch.Tensor, idx: list[int]) -> tuple[list[Crystal], np.ndarray]:
         """Crystals decoded from codes ``z`` of crystals ``idx``, and each one's field queries ``[len(idx)]``."""
