@@ -34,16 +34,19 @@ DEFAULT_VARIANTS = (
 )
 
 
-def expand_presets(text: str) -> str:
-    """A variant with ``@fast`` replaced by the fast preset's changes as ``field=value`` items."""
-    from nesf.encoding.presets import FAST_DECODING, FAST_REFINEMENT
+def expand_presets(text: str, grid_spacing: float) -> str:
+    """A variant with ``@fast`` replaced by the fast preset's changes as ``field=value`` items.
+
+    ``grid_spacing``: the model's own particle grid (A), from which the preset sets its own.
+    """
+    from nesf.encoding.presets import FAST_REFINEMENT, fast_decoding
 
     def value(v: object) -> str:
         if isinstance(v, bool):
             return str(int(v))
         return "/".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
-    items = {**FAST_REFINEMENT, **FAST_DECODING}
+    items = {**FAST_REFINEMENT, **fast_decoding(grid_spacing)}
     return text.replace("@fast", ",".join(f"{k}={value(v)}" for k, v in items.items()))
 
 
@@ -70,7 +73,9 @@ def main() -> None:
     crystals = base.prepare(read_crystals(args.data)[: args.limit])
     out = {"model": args.model, "data": args.data, "n": len(crystals), "threads": args.threads, "variants": []}
     base.reconstruct_crystals(crystals[:2])  # first-call warm-up, not counted
-    for name, changes in [parse_changes(expand_presets(v), defaults) for v in (args.variant or DEFAULT_VARIANTS)]:
+    own_grid = base.settings.grid_spacing
+    variants = [parse_changes(expand_presets(v, own_grid), defaults) for v in (args.variant or DEFAULT_VARIANTS)]
+    for name, changes in variants:
         model = base.with_refinement(**{k: v for k, v in changes.items() if k in refine_defaults})
         decoding = {k: v for k, v in changes.items() if k not in refine_defaults}
         if decoding:

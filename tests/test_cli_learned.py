@@ -233,7 +233,8 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     assert main([*args, "--fast", "--restarts", "2", "--polish-steps", "2"]) == 0  # the fast preset, flags on top
     fast = json.loads(js.read_text())["refinement"]
     decoding = json.loads(js.read_text())["settings"]
-    assert decoding["merge_tol"] == 0.1 and decoding["polish_directions"] == 16 and decoding["polish_steps"] == 2
+    assert decoding["merge_tol"] == 0.2 and decoding["polish_directions"] == 16 and decoding["polish_steps"] == 2
+    assert decoding["grid_spacing"] == 0.8  # the small model's own grid is 0.5 A: the preset's floor
     assert fast["solver"] == "gauss_newton" and fast["restart_from"] == "last" and fast["check_encoder"] is True
     assert fast["restarts"] == 2 and fast["atom_fit"] is False and fast["check_symmetry"] is False
     search = json.loads(js.read_text())["search"]  # what the checked codes did, summed over the chunks

@@ -131,7 +131,7 @@ def test_restarts_from_the_last_code_chain_on_each_other(monkeypatch):
 def test_the_trade_off_benchmark_reads_the_fast_preset_back(monkeypatch):
     from pathlib import Path
 
-    from nesf.encoding.presets import FAST_DECODING, FAST_REFINEMENT
+    from nesf.encoding.presets import FAST_REFINEMENT, fast_decoding
     from nesf.reconstruction.settings import ReconstructionSettings
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -139,5 +139,18 @@ def test_the_trade_off_benchmark_reads_the_fast_preset_back(monkeypatch):
     import fast_codes
 
     defaults = {**ReconstructionSettings().to_dict(), **RefineSettings().to_dict()}
-    name, changes = _common.parse_changes(fast_codes.expand_presets("fast:@fast,restarts=3"), defaults)
-    assert name == "fast" and changes == {**FAST_REFINEMENT, **FAST_DECODING, "restarts": 3}
+    name, changes = _common.parse_changes(fast_codes.expand_presets("fast:@fast,restarts=3", 0.7), defaults)
+    assert name == "fast" and changes == {**FAST_REFINEMENT, **fast_decoding(0.7), "restarts": 3}
+
+
+def test_the_fast_grid_is_coarser_than_the_models_own_and_never_finer_than_its_floor():
+    from nesf.encoding.presets import FAST_DECODING, fast, fast_decoding
+
+    assert fast_decoding(0.7)["grid_spacing"] == 0.9  # mp
+    assert fast_decoding(0.5)["grid_spacing"] == 0.8  # the specialists: the floor
+    assert fast_decoding(1.0)["grid_spacing"] == 1.2
+    assert {k: v for k, v in fast_decoding(0.5).items() if k != "grid_spacing"} == FAST_DECODING
+    mp = NeSF.load("mp")
+    quick = fast(mp)
+    assert quick.settings.grid_spacing == 0.9 and quick.settings.merge_tol == 0.2
+    assert mp.settings.grid_spacing == 0.7  # the model itself is left as it was

@@ -32,7 +32,7 @@ ENCODER_FIRST_HELP = (
 FAST_HELP = (
     "NeSF models: fast checked codes: the encoder's own code first (its cell fitted), Gauss-Newton steps and "
     "up to 20 one-step restarts for the crystals it misses, no atom fit or space-group check; on mp test "
-    "crystals about the default's match rate at a quarter of its time, positions less precise and fewer "
+    "crystals about the default's match rate at a fifth of its time, positions less precise and fewer "
     "space groups kept (--refine-steps, --restarts and --encoder-first still apply on top)"
 )
 MAX_ATOMS_HELP = "refuse crystals with more atoms per cell (after symmetry expansion) than this (default 1000)"
@@ -239,9 +239,9 @@ def load_model(args: argparse.Namespace):  # noqa: ANN202
             changes[name] = getattr(args, name)
     fast = getattr(args, "fast", False) and hasattr(model, "with_refinement")
     if fast:  # the preset first, the command line's own settings on top
-        from nesf.encoding.presets import FAST_DECODING
+        from nesf.encoding.presets import fast_decoding
 
-        changes = {**FAST_DECODING, **changes}
+        changes = {**fast_decoding(model.settings.grid_spacing), **changes}
     model = model.with_settings(**changes) if changes else model
     given = {
         "steps": getattr(args, "refine_steps", None),

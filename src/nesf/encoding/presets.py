@@ -26,26 +26,37 @@ FAST_REFINEMENT: dict[str, Any] = {
     "check_symmetry": False,
 }
 
-#: Fast checked codes, decoding part: a particle grid of 0.8 A, particles closer than 0.1 A
-#: merged while they descend (a decode's work is in its first steps, before particles meet), one
-#: polishing step over 16 directions per shell instead of two over 32, and symmetrisation tried
-#: up to 0.9 A (spglib's search at the top of `mp`'s ladder, 1.2-2.0 A, costs the most). Chosen
-#: on `mp`, whose own grid is 0.7 A.
+#: Fast checked codes, decoding part: particles closer than 0.2 A merged while they descend (a
+#: decode's work is in its first steps, before particles meet), one polishing step over 16
+#: directions per shell instead of two over 32, and symmetrisation tried up to 0.9 A (spglib's
+#: search at the top of `mp`'s ladder, 1.2-2.0 A, costs the most). The particle grid is set per
+#: model by :func:`fast_decoding`.
 FAST_DECODING: dict[str, Any] = {
-    "grid_spacing": 0.8,
-    "merge_tol": 0.1,
+    "merge_tol": 0.2,
     "polish_steps": 1,
     "polish_directions": 16,
     "symmetry_tolerances": (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9),
 }
 
+#: The fast particle grid is this much coarser than the model's own (Angstrom) ...
+FAST_GRID_COARSER = 0.2
+#: ... and never finer than this (Angstrom): `mp` (own grid 0.7 A) decodes on 0.9 A, the
+#: specialists (0.5 A) on 0.8 A. A 0.9 A grid cost the specialists up to 9 points of match on
+#: their validation crystals (benchmarks/RESULTS.md, "A coarser grid for `--fast`").
+FAST_GRID_MIN = 0.8
+
+
+def fast_decoding(grid_spacing: float) -> dict[str, Any]:
+    """The fast preset's decoding changes for a model whose own particle grid is ``grid_spacing`` (A)."""
+    return {**FAST_DECODING, "grid_spacing": round(max(FAST_GRID_MIN, grid_spacing + FAST_GRID_COARSER), 6)}
+
 
 def fast(model: Any) -> Any:
     """``model`` (a :class:`~nesf.api.NeSF`) with fast checked codes (``--fast``).
 
-    On `mp` validation and test crystals: about the default's match rate at a quarter of its time,
+    On `mp` validation and test crystals: about the default's match rate at a fifth of its time,
     with positions less precise and space groups kept less often, as neither the atom fit nor the
     space-group check runs (``benchmarks/RESULTS.md``, "Fast checked codes with
     Gauss-Newton steps").
     """
-    return model.with_refinement(**FAST_REFINEMENT).with_settings(**FAST_DECODING)
+    return model.with_refinement(**FAST_REFINEMENT).with_settings(**fast_decoding(model.settings.grid_spacing))
