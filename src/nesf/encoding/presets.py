@@ -42,7 +42,8 @@ FAST_DECODING: dict[str, Any] = {
 FAST_GRID_COARSER = 0.2
 #: ... and never finer than this (Angstrom): `mp` (own grid 0.7 A) decodes on 0.9 A, the
 #: specialists (0.5 A) on 0.8 A. A 0.9 A grid cost the specialists up to 9 points of match on
-#: their validation crystals (benchmarks/RESULTS.md, "A coarser grid for `--fast`").
+#: their validation crystals (benchmarks/RESULTS.md, "A coarser particle grid and wider merging
+#: for `--fast`").
 FAST_GRID_MIN = 0.8
 
 
