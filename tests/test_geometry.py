@@ -285,3 +285,22 @@ def test_minimum_image_tries_shifts_in_blocks_with_the_result_of_one_at_a_time(m
     for elements in (1, 7 * 3 * deltas.shape[0] * deltas.shape[1]):  # one shift at a time, then blocks of 7
         monkeypatch.setattr(geometry, "MINIMUM_IMAGE_ELEMENTS", elements)
         assert torch.equal(geom.minimum_image(deltas), blocked)
+
+
+def test_minimum_image_skips_the_search_inside_the_safe_radius_with_the_same_result():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(5)
+    lattices = np.stack(
+        [
+            np.diag([3.0, 3.0, 30.0]),
+            [[4.0, 0, 0], [3.9, 0.5, 0], [0.2, 0.3, 6.0]],
+            [[5, 0, 0], [-2.5, 4.33, 0], [0, 0, 9]],
+        ]
+    )
+    deltas = torch.as_tensor(np.stack([random_deltas(rng, lat, 400) for lat in lattices]))
+    geom = PeriodicGeometry.from_lattices(lattices, dtype=torch.float64)
+    searched = replace(geom, safe_sq=torch.full_like(geom.safe_sq, -1.0))  # every vector searched
+    assert torch.equal(geom.minimum_image(deltas), searched.minimum_image(deltas))
+    # the safe radius is half the shortest lattice vector's lower bound: 1.5 A in the long 3 x 3 x 30 cell
+    assert float(geom.safe_sq[0]) == pytest.approx(1.5**2, rel=1e-2)

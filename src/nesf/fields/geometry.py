@@ -31,6 +31,20 @@ def lll_reduce(lattices: np.ndarray) -> np.ndarray:
     return np.stack([Lattice(m).get_lll_reduced_lattice().matrix for m in lattices])
 
 
+def cell_heights(cells: np.ndarray) -> np.ndarray:
+    """Distances ``[B, 3]`` (Angstrom) between neighbouring lattice planes along each axis of cells ``[B, 3, 3]``.
+
+    ``h_i`` is the height of the cell over the face spanned by the two other vectors.
+    """
+    cells = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    vol = np.abs(np.linalg.det(cells))
+    cross = np.stack(
+        [np.cross(cells[:, 1], cells[:, 2]), np.cross(cells[:, 2], cells[:, 0]), np.cross(cells[:, 0], cells[:, 1])],
+        axis=1,
+    )
+    return vol[:, None] / np.linalg.norm(cross, axis=-1)
+
+
 def shift_ranges(reduced: np.ndarray, half_cell: bool) -> np.ndarray:
     """Per-axis image range ``[B, 3]`` (integers) that provably contains the nearest image.
 
@@ -43,16 +57,7 @@ def shift_ranges(reduced: np.ndarray, half_cell: bool) -> np.ndarray:
     signs = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
     diag = np.einsum("sk,bkx->bsx", signs, reduced)
     r_max = 0.5 * np.linalg.norm(diag, axis=-1).max(axis=1)  # [B]
-    vol = np.abs(np.linalg.det(reduced))
-    cross = np.stack(
-        [
-            np.cross(reduced[:, 1], reduced[:, 2]),
-            np.cross(reduced[:, 2], reduced[:, 0]),
-            np.cross(reduced[:, 0], reduced[:, 1]),
-        ],
-        axis=1,
-    )
-    heights = vol[:, None] / np.linalg.norm(cross, axis=-1)  # [B, 3]
+    heights = cell_heights(reduced)  # [B, 3]
     offset = 0.5 if half_cell else 1.0
     return np.floor(r_max[:, None] / heights + offset + 1e-9).astype(np.int64)
 
@@ -77,6 +82,11 @@ class PeriodicGeometry:
         round_shifts: ``[B, K, 3]`` Cartesian image shifts (zero excluded) to search after rounding.
         wrap_shifts: ``[B, K2, 3]`` Cartesian shifts (zero first) covering points wrapped into the
             reduced cell; used to build periodic images of atoms for nearest-atom queries.
+        safe_sq: ``[B]`` squared radius (Angstrom^2) within which a rounded difference is its own
+            shortest image: a quarter of the smallest height of the reduced cell squared. Every
+            lattice vector but zero is at least that height long (its component along one plane
+            normal is a nonzero multiple of the height), so no image of a vector half as long
+            is shorter.
     """
 
     lattice: torch.Tensor
@@ -85,6 +95,7 @@ class PeriodicGeometry:
     reduced_inverse: torch.Tensor
     round_shifts: torch.Tensor
     wrap_shifts: torch.Tensor
+    safe_sq: torch.Tensor
 
     @classmethod
     def from_lattices(
@@ -112,6 +123,7 @@ class PeriodicGeometry:
             reduced_inverse=t(np.linalg.inv(red)),
             round_shifts=t(np.einsum("kx,bxy->bky", n_round.astype(np.float64), red)),
             wrap_shifts=t(np.einsum("kx,bxy->bky", n_wrap.astype(np.float64), red)),
+            safe_sq=t((0.4995 * cell_heights(red).min(axis=1)) ** 2),  # half the height, a hair less
         )
 
     @property
@@ -156,19 +168,38 @@ class PeriodicGeometry:
         return torch.bmm(frac - torch.floor(frac), self.reduced)
 
     def minimum_image(self, delta: torch.Tensor) -> torch.Tensor:
-        """Shortest periodic image of difference vectors ``[B, M, 3]`` (Angstrom), exactly."""
+        """Shortest periodic image of difference vectors ``[B, M, 3]`` (Angstrom), exactly.
+
+        A vector is first rounded into the reduced cell; only those longer than the cell's safe
+        radius (``safe_sq``) are compared with their images under the proven shift range, the
+        others are already the shortest (ties keep the rounded vector, as the search does).
+        """
         frac = torch.bmm(delta, self.reduced_inverse)
         base = torch.bmm(frac - torch.round(frac), self.reduced)
+        far = (base * base).sum(-1) > self.safe_sq.unsqueeze(1)  # [B, M]
+        if self.round_shifts.shape[1] == 0 or not bool(far.any()):
+            return base
+        cell, point = far.nonzero(as_tuple=True)
+        found = self._search_images(base[cell, point], cell)
+        best = base.clone()
+        best[cell, point] = found
+        return best
+
+    def _search_images(self, base: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """The shortest of rounded vectors ``[F, 3]`` of cells ``cell`` ``[F]`` and their shifted images.
+
+        Shifts are tried in blocks, in shift order; the first shortest image wins.
+        """
         best = base
         best_sq = (base * base).sum(-1)
-        shifts = self.round_shifts  # [B, K, 3]
-        # shifts in blocks (the first shortest image in shift order wins, as one shift at a time)
-        block = max(1, min(shifts.shape[1], MINIMUM_IMAGE_ELEMENTS // max(1, 3 * base.shape[0] * base.shape[1])))
-        for start in range(0, shifts.shape[1], block):
-            cand = base.unsqueeze(2) + shifts[:, start : start + block].unsqueeze(1)  # [B, M, k, 3]
-            cand_sq, arg = (cand * cand).sum(-1).min(dim=2)  # [B, M]
+        n_shifts = self.round_shifts.shape[1]
+        block = max(1, min(n_shifts, MINIMUM_IMAGE_ELEMENTS // max(1, 3 * base.shape[0])))
+        for start in range(0, n_shifts, block):
+            shifts = self.round_shifts[:, start : start + block].index_select(0, cell)  # [F, k, 3]
+            cand = base.unsqueeze(1) + shifts
+            cand_sq, arg = (cand * cand).sum(-1).min(dim=1)  # [F]
             better = cand_sq < best_sq
-            pick = torch.gather(cand, 2, arg[..., None, None].expand(-1, -1, 1, 3)).squeeze(2)
+            pick = torch.gather(cand, 1, arg[:, None, None].expand(-1, 1, 3)).squeeze(1)
             best = torch.where(better.unsqueeze(-1), pick, best)
             best_sq = torch.where(better, cand_sq, best_sq)
         return best

@@ -9,7 +9,7 @@ import torch
 
 from nesf.data.crystal import Crystal
 from nesf.fields.frame import Frame, get_frame
-from nesf.fields.geometry import PeriodicGeometry
+from nesf.fields.geometry import PeriodicGeometry, lll_reduce, shift_ranges
 
 #: Keys of :func:`paper_metrics`, in report order.
 PAPER_KEYS = (
@@ -33,10 +33,14 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
     errors do not mix with lattice errors (those are reported separately).
     """
     frame = get_frame(frame)
-    out: list[np.ndarray] = []
+    out: list[np.ndarray | None] = [None] * len(true)
     step = 64
-    for start in range(0, len(true), step):
-        t_chunk, p_chunk = true[start : start + step], pred[start : start + step]
+    # crystals batched with others of the same image search (one long, flat cell would
+    # otherwise make every crystal of its batch try its hundreds of image shifts)
+    groups = _by_image_search(true) if frame.periodic else [list(range(len(true)))]
+    chunks = [g[start : start + step] for g in groups for start in range(0, len(g), step)]
+    for chunk in chunks:
+        t_chunk, p_chunk = [true[i] for i in chunk], [pred[i] for i in chunk]
         b = len(t_chunk)
         nt = max(c.n_atoms for c in t_chunk)
         npd = max(max(c.n_atoms for c in p_chunk), 1)
@@ -51,9 +55,20 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
             geom = PeriodicGeometry.from_lattices(np.stack([t.lattice for t in t_chunk]), dtype=torch.float64)
             delta = geom.minimum_image(delta.reshape(b, nt * npd, 3)).reshape(b, nt, npd, 3)
         dist = torch.linalg.norm(delta, dim=-1).numpy()
-        for i, (t, p) in enumerate(zip(t_chunk, p_chunk)):
-            out.append(dist[i, : t.n_atoms, : p.n_atoms])
-    return out
+        for i, (k, t, p) in enumerate(zip(chunk, t_chunk, p_chunk)):
+            out[k] = dist[i, : t.n_atoms, : p.n_atoms]
+    return out  # type: ignore[return-value]
+
+
+def _by_image_search(crystals: Sequence[Crystal]) -> list[list[int]]:
+    """Indices of crystals grouped by the range of image shifts their cells need, in input order within a group."""
+    if not crystals:
+        return []
+    ranges = shift_ranges(lll_reduce(np.stack([c.lattice for c in crystals])), half_cell=True)  # [N, 3]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(ranges):
+        groups.setdefault(tuple(int(x) for x in r), []).append(i)
+    return list(groups.values())
 
 
 def largest_displacements(
