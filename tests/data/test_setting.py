@@ -120,6 +120,29 @@ def test_primitive_cell_keeps_a_crystal_that_has_no_smaller_cell():
     assert same is c and np.array_equal(m, np.eye(3))
 
 
+def test_primitive_cell_search_is_skipped_where_the_element_counts_share_no_factor(monkeypatch):
+    from pymatgen.core import Structure
+
+    from nesf.data.setting import primitive_cell
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched")
+
+    lattice = np.diag([4.0, 4.0, 8.0])
+    frac = np.array([[0, 0, 0], [0.5, 0.5, 0.25], [0, 0, 0.5], [0.5, 0.5, 0.75], [0.25, 0.25, 0.1]])
+    # Fe2O3-like counts 2 : 3 share no factor: no smaller cell can exist, and none is searched
+    odd = Crystal(lattice, frac @ lattice, np.array([26, 26, 8, 8, 8]), "odd")
+    monkeypatch.setattr(Structure, "get_primitive_structure", no_search)
+    same, m = primitive_cell(odd)
+    assert same is odd and np.array_equal(m, np.eye(3))
+    # counts 2 : 2 may hide a doubled cell: searched (and found: the cell is two NaCl-like halves)
+    doubled = Crystal(lattice, frac[:4] @ lattice, np.array([11, 17, 11, 17]), "doubled")
+    with pytest.raises(AssertionError, match="searched"):
+        primitive_cell(doubled)
+    monkeypatch.undo()
+    assert primitive_cell(doubled)[0].n_atoms == 2
+
+
 def test_resettled_copies_are_the_same_crystal(classic):
     rng = np.random.default_rng(2)
     c = classic[0]

@@ -29,6 +29,7 @@ a permutation of the axes that keeps the cell right-handed, and the Niggli-reduc
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,6 +188,10 @@ def primitive_cell(crystal: Crystal, tolerance: float = PRIMITIVE_TOLERANCE) -> 
     """
     eye = np.eye(3, dtype=np.int64)
     if crystal.n_atoms <= 1:
+        return crystal, eye
+    if math.gcd(*np.unique(crystal.numbers, return_counts=True)[1].tolist()) == 1:
+        # a k-fold supercell holds a multiple of k atoms of every element: counts that share no
+        # factor (NaCl3, SrTiO3, ...) leave no smaller cell to find, so the search is skipped
         return crystal, eye
     structure = crystal.to_pymatgen()
     for tol in (tolerance, PRIMITIVE_EXACTNESS):
