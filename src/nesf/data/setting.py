@@ -191,7 +191,7 @@ def primitive_cell(crystal: Crystal, tolerance: float = PRIMITIVE_TOLERANCE) -> 
         return crystal, eye
     if math.gcd(*np.unique(crystal.numbers, return_counts=True)[1].tolist()) == 1:
         # a k-fold supercell holds a multiple of k atoms of every element: counts that share no
-        # factor (NaCl3, SrTiO3, ...) leave no smaller cell to find, so the search is skipped
+        # factor (SrTiO3, Fe2O3, a 2-atom NaCl cell, ...) leave no smaller cell: no search
         return crystal, eye
     structure = crystal.to_pymatgen()
     for tol in (tolerance, PRIMITIVE_EXACTNESS):

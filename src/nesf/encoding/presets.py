@@ -29,9 +29,10 @@ FAST_REFINEMENT: dict[str, Any] = {
 #: Fast checked codes, decoding part: particles closer than 0.2 A merged while they descend (a
 #: decode's work is in its first steps, before particles meet), at most 28 moves instead of 64
 #: (past the first moves, most of a descent's field calls move fewer than 100 slow particles; on
-#: validation crystals 28 moves matched as many), one polishing step over 16 directions per shell instead
-#: of two over 32, and symmetrisation tried up to 0.9 A (spglib's search at the top of `mp`'s
-#: ladder, 1.2-2.0 A, costs the most). The particle grid is set per model by :func:`fast_decoding`.
+#: validation crystals 28 moves matched as many), one polishing step over 16 directions per
+#: shell instead of two over 32, and symmetrisation tried up to 0.9 A (spglib's search at the top
+#: of `mp`'s ladder, 1.2-2.0 A, costs the most). The particle grid is set per model by
+#: :func:`fast_decoding`.
 FAST_DECODING: dict[str, Any] = {
     "merge_tol": 0.2,
     "n_steps": 28,

@@ -83,7 +83,7 @@ class PeriodicGeometry:
         wrap_shifts: ``[B, K2, 3]`` Cartesian shifts (zero first) covering points wrapped into the
             reduced cell; used to build periodic images of atoms for nearest-atom queries.
         safe_sq: ``[B]`` squared radius (Angstrom^2) within which a rounded difference is its own
-            shortest image: a quarter of the smallest height of the reduced cell squared. Every
+            shortest image: the square of half the reduced cell's smallest height. Every
             lattice vector but zero is at least that height long (its component along one plane
             normal is a nonzero multiple of the height), so no image of a vector half as long
             is shorter.
