@@ -103,13 +103,17 @@ class PeriodicGeometry:
         lattices: np.ndarray | torch.Tensor,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        reduced: np.ndarray | None = None,
     ) -> PeriodicGeometry:
-        """Build from lattice matrices ``[B, 3, 3]`` (Angstrom)."""
+        """Build from lattice matrices ``[B, 3, 3]`` (Angstrom).
+
+        ``reduced``: their :func:`lll_reduce` bases where the caller already has them.
+        """
         if isinstance(lattices, torch.Tensor):
             device = device if device is not None else lattices.device
             lattices = lattices.detach().cpu().double().numpy()
         lat = np.asarray(lattices, dtype=np.float64).reshape(-1, 3, 3)
-        red = lll_reduce(lat)
+        red = lll_reduce(lat) if reduced is None else np.asarray(reduced, dtype=np.float64).reshape(-1, 3, 3)
         n_round = integer_shifts(shift_ranges(red, half_cell=True).max(axis=0))[1:]
         n_wrap = integer_shifts(shift_ranges(red, half_cell=False).max(axis=0))
 

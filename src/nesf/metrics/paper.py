@@ -37,7 +37,8 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
     step = 64
     # crystals batched with others of the same image search (one long, flat cell would
     # otherwise make every crystal of its batch try its hundreds of image shifts)
-    groups = _by_image_search(true) if frame.periodic else [list(range(len(true)))]
+    reduced = lll_reduce(np.stack([t.lattice for t in true])) if frame.periodic and len(true) else None
+    groups = _by_image_search(reduced) if reduced is not None else [list(range(len(true)))]
     chunks = [g[start : start + step] for g in groups for start in range(0, len(g), step)]
     for chunk in chunks:
         t_chunk, p_chunk = [true[i] for i in chunk], [pred[i] for i in chunk]
@@ -52,7 +53,8 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
                 pc[i, : p.n_atoms] = p.frac @ t.lattice if frame.periodic else p.cart
         delta = torch.as_tensor(pc[:, None, :, :] - tc[:, :, None, :])  # [B, Nt, Np, 3]
         if frame.periodic:
-            geom = PeriodicGeometry.from_lattices(np.stack([t.lattice for t in t_chunk]), dtype=torch.float64)
+            lattices = np.stack([t.lattice for t in t_chunk])
+            geom = PeriodicGeometry.from_lattices(lattices, dtype=torch.float64, reduced=reduced[chunk])
             delta = geom.minimum_image(delta.reshape(b, nt * npd, 3)).reshape(b, nt, npd, 3)
         dist = torch.linalg.norm(delta, dim=-1).numpy()
         for i, (k, t, p) in enumerate(zip(chunk, t_chunk, p_chunk)):
@@ -60,11 +62,9 @@ def pairwise_distances(true: Sequence[Crystal], pred: Sequence[Crystal], frame: 
     return out  # type: ignore[return-value]
 
 
-def _by_image_search(crystals: Sequence[Crystal]) -> list[list[int]]:
-    """Indices of crystals grouped by the range of image shifts their cells need, in input order within a group."""
-    if not crystals:
-        return []
-    ranges = shift_ranges(lll_reduce(np.stack([c.lattice for c in crystals])), half_cell=True)  # [N, 3]
+def _by_image_search(reduced: np.ndarray) -> list[list[int]]:
+    """Indices of cells (reduced bases ``[N, 3, 3]``) grouped by the range of image shifts they need, in order."""
+    ranges = shift_ranges(reduced, half_cell=True)  # [N, 3]
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, r in enumerate(ranges):
         groups.setdefault(tuple(int(x) for x in r), []).append(i)
