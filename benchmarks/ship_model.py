@@ -86,8 +86,23 @@ def prior_lines(name: str, model) -> list[str]:  # noqa: ANN001
             + f"; {card.get('element_counts_evidence', 'recorded by nesf fit-prior')})."
             if prior.cfg.element_counts
             else ""
+        )
+        + (
+            " Each sample's number of atoms per cell is drawn from the training crystals' table of (elements, atoms) ("
+            + ", ".join(f"{int(a)} atoms: {100 * h:.1f} %" for a, h in _atom_shares(prior.cfg.makeup_counts))
+            + f"; {card.get('makeup_counts_evidence', 'recorded by nesf fit-prior --atom-counts')})."
+            if getattr(prior.cfg, "makeup_counts", None)
+            else ""
         ),
     ]
+
+
+def _atom_shares(table: list) -> list[tuple[int, float]]:
+    """Shares of each number of atoms in a make-up table (those of at least 0.5 %)."""
+    shares: dict[int, float] = {}
+    for _, atoms, share in table:
+        shares[int(atoms)] = shares.get(int(atoms), 0.0) + float(share)
+    return [(a, h) for a, h in sorted(shares.items()) if h >= 5e-3]
 
 
 def write_cards() -> None:

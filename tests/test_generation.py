@@ -94,6 +94,35 @@ def test_samples_take_their_number_of_elements_from_the_prior_or_the_user(vae_mo
     assert json.loads((out / "summary.json").read_text())["n_codes_drawn"] == 6
 
 
+def test_samples_take_their_number_of_atoms_from_a_prior_that_records_the_table(vae_model, tmp_path):
+    """fit-prior --atom-counts records (elements, atoms) of the training crystals; sample draws both."""
+    from nesf.generation.elements import makeup
+
+    ckpt, data = vae_model
+    prior = tmp_path / "prior.pt"
+    args = ["fit-prior", "--model", str(ckpt), str(data), "--out", str(prior), "--epochs", "2", "--quiet"]
+    assert main([*args, "--atom-counts"]) == 0
+    loaded, _ = load_prior(prior)
+    model = NeSF.load(ckpt)
+    expected = {makeup(c) for c in model.prepare(read_crystals(data))}
+    assert {(int(k), int(a)) for k, a, _ in loaded.cfg.makeup_counts} == expected
+    assert sum(r[2] for r in loaded.cfg.makeup_counts) == pytest.approx(1.0)
+    base = ["sample", "--model", str(ckpt), "--prior", str(prior), "--n", "4", "--seed", "2", "--quiet"]
+    base += ["--draws-per-crystal", "3"]
+    out = tmp_path / "a2"
+    assert main([*base, "--out", str(out), "--n-atoms", "2", "--n-elements", "any"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_atoms"] == "2" and 4 <= summary["n_codes_drawn"] <= 12
+    crystals = read_crystals(out / "all.extxyz")
+    assert sum(c.n_atoms == 2 for c in crystals) >= len(crystals) - summary["n_elements_unmatched"]
+    api = model.sample_crystals(4, seed=2, prior=prior, n_elements="any", n_atoms=2, max_draws=3)
+    assert [c.numbers.tolist() for c in api if c.n_atoms] == [c.numbers.tolist() for c in crystals]
+    # the table is drawn by default; a prior without one samples as before
+    out = tmp_path / "auto"
+    assert main([*base, "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["n_codes_drawn"] >= 4
+
+
 def test_fit_prior_on_refined_codes_models_other_codes(vae_model, tmp_path):
     ckpt, data = vae_model
     paths = {kind: tmp_path / f"{kind}.pt" for kind in ("encoder", "refined")}

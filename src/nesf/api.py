@@ -449,6 +449,7 @@ class NeSF:
         temperature: float | None = None,
         n_elements: int | str = "auto",
         max_draws: int | None = None,
+        n_atoms: int | str = "auto",
     ) -> list[Crystal]:
         """``n`` new crystals: latent codes drawn from the prior (seeded), decoded (empty ones included).
 
@@ -456,17 +457,22 @@ class NeSF:
         default: the prior's own, e.g. 0.85 for the shipped ``mp`` prior). ``n_elements``: each
         crystal's number of elements, drawn from the histogram of the prior's training crystals
         where it records one (``"auto"``), fixed (an int), or left to the decodes (``"any"``);
-        see :mod:`nesf.generation.elements` (``max_draws``: codes decoded per crystal at most).
+        ``n_atoms`` likewise for the number of atoms per cell (drawn from the prior's make-up
+        table where it records one, as the shipped ``perov_5`` prior does); see
+        :mod:`nesf.generation.elements` (``max_draws``: codes decoded per crystal at most).
         """
-        from nesf.generation.elements import MAX_DRAWS, sample_matched, target_spec
+        from nesf.generation.elements import MAX_DRAWS, atoms_spec, sample_matched, target_spec
 
         if n < 1:
             raise ValueError(f"the number of crystals to sample must be at least 1, got {n}")
         lat = self.prior(prior)
         target = target_spec(None if n_elements is None else str(n_elements), lat.cfg.element_counts)
-        if target is not None:
+        atoms = atoms_spec(None if n_atoms is None else str(n_atoms), getattr(lat.cfg, "makeup_counts", None))
+        if target is not None or atoms is not None:
             model, draws = self.for_sampling(), max_draws or MAX_DRAWS
-            return sample_matched(model, lat, n, target, seed, temperature, max_draws=draws, progress=progress)
+            return sample_matched(
+                model, lat, n, target, seed, temperature, max_draws=draws, progress=progress, atoms=atoms
+            )
         z = lat.sample(n, seed=seed, temperature=temperature)
         ids = [f"sample-{i:05d}" for i in range(n)]
         return self.for_sampling().decode_crystals(z, ids=ids, progress=progress)
@@ -479,14 +485,15 @@ class NeSF:
         temperature: float | None = None,
         screen: float | None = None,
         n_elements: int | str = "auto",
+        n_atoms: int | str = "auto",
     ) -> list:
         """``n`` new crystals as pymatgen ``Structure`` objects (decodes that found no atom are left out).
 
         ``screen``: keep only crystals whose static CHGNet formation energy is at most this many
         eV/atom (:func:`nesf.relax.screen.screen`, the relax extra); ``n`` crystals are still
-        drawn, so fewer come back. ``n_elements``: as :meth:`sample_crystals`.
+        drawn, so fewer come back. ``n_elements``, ``n_atoms``: as :meth:`sample_crystals`.
         """
-        drawn = self.sample_crystals(n, seed, prior, temperature=temperature, n_elements=n_elements)
+        drawn = self.sample_crystals(n, seed, prior, temperature=temperature, n_elements=n_elements, n_atoms=n_atoms)
         crystals = [c for c in drawn if c.n_atoms]
         if screen is not None:
             from nesf.relax.potential import require_chgnet

@@ -8,9 +8,13 @@ import torch
 
 from nesf.data.crystal import Crystal
 from nesf.generation.elements import (
+    atoms_spec,
+    draw_makeups,
     draw_matched,
     draw_targets,
     element_count_histogram,
+    makeup,
+    makeup_table,
     n_elements,
     target_spec,
 )
@@ -28,6 +32,23 @@ def _decode(z: torch.Tensor) -> list[Crystal]:
     for k in z[:, 0].long().tolist():
         numbers = np.arange(1, k + 1) * 3
         out.append(Crystal(4.0 * np.eye(3), np.arange(3 * k).reshape(k, 3) % 4 * 1.0, numbers))
+    return out
+
+
+def _codes2(m: int, seed: int) -> torch.Tensor:
+    """Fake prior of make-ups: entry 0 the number of elements (1-3), entry 1 extra atoms (0-2)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(1, 4, (m,), generator=g), torch.randint(0, 3, (m,), generator=g)], 1).float()
+
+
+def _decode2(z: torch.Tensor, calls: list | None = None) -> list[Crystal]:
+    """Fake decoder: k elements, k + extra atoms (the first element repeated)."""
+    if calls is not None:
+        calls.append(len(z))
+    out = []
+    for k, extra in z.long().tolist():
+        numbers = np.concatenate([np.arange(1, k + 1), np.ones(extra, dtype=np.int64)]) * 3
+        out.append(Crystal(5.0 * np.eye(3), np.random.default_rng(0).random((k + extra, 3)) * 5.0, numbers))
     return out
 
 
@@ -102,3 +123,49 @@ def test_the_command_line_states_the_draw_budget_and_stays_torch_free():
     first, _, help_text = done.stdout.partition("\n")
     assert first == "False", "building nesf's command line imported torch"
     assert f"(default {MAX_DRAWS})" in " ".join(help_text.split())
+
+
+def test_makeup_table_and_draws():
+    crystals = _decode2(torch.tensor([[1, 0], [2, 1], [2, 1], [3, 2]]))
+    assert [makeup(c) for c in crystals] == [(1, 1), (2, 3), (2, 3), (3, 5)]
+    table = makeup_table(crystals)
+    assert table == [[1, 1, 0.25], [2, 3, 0.5], [3, 5, 0.25]]
+    joint = draw_makeups([0.25, 0.5, 0.25], table, 400, seed=3)
+    assert {tuple(r) for r in joint.tolist()} == {(1, 1), (2, 3), (3, 5)}  # pairs the table holds, never mixed
+    assert np.array_equal(joint, draw_makeups([0.25, 0.5, 0.25], table, 400, seed=3))
+    assert 0.4 < np.mean(joint[:, 0] == 2) < 0.6
+    atoms_only = draw_makeups(None, table, 50, seed=0)
+    assert set(atoms_only[:, 0]) == {0} and set(atoms_only[:, 1]) <= {1, 3, 5}
+    assert set(map(tuple, draw_makeups(2, table, 20, seed=0).tolist())) == {(2, 3)}  # the table given 2 elements
+    fixed = draw_makeups([0.5, 0.5], 7, 30, seed=2)
+    assert set(fixed[:, 1]) == {7} and np.array_equal(fixed[:, 0], draw_targets([0.5, 0.5], 30, seed=2))
+    assert draw_makeups(None, 4, 2, seed=0).tolist() == [[0, 4], [0, 4]]
+    with pytest.raises(ValueError, match="holds 4 elements"):
+        draw_makeups(4, table, 3, seed=0)
+    with pytest.raises(ValueError, match="whole numbers"):
+        draw_makeups(None, [[1.5, 2, 1.0]], 3, seed=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        draw_makeups(None, 0, 3, seed=0)
+
+
+def test_slots_get_their_makeup_and_pieces_change_only_the_work():
+    targets = [(2, 3), (1, 1), (3, 0), (0, 4), (2, 2), (1, 3)]
+    calls: list = []
+    draw = draw_matched(_codes2, lambda z: _decode2(z, calls), targets, seed=(1, 0))
+    assert draw.unmatched == 0
+    for c, (k, a) in zip(draw.crystals, targets):
+        assert (k == 0 or n_elements(c) == k) and (a == 0 or c.n_atoms == a)
+    pieces: list = []
+    again = draw_matched(_codes2, lambda z: _decode2(z, pieces), targets, seed=(1, 0), piece=4)
+    assert all(np.array_equal(a.numbers, b.numbers) for a, b in zip(draw.crystals, again.crystals))
+    assert max(pieces) <= 4 and again.drawn == sum(pieces) <= draw.drawn == sum(calls)
+
+
+def test_atoms_spec():
+    table = [[1, 2, 1.0]]
+    assert atoms_spec("auto", table) == table and atoms_spec(None, None) is None
+    assert atoms_spec("any", table) is None and atoms_spec("5", None) == 5
+    with pytest.raises(ValueError, match="--n-atoms"):
+        atoms_spec("many", None)
+    with pytest.raises(ValueError, match="must be at least 1"):
+        atoms_spec("0", table)

@@ -63,6 +63,13 @@ def add_fit_prior(sub: argparse._SubParsersAction) -> None:
         "codes refined on each crystal (no restarts), or checked codes (refined and decoded until the "
         "crystal comes back, the model's round-trip default; slow)",
     )
+    p.add_argument(
+        "--atom-counts",
+        action="store_true",
+        help="also record the training crystals' joint table of (number of elements, number of atoms), so that "
+        "'nesf sample' draws each crystal's number of atoms from it, as DiffCSP and FlowMM do (default: only "
+        "the number of elements is recorded)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_fit_prior)
 
@@ -106,6 +113,13 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         help="number of elements of each crystal: K (e.g. 3 for ternaries), 'auto' (the default: drawn from the "
         "histogram of the prior's training crystals where the prior records one, as mp's does) or 'any' (whatever "
         "the decodes hold); codes are drawn and decoded until each crystal has its count",
+    )
+    p.add_argument(
+        "--n-atoms",
+        default="auto",
+        metavar="N|auto|any",
+        help="number of atoms per cell of each crystal: N, 'auto' (the default: drawn with the number of elements "
+        "from the table of the prior's training crystals where the prior records one, as perov_5's does) or 'any'",
     )
     p.add_argument(
         "--draws-per-crystal",
@@ -181,7 +195,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
     z = model.encode_crystals(crystals)
     epochs = args.epochs if args.epochs is not None else default_epochs(len(z))
-    from nesf.generation.elements import element_count_histogram, n_elements
+    from nesf.generation.elements import element_count_histogram, makeup_table, n_elements
 
     cfg = PriorConfig(
         latent_dim=z.shape[1],
@@ -189,6 +203,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         variance_kept=args.variance_kept,
         temperature=args.temperature,
         element_counts=element_count_histogram(n_elements(c) for c in crystals),
+        makeup_counts=makeup_table(crystals) if args.atom_counts else None,
     )
     prior, record = fit_prior(z, cfg, seed=args.seed, minutes=args.minutes, progress=not args.quiet)
     card = {
@@ -240,8 +255,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.temperature is None and hasattr(model, "prior"):
         args.temperature = float(model.prior(args.prior).cfg.temperature)
     if args.head is not None:  # conditional sampling: codes kept near a target by a property head
-        if args.n_elements not in ("auto", "any"):
-            raise ValueError("--n-elements: conditional sampling (--property) chooses elements with --elements")
+        if args.n_elements not in ("auto", "any") or args.n_atoms not in ("auto", "any"):
+            raise ValueError("--n-elements / --n-atoms: conditional sampling (--property) keeps codes near a target")
         if args.resume:
             raise ValueError("--resume: conditional sampling (--property) does not save chunks; run it again")
         from nesf.cli.design import sample_conditional
@@ -259,7 +274,7 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
     from tqdm.auto import tqdm
 
     from nesf.cli.roundtrip import read_shard
-    from nesf.generation.elements import MAX_DRAWS, draw_targets, matched_chunk, target_spec
+    from nesf.generation.elements import MAX_DRAWS, atoms_spec, draw_makeups, draw_targets, matched_chunk, target_spec
     from nesf.generation.records import sample_records
     from nesf.io.stream import ChunkedRun
     from nesf.io.writers import cif_text, extxyz_text
@@ -268,11 +283,15 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         raise ValueError(f"the number of crystals to sample must be at least 1, got {args.n}")
     prior = model.prior(args.prior)
     target = target_spec(args.n_elements, prior.cfg.element_counts)
-    if target is None:
+    atoms = atoms_spec(args.n_atoms, getattr(prior.cfg, "makeup_counts", None))
+    if target is None and atoms is None:
         z = prior.sample(args.n, seed=args.seed, temperature=args.temperature)
         drawn_digest = _digest(z)
-    else:  # codes are drawn chunk by chunk until each crystal has its number of elements
-        targets = draw_targets(target, args.n, args.seed)
+    else:  # codes are drawn chunk by chunk until each crystal has its make-up
+        if atoms is None:  # the number of elements alone: drawn as before atom counts existed
+            targets = draw_targets(target, args.n, args.seed)
+        else:
+            targets = draw_makeups(target, atoms, args.n, args.seed)
         drawn_digest = _digest(torch.as_tensor(targets))
     manifest = {
         "command": "sample",
@@ -284,15 +303,17 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         "n": args.n,
         "settings": model.settings.to_dict() if hasattr(model, "settings") else None,
         "n_elements": "any" if target is None else target,
-        "draws_per_crystal": None if target is None else args.draws_per_crystal or MAX_DRAWS,
+        "draws_per_crystal": None if target is None and atoms is None else args.draws_per_crystal or MAX_DRAWS,
         "codes_sha256": drawn_digest,
     }
+    if atoms is not None:
+        manifest["n_atoms"] = atoms
     run = ChunkedRun(args.out, manifest, resume=args.resume, chunk_size=args.chunk_size)
     show = not args.quiet and run.rank == 0
     initial = min(args.n, run.resumed_chunks * run.chunk_size)
     with tqdm(total=args.n, initial=initial, desc="decode", unit="crystal", disable=not show) as bar:
         for k, chunk in run.chunks(range(args.n)):
-            if target is None:
+            if target is None and atoms is None:
                 crystals = model.decode_crystals(z[chunk], ids=[f"sample-{i:05d}" for i in chunk])
                 drawn, unmatched = len(chunk), 0
             else:
@@ -326,12 +347,8 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
             print(f"... {written - len(done['first_records'])} more (all of them in summary.json)")
     screened = f", {done['n_screened_out']} screened out" if args.screen is not None else ""
     codes = f"{args.n} latent codes"
-    if target is not None:
-        how = (
-            "each with a number of elements drawn from the histogram of the prior's training crystals"
-            if isinstance(target, list)
-            else f"of {target} elements each"
-        )
+    if target is not None or atoms is not None:
+        how = _makeup_words(target, atoms)
         codes = (
             f"{args.n} crystals {how} ({done['n_codes_drawn']} latent codes decoded; "
             f"{done['n_unmatched']} took another count)"
@@ -341,6 +358,25 @@ def _sample_in_chunks(args: argparse.Namespace, model) -> int:  # noqa: ANN001
         f"found){screened}; wrote {args.out} (CIFs, all.extxyz, summary.json{', samples.png' if done['grid'] else ''})"
     )
     return 0
+
+
+def _makeup_words(target, atoms) -> str:  # noqa: ANN001 - what --n-elements / --n-atoms resolved to
+    """How the samples' make-up was chosen, in words."""
+    if isinstance(atoms, list):
+        if isinstance(target, int):
+            return f"of {target} elements each, the number of atoms drawn from the prior's training crystals"
+        drawn = "numbers of elements and atoms" if target is not None else "number of atoms"
+        return f"each with a {drawn} drawn from the table of the prior's training crystals"
+    if atoms is None and not isinstance(target, list):
+        return f"of {target} elements each"
+    words = []
+    if isinstance(target, list):
+        words.append("a number of elements drawn from the histogram of the prior's training crystals")
+    elif target is not None:
+        words.append(f"{target} elements")
+    if atoms is not None:
+        words.append(f"{atoms} atoms per cell")
+    return "each with " + " and ".join(words)
 
 
 def _digest(z) -> str:  # noqa: ANN001
@@ -422,6 +458,7 @@ def _write_samples(args: argparse.Namespace, model, shards: list, tmp: Path) -> 
         "temperature": args.temperature,
         "n_requested": args.n,
         "n_elements": args.n_elements,
+        "n_atoms": args.n_atoms,
         "n_codes_drawn": int(drawn[0]),
         "n_elements_unmatched": int(drawn[1]),
         "n_decoded": len(records) + screened_out,

@@ -53,6 +53,9 @@ class PriorConfig:
         element_counts: shares of the training crystals with 1, 2, ... elements (``nesf
             fit-prior`` records them); where set, samplers draw each crystal's number of
             elements from them (:mod:`nesf.generation.elements`).
+        makeup_counts: joint shares of the training crystals' (number of elements, number of
+            atoms), rows ``[elements, atoms, share]`` (``nesf fit-prior --atom-counts`` records
+            them); where set, samplers also draw each crystal's number of atoms.
     """
 
     latent_dim: int
@@ -67,6 +70,7 @@ class PriorConfig:
     components: int | None = None
     temperature: float = 1.0
     element_counts: list[float] | None = None
+    makeup_counts: list[list[float]] | None = None
 
 
 #: Optimizer updates a prior fit gets at least by default (:func:`default_epochs`): on 1,646
