@@ -307,6 +307,8 @@ def sample_matched(
 
     from nesf.io.stream import DEFAULT_CHUNK
 
+    if target is None and atoms is None:
+        raise ValueError("matched samples need a number of elements, a number of atoms, or both")
     size = chunk_size or DEFAULT_CHUNK
     targets = draw_targets(target, n, seed) if atoms is None else draw_makeups(target, atoms, n, seed)
     out: list[Crystal] = []
