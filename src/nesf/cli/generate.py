@@ -126,8 +126,8 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="M",
-        help="with a number of elements or atoms: latent codes decoded per crystal at most (default 40); a crystal whose "
-        "count no decode reached by then takes the unused decode nearest in count (summary.json counts them)",
+        help="with a number of elements or atoms: latent codes decoded per crystal at most (default 40); a crystal "
+        "whose count no decode reached by then takes the unused decode nearest in count (summary.json counts them)",
     )
     from nesf.cli.design import add_conditional_options
     from nesf.cli.relax import add_sample_relax_options
