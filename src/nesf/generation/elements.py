@@ -310,7 +310,7 @@ def sample_matched(
     if target is None and atoms is None:
         raise ValueError("matched samples need a number of elements, a number of atoms, or both")
     size = chunk_size or DEFAULT_CHUNK
-    targets = draw_targets(target, n, seed) if atoms is None else draw_makeups(target, atoms, n, seed)
+    targets = draw_makeups(target, atoms, n, seed)  # without atoms: the element counts of draw_targets
     out: list[Crystal] = []
     with tqdm(total=n, desc="sample", unit="crystal", disable=not progress) as bar:
         for k, start in enumerate(range(0, n, size)):
@@ -318,6 +318,21 @@ def sample_matched(
             out.extend(matched_chunk(model, prior, targets, slots, seed, k, temperature, max_draws).crystals)
             bar.update(len(slots))
     return out
+
+
+def _count_spec(value: str | None, recorded: list | None, flag: str, noun: str) -> int | list | None:
+    """``--n-elements`` / ``--n-atoms VALUE``: the prior's record (``auto``), none (``any``) or a count >= 1."""
+    if value is None or value == "auto":
+        return recorded
+    if value == "any":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"number of {noun} ({flag}) {value!r}: give an integer, 'auto' or 'any'") from None
+    if count < 1:
+        raise ValueError(f"number of {noun} ({flag}) {value}: must be at least 1")
+    return count
 
 
 def atoms_spec(value: str | None, table: Sequence[Sequence[float]] | None) -> int | list[list[float]] | None:
@@ -329,17 +344,8 @@ def atoms_spec(value: str | None, table: Sequence[Sequence[float]] | None) -> in
     Raises:
         ValueError: anything else.
     """
-    if value is None or value == "auto":
-        return None if table is None else [list(r) for r in table]
-    if value == "any":
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise ValueError(f"number of atoms (--n-atoms) {value!r}: give an integer, 'auto' or 'any'") from None
-    if n < 1:
-        raise ValueError(f"number of atoms (--n-atoms) {value}: must be at least 1")
-    return n
+    recorded = None if table is None else [list(r) for r in table]
+    return _count_spec(value, recorded, "--n-atoms", "atoms")
 
 
 def target_spec(value: str | None, histogram: Sequence[float] | None) -> int | list[float] | None:
@@ -351,17 +357,7 @@ def target_spec(value: str | None, histogram: Sequence[float] | None) -> int | l
     Raises:
         ValueError: anything else.
     """
-    if value is None or value == "auto":
-        return None if histogram is None else list(histogram)
-    if value == "any":
-        return None
-    try:
-        k = int(value)
-    except ValueError:
-        raise ValueError(f"number of elements (--n-elements) {value!r}: give an integer, 'auto' or 'any'") from None
-    if k < 1:
-        raise ValueError(f"number of elements (--n-elements) {value}: must be at least 1")
-    return k
+    return _count_spec(value, None if histogram is None else list(histogram), "--n-elements", "elements")
 
 
 __all__ = [
