@@ -18,8 +18,8 @@ IDS = ("NaCl-rocksalt-primitive", "ZnO-wurtzite-conventional")
 
 @pytest.fixture(scope="module")
 def mp_inner(classic):
-    """The shipped `mp` with a short checked search, and two classic crystals in its setting."""
-    model = NeSF.load("mp").with_refinement(steps=10, restarts=1, symmetry_restarts=1)
+    """The shipped `mp` with a short checked search (no precision check), and two classic crystals in its setting."""
+    model = NeSF.load("mp").with_refinement(steps=10, restarts=1, symmetry_restarts=1, precision_tolerance=0)
     inner, _ = model.to_model_setting([c for c in classic if c.id in IDS])
     return model, inner
 

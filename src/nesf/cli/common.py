@@ -31,7 +31,7 @@ ENCODER_FIRST_HELP = (
 )
 FAST_HELP = (
     "NeSF models: fast checked codes: the encoder's own code first (its cell fitted), Gauss-Newton steps and "
-    "up to 20 one-step restarts for the crystals it misses, no atom fit or space-group check; on mp test "
+    "up to 20 one-step restarts for the crystals it misses, no atom fit, space-group or precision check; on mp test "
     "crystals about the default's match rate at a fifth of its time, positions less precise and fewer "
     "space groups kept (--refine-steps, --restarts and --encoder-first still apply on top)"
 )

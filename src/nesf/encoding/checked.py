@@ -11,7 +11,9 @@ with ``check_encoder`` a crystal whose encoder code passes keeps it; with
 that fails, and kept where it comes closer (then restarts only where it does not pass). Last, the kept codes are
 fitted to their inputs' cells and decoded once more; a fitted code is kept where it decodes no
 worse. With :attr:`RefineSettings.check_symmetry`, a crystal whose finished decode lacks its
-input's space group then tries other codes (:meth:`_CheckedChunk._check_symmetry`).
+input's space group then tries other codes, and with :attr:`RefineSettings.precision_tolerance`
+a crystal whose finished atoms sit farther than that from its input's does too
+(:mod:`nesf.encoding.finished_checks`).
 
 Refinements take Adam steps or Gauss-Newton steps (:attr:`RefineSettings.solver`,
 :attr:`RefineSettings.restart_solver`); with ``restart_from="last"`` each restart starts from the
@@ -40,13 +42,12 @@ from nesf.data.batch import CrystalBatch
 from nesf.data.crystal import Crystal
 from nesf.data.vocab import SpeciesVocab
 from nesf.encoding import fit
+from nesf.encoding.finished_checks import FinishedChecks, atom_deviations, composition, composition_distance
 from nesf.encoding.fit import fit_atoms_and_cell
 from nesf.encoding.refine import RefineSettings, fit_lattice, refine_latents
-from nesf.fields.frame import Frame
-from nesf.metrics.paper import missed_atoms, pairwise_distances
+from nesf.metrics.paper import missed_atoms
 from nesf.models.autoencoder import NeSFModel
 from nesf.models.config import TrainConfig
-from nesf.reconstruction.symmetry import REPORT_SYMPREC, space_groups
 
 #: Decodes codes ``[B, D]`` to crystals (in the network's setting), called as
 #: ``decode(z, ids=ids, field_queries=counts)``; ``counts`` (a list) receives each crystal's field queries.
@@ -148,7 +149,7 @@ class CheckedEncoder:
         return torch.cat(codes), (decoded if checked else None), counts
 
 
-class _CheckedChunk:
+class _CheckedChunk(FinishedChecks):
     """The checked codes of one chunk of crystals: decodes, refinements, restarts and their cost."""
 
     def __init__(
@@ -245,6 +246,8 @@ class _CheckedChunk:
             self._keep_fitted(skip=done_fitting)
         if r.check_symmetry and self.o.finish is not None:
             self._check_symmetry(before_fit)
+        if r.precision_tolerance > 0 and r.precision_restarts and self.o.model.frame.periodic:
+            self._check_precision(before_fit)
         return self.z, list(self.decoded), self.spent / (np.ones(n) if self.unit is None else self.unit)
 
     def _fit_encoder_code(self, atoms: bool) -> torch.Tensor:
@@ -330,92 +333,9 @@ class _CheckedChunk:
         queries = self.n_atoms * len(self.o.polish_shells[0]) * self.r.atom_fit_directions + fit.FREE_GRID**3
         return iterations * (1.0 + 3 * BACKWARD_FACTOR) * queries
 
-    def _check_symmetry(self, before_fit: torch.Tensor) -> None:
-        """Crystals whose finished decode lacks their input's space group try other codes.
-
-        Only crystals decoded to their input's composition take part. The tries, in order: the
-        cell fit alone of ``before_fit`` (the codes before the last fit) and half the atom fit's
-        move, for crystals that keep an atom fit; then :attr:`RefineSettings.symmetry_restarts`
-        restarts from ``before_fit``, each fitted as the last fit fits. The first code whose decode
-        has the input's composition and, finished, its space group (spglib at
-        :data:`REPORT_SYMPREC`) is kept (``"symmetry_recovered"``; ``"symmetry_lost"`` counts the
-        crystals that tried). Each try costs a decode (a restart its steps and fit too) and is
-        left out where the budget has no room for it.
-        """
-        o, r = self.o, self.r
-        for key in ("symmetry_lost", "symmetry_recovered"):
-            self.counts.setdefault(key, 0)
-        idx = [i for i in range(len(self.crystals)) if self.off[i] == (0, 0)]
-        if not idx:
-            return
-        want = space_groups([self.crystals[i] for i in idx], REPORT_SYMPREC)
-        got = space_groups(o.finish([self.decoded[i] for i in idx]), REPORT_SYMPREC)
-        group = {i: w.number for i, w in zip(idx, want) if w is not None}
-        lost = [i for i, g in zip(idx, got) if i in group and (g is None or g.number != group[i])]
-        self.counts["symmetry_lost"] += len(lost)
-        n_lost = len(lost)
-        for k in range(-1, r.symmetry_restarts + 1):  # -1: the cell fit alone, 0: half the move
-            todo = [i for i in lost if i in self.atom_fitted] if k < 1 else lost
-            todo = self._with_room(todo) if k < 1 else self._with_room_for_restart(todo, k)
-            if not todo:
-                continue
-            if k == -1:
-                trial = fit_lattice(o.model, before_fit[todo], self.target[todo], r.lattice_fit)
-            elif k == 0:
-                middle = 0.5 * (before_fit[todo] + self.z[todo])
-                trial = fit_lattice(o.model, middle, self.target[todo], r.lattice_fit)
-            else:
-                trial = self._restart_and_fit(todo, before_fit[todo], k)
-            won = self._keep_if_grouped(todo, trial, group)
-            lost = [i for i in lost if i not in won]
-        self.counts["symmetry_recovered"] += n_lost - len(lost)
-
     def _step_cost(self, settings: RefineSettings) -> np.ndarray:
         """Field queries of one refinement step of each crystal ``[B]`` with ``settings``' solver."""
         return self.step_cost * (GAUSS_NEWTON_STEP_FACTOR if settings.solver == "gauss_newton" else 1.0)
-
-    def _with_room_for_restart(self, idx: list[int], k: int) -> list[int]:
-        """Crystals of ``idx`` whose budget has room for symmetry restart ``k``, its fit and its decode."""
-        if self.r.max_cost <= 0:
-            return idx
-        settings = self.r.symmetry_restart(self.r.restarts + k)
-        need = settings.steps * self._step_cost(settings) + self.last_decode
-        if self.fits_atoms:
-            need = need + self._fit_work(self.r.lattice_fit)
-        room = [i for i in idx if self.r.max_cost * self.unit[i] - self.spent[i] >= need[i]]
-        self.counts["budget_cut"] += len(idx) - len(room)
-        return room
-
-    def _restart_and_fit(self, idx: list[int], start: torch.Tensor, k: int) -> torch.Tensor:
-        """Codes of crystals ``idx`` refined again from ``start`` (symmetry restart ``k``), then fitted."""
-        o, r = self.o, self.r
-        settings = r.symmetry_restart(r.restarts + k)  # query draws of their own
-        sub = CrystalBatch.from_crystals([self.crystals[i] for i in idx], o.vocab).to(o.device)
-        z = refine_latents(o.model, sub, start, o.train_cfg, settings, o.bbox, None)
-        self.spent[idx] += settings.steps * self._step_cost(settings)[idx]
-        if not r.lattice_fit:
-            return z
-        if self.fits_atoms:
-            self.spent[idx] += self._fit_work(r.lattice_fit)[idx]
-            return fit_atoms_and_cell(o.model, z, sub, *o.polish_shells, r.lattice_fit, r.atom_fit_directions)
-        return fit_lattice(o.model, z, self.target[idx], r.lattice_fit)
-
-    def _keep_if_grouped(self, idx: list[int], trial: torch.Tensor, group: dict[int, int]) -> list[int]:
-        """Decode ``trial`` codes of crystals ``idx``; keep each whose crystal has the input's composition and group.
-
-        Returns the crystals that kept their trial code.
-        """
-        out, cost = self._decode(trial, idx)
-        found = space_groups(self.o.finish(out), REPORT_SYMPREC)
-        won = []
-        for j, i in enumerate(idx):
-            self.spent[i] += cost[j]
-            self.last_decode[i] = max(cost[j], 1.0)
-            same = composition_distance(composition(out[j]), self.want[i]) == (0, 0)
-            if same and found[j] is not None and found[j].number == group[i]:
-                self.z[i], self.decoded[i] = trial[j], out[j]
-                won.append(i)
-        return won
 
     def _with_room(self, idx: list[int]) -> list[int]:
         """Crystals of ``idx`` with room in the budget for one more decode (all without a budget)."""
@@ -531,34 +451,3 @@ class _CheckedChunk:
             extra = torch.as_tensor(self.missed.get(i, np.zeros(0, dtype=bool)), dtype=weights.dtype)
             weights[j, : len(extra)] += (self.r.missed_atom_weight - 1) * extra.to(self.o.device)
         return weights
-
-
-def atom_deviations(true: Sequence[Crystal], decoded: Sequence[Crystal], frame: Frame) -> np.ndarray:
-    """Mean distance (A) from each atom of ``true[k]`` to the nearest atom of its element in ``decoded[k]``, ``[K]``.
-
-    Pairs in the same setting; distances as :func:`nesf.metrics.paper.pairwise_distances`
-    measures them (batched). Infinite where an element of a true crystal has no atom in its
-    decoded one; 0 for a true crystal with no atoms.
-    """
-    out = np.zeros(len(true))
-    for k, (t, d, dist) in enumerate(zip(true, decoded, pairwise_distances(true, decoded, frame))):
-        if t.n_atoms:
-            same = np.asarray(t.numbers)[:, None] == np.asarray(d.numbers)[None, :]
-            out[k] = np.where(same, dist, np.inf).min(axis=1, initial=np.inf).mean()
-    return out
-
-
-def composition_distance(a: dict[int, int], b: dict[int, int]) -> tuple[int, int]:
-    """How far composition ``a`` is from ``b``, as ``(count, atoms)``; ``(0, 0)`` when they agree.
-
-    ``count`` is the difference of their atom counts, ``atoms`` the atoms by which they differ
-    summed over the elements of either.
-    """
-    count = abs(sum(a.values()) - sum(b.values()))
-    return count, sum(abs(a.get(e, 0) - b.get(e, 0)) for e in a.keys() | b.keys())
-
-
-def composition(crystal: Crystal) -> dict[int, int]:
-    """Atoms of each element (atomic number) in a crystal's cell."""
-    numbers, counts = np.unique(np.asarray(crystal.numbers, dtype=np.int64), return_counts=True)
-    return dict(zip(numbers.tolist(), counts.tolist()))

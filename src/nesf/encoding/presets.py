@@ -11,7 +11,7 @@ from typing import Any
 #: Fast checked codes, refinement part: the encoder's code first, fitted to its input's cell and
 #: kept where it decodes to the input's composition; the crystals it misses take three
 #: Gauss-Newton steps (:mod:`nesf.encoding.gauss_newton`), then up to 20 one-step restarts, each
-#: from the last. No atom fit and no space-group check.
+#: from the last. No atom fit, no space-group check and no precision check.
 FAST_REFINEMENT: dict[str, Any] = {
     "check_encoder": True,
     "fit_encoder_code": True,
@@ -24,6 +24,7 @@ FAST_REFINEMENT: dict[str, Any] = {
     "restart_from": "last",
     "atom_fit": False,
     "check_symmetry": False,
+    "precision_tolerance": 0.0,
 }
 
 #: Fast checked codes, decoding part: particles closer than 0.2 A merged while they descend (a

@@ -123,6 +123,14 @@ class RefineSettings:
         restart_solver: the solver of the restarts of the composition check (``""``: ``solver``).
         symmetry_restart_steps: steps of each restart of the space-group check, which always uses
             ``solver`` (0: ``restart_steps``).
+        precision_tolerance: checked refinement, periodic frame: after the space-group check, a
+            crystal decoded to its input's composition whose atoms sit on average farther than
+            this (Angstrom) from the input's atoms of their element tries ``precision_restarts``
+            restarts from the code before the last fit, the input atoms farther than this weighed
+            ``missed_atom_weight`` times more, each fitted again; a code whose crystal keeps the
+            composition (and the input's space group, where the kept one had it) with its atoms
+            closer is kept. 0 (the default): no such check.
+        precision_restarts: restarts of the precision check (each with its own query draws).
     """
 
     steps: int = 30
@@ -154,6 +162,8 @@ class RefineSettings:
     atom_fit_directions: int = 16
     restart_solver: str = ""
     symmetry_restart_steps: int = 0
+    precision_tolerance: float = 0.0
+    precision_restarts: int = 2
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -180,6 +190,11 @@ class RefineSettings:
             raise ValueError(f"solver and restart_solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.symmetry_restart_steps < 0:
             raise ValueError(f"symmetry_restart_steps must not be negative, got {self.symmetry_restart_steps}")
+        if self.precision_tolerance < 0 or self.precision_restarts < 0:
+            raise ValueError(
+                "precision_tolerance and precision_restarts must not be negative, "
+                f"got {self.precision_tolerance} and {self.precision_restarts}"
+            )
         if self.atom_fit_directions < 1:
             raise ValueError(f"atom_fit_directions must be at least 1, got {self.atom_fit_directions}")
         if self.damping <= 0:
