@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 import pytest
 
 from nesf.api import NeSF
-from nesf.encoding.checked import CheckedEncoder, atom_deviations, composition
+from nesf.encoding.checked import atom_deviations, composition
 from nesf.encoding.refine import RefineSettings
 
 IDS = ("ZnO-wurtzite-conventional", "NiAs-conventional")
@@ -23,22 +22,12 @@ def mp_inner(classic):
     return model, inner
 
 
-def _encode(model: NeSF, refinement: RefineSettings, crystals):
-    s = model.settings
-    decode = partial(model.decode_crystals, exact_cells=True, finish=False)
-    shells = (s.polish_radii, 0.5 * s.nms_radius)
-    encoder = CheckedEncoder(
-        model.model, model.vocab, model.train_cfg, refinement, decode, model.bbox, model.device, shells, None
-    )
-    return encoder.encode(crystals)
-
-
-def test_the_check_never_leaves_atoms_farther_or_the_composition_changed(mp_inner):
+def test_the_check_never_leaves_atoms_farther_or_the_composition_changed(mp_inner, checked_encode):
     model, inner = mp_inner
     r = model.refinement
-    plain, plain_out, _ = _encode(model, r, inner)
+    plain, plain_out, _ = checked_encode(model, r, inner)
     # a tolerance no decode meets: every crystal decoded to its composition tries the restarts
-    codes, out, counts = _encode(model, replace(r, precision_tolerance=1e-6, precision_restarts=2), inner)
+    codes, out, counts = checked_encode(model, replace(r, precision_tolerance=1e-6, precision_restarts=2), inner)
     frame = model.model.frame
     assert all(composition(p) == composition(c) for p, c in zip(plain_out, inner))
     assert counts["imprecise"] == len(inner)
@@ -51,11 +40,11 @@ def test_the_check_never_leaves_atoms_farther_or_the_composition_changed(mp_inne
     assert counts["precision_improved"] == sum(a < b for a, b in zip(after, before))
 
 
-def test_a_tolerance_every_decode_meets_changes_nothing(mp_inner):
+def test_a_tolerance_every_decode_meets_changes_nothing(mp_inner, checked_encode):
     model, inner = mp_inner
     r = model.refinement
-    plain, _, _ = _encode(model, r, inner)
-    codes, _, counts = _encode(model, replace(r, precision_tolerance=10.0), inner)
+    plain, _, _ = checked_encode(model, r, inner)
+    codes, _, counts = checked_encode(model, replace(r, precision_tolerance=10.0), inner)
     assert counts["imprecise"] == 0 and counts["precision_improved"] == 0
     assert np.array_equal(plain.numpy(), codes.numpy())
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 import pytest
 
 from nesf.api import NeSF
-from nesf.encoding.checked import CheckedEncoder
 from nesf.encoding.refine import RefineSettings
 from nesf.reconstruction.symmetry import space_group
 
@@ -36,28 +34,18 @@ def _shaken(crystals):
     return out
 
 
-def _encode(model: NeSF, refinement: RefineSettings, crystals, finish):
-    s = model.settings
-    decode = partial(model.decode_crystals, exact_cells=True, finish=False)
-    shells = (s.polish_radii, 0.5 * s.nms_radius)
-    encoder = CheckedEncoder(
-        model.model, model.vocab, model.train_cfg, refinement, decode, model.bbox, model.device, shells, finish
-    )
-    return encoder.encode(crystals)
-
-
-def test_a_code_whose_decode_never_keeps_the_group_stays_as_it_was(mp_inner):
+def test_a_code_whose_decode_never_keeps_the_group_stays_as_it_was(mp_inner, checked_encode):
     model, inner = mp_inner
     r = model.refinement
-    plain, _, _ = _encode(model, r, inner, finish=None)
-    checked, decoded, counts = _encode(model, replace(r, check_symmetry=True), inner, finish=_shaken)
+    plain, _, _ = checked_encode(model, r, inner, finish=None)
+    checked, decoded, counts = checked_encode(model, replace(r, check_symmetry=True), inner, finish=_shaken)
     assert counts["symmetry_lost"] == len(inner)  # each has its composition, none its group
     assert counts["symmetry_recovered"] == 0
     assert np.array_equal(plain.numpy(), checked.numpy())  # every try failed: the codes stay
     assert {space_group(c).number for c in inner} == {225, 186}  # the check compares real groups
 
 
-def test_a_lost_group_is_won_back_by_another_code(mp_inner):
+def test_a_lost_group_is_won_back_by_another_code(mp_inner, checked_encode):
     model, inner = mp_inner
     calls = []
 
@@ -66,8 +54,8 @@ def test_a_lost_group_is_won_back_by_another_code(mp_inner):
         return _shaken(crystals) if len(calls) == 1 else list(crystals)
 
     r = replace(model.refinement, check_symmetry=True)
-    plain, _, _ = _encode(model, r, inner, finish=None)
-    codes, decoded, counts = _encode(model, r, inner, finish=lose_first)
+    plain, _, _ = checked_encode(model, r, inner, finish=None)
+    codes, decoded, counts = checked_encode(model, r, inner, finish=lose_first)
     assert counts["symmetry_lost"] == len(inner) and counts["symmetry_recovered"] == len(inner)
     assert len(calls) >= 2
     for c, d in zip(inner, decoded):

@@ -5,7 +5,7 @@ composition check and the fits, a crystal whose finished decode lacks its input'
 (:attr:`~nesf.encoding.refine.RefineSettings.check_symmetry`), or whose atoms sit farther from
 its input's than a tolerance (:attr:`~nesf.encoding.refine.RefineSettings.precision_tolerance`),
 tries other codes. The helpers comparing a decode with its input (:func:`composition`,
-:func:`composition_distance`, :func:`atom_deviations`) live here too.
+:func:`composition_distance`, :func:`atom_distances`, :func:`atom_deviations`) live here too.
 """
 
 from __future__ import annotations
@@ -167,12 +167,10 @@ class FinishedChecks:
         """``[len(idx), N]`` query weights: input atoms farther than ``tol`` (A) from their decode weigh more."""
         weights = torch.ones(batch.mask.shape, device=self.o.device)
         inputs = [self.crystals[i] for i in idx]
-        decoded = [self.decoded[i] for i in idx]
-        for j, (t, d, dist) in enumerate(zip(inputs, decoded, pairwise_distances(inputs, decoded, self.o.model.frame))):
-            same = np.asarray(t.numbers)[:, None] == np.asarray(d.numbers)[None, :]
-            far = np.where(same, dist, np.inf).min(axis=1, initial=np.inf) > tol
-            extra = torch.as_tensor(far, dtype=weights.dtype, device=self.o.device)
-            weights[j, : len(far)] += (self.r.missed_atom_weight - 1) * extra
+        far = atom_distances(inputs, [self.decoded[i] for i in idx], self.o.model.frame)
+        for j, distances in enumerate(far):
+            extra = torch.as_tensor(distances > tol, dtype=weights.dtype, device=self.o.device)
+            weights[j, : len(distances)] += (self.r.missed_atom_weight - 1) * extra
         return weights
 
     def _with_room_for_restart(self, idx: list[int], k: int) -> list[int]:
@@ -231,19 +229,23 @@ class FinishedChecks:
         return won
 
 
-def atom_deviations(true: Sequence[Crystal], decoded: Sequence[Crystal], frame: Frame) -> np.ndarray:
-    """Mean distance (A) from each atom of ``true[k]`` to the nearest atom of its element in ``decoded[k]``, ``[K]``.
+def atom_distances(true: Sequence[Crystal], decoded: Sequence[Crystal], frame: Frame) -> list[np.ndarray]:
+    """Distance (A) from each atom of ``true[k]`` to the nearest atom of its element in ``decoded[k]``, ``[n_k]`` each.
 
     Pairs in the same setting; distances as :func:`nesf.metrics.paper.pairwise_distances`
     measures them (batched). Infinite where an element of a true crystal has no atom in its
-    decoded one; 0 for a true crystal with no atoms.
+    decoded one.
     """
-    out = np.zeros(len(true))
-    for k, (t, d, dist) in enumerate(zip(true, decoded, pairwise_distances(true, decoded, frame))):
-        if t.n_atoms:
-            same = np.asarray(t.numbers)[:, None] == np.asarray(d.numbers)[None, :]
-            out[k] = np.where(same, dist, np.inf).min(axis=1, initial=np.inf).mean()
+    out = []
+    for t, d, dist in zip(true, decoded, pairwise_distances(true, decoded, frame)):
+        same = np.asarray(t.numbers)[:, None] == np.asarray(d.numbers)[None, :]
+        out.append(np.where(same, dist, np.inf).min(axis=1, initial=np.inf))
     return out
+
+
+def atom_deviations(true: Sequence[Crystal], decoded: Sequence[Crystal], frame: Frame) -> np.ndarray:
+    """Mean of :func:`atom_distances` of each crystal ``[K]``; 0 for a true crystal with no atoms."""
+    return np.array([d.mean() if len(d) else 0.0 for d in atom_distances(true, decoded, frame)])
 
 
 def composition_distance(a: dict[int, int], b: dict[int, int]) -> tuple[int, int]:
