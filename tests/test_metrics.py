@@ -283,3 +283,19 @@ def test_largest_displacement_ignores_a_rigid_shift_and_sees_a_moved_atom():
     assert aligned[1] == pytest.approx(0.02) and pinned[1] == pytest.approx(0.04)
     assert aligned[2] == pytest.approx(0.0, abs=1e-12) and pinned[2] == pytest.approx(0.01)
     assert aligned[3] is None and pinned[3] is None
+
+
+def test_verdicts_carry_each_crystals_position_error():
+    from nesf.metrics.accumulate import crystal_stats, position_errors
+    from nesf.metrics.verdicts import VERDICT_KEYS, format_verdicts, make_verdicts
+
+    true = hand_crystals()
+    moved = true[0].cart.copy()
+    moved[1, 0] += 0.2  # one of two atoms 0.2 A off: mean 0.1 A
+    pred = [copy(true[0], cart=moved), true[1], Crystal(true[2].lattice, np.zeros((0, 3)), [], true[2].id)]
+    pos = position_errors(crystal_stats(true, pred, "periodic"))
+    assert pos[0] == pytest.approx(0.1, abs=1e-9) and pos[1] == pytest.approx(0.0, abs=1e-9) and pos[2] is None
+    verdicts = make_verdicts(true, pred, [0.01, 0.0, None], position_errors=pos)
+    assert "position_error" in VERDICT_KEYS and verdicts[0].to_dict()["position_error"] == pytest.approx(0.1)
+    assert verdicts[2].position_error is None and make_verdicts(true, pred, None)[0].position_error is None
+    assert "0.100" in format_verdicts(verdicts) and "pos err A" in format_verdicts(verdicts)

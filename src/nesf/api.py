@@ -398,10 +398,12 @@ class NeSF:
         self, crystals: Sequence[Crystal], pred: Sequence[Crystal], match: bool = True, n_jobs: int | None = 1
     ) -> list[StructureVerdict]:
         """Per-crystal verdicts of reconstructions ``pred`` of ``crystals`` (both in the model's frame)."""
+        from nesf.metrics.accumulate import crystal_stats, position_errors
         from nesf.metrics.matcher import match_rmse
 
         rmse = match_rmse(crystals, pred, n_jobs=n_jobs) if match else None
-        return make_verdicts(crystals, pred, rmse, self.check_domain(crystals))
+        pos = position_errors(crystal_stats(crystals, pred, self.frame))
+        return make_verdicts(crystals, pred, rmse, self.check_domain(crystals), pos)
 
     # ------------------------------------------------------------------ generation
     def prior(self, prior: Any = None) -> Any:

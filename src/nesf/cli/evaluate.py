@@ -222,7 +222,7 @@ def cmd_check_fields(args: argparse.Namespace) -> int:
 def _exact_chunk(crystals: list, args: argparse.Namespace, settings, bbox) -> dict:  # noqa: ANN001
     """One chunk of ``check-fields``: its shard arrays (pooled-metric terms, verdicts, unrepresentable crystals)."""
     from nesf.cli.roundtrip import ChunkResult
-    from nesf.metrics.accumulate import crystal_stats
+    from nesf.metrics.accumulate import crystal_stats, position_errors
     from nesf.metrics.matcher import match_rmse
     from nesf.metrics.verdicts import make_verdicts
     from nesf.reconstruction.exact import diagnose, reconstruct_exact
@@ -233,7 +233,8 @@ def _exact_chunk(crystals: list, args: argparse.Namespace, settings, bbox) -> di
     pred = reconstruct_exact(crystals, args.frame, settings, bbox=bbox)
     seconds = time.perf_counter() - t0
     rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.jobs)
-    records = [v.to_dict() for v in make_verdicts(crystals, pred, rmse)]
+    stats = crystal_stats(crystals, pred, args.frame)
+    records = [v.to_dict() for v in make_verdicts(crystals, pred, rmse, position_errors=position_errors(stats))]
     problems = [
         {
             "id": c.id,
@@ -242,7 +243,7 @@ def _exact_chunk(crystals: list, args: argparse.Namespace, settings, bbox) -> di
         for c, p in zip(crystals, pred)
         if p.n_atoms != c.n_atoms
     ]
-    chunk = ChunkResult(crystal_stats(crystals, pred, args.frame), records, [], [], seconds)
+    chunk = ChunkResult(stats, records, [], [], seconds)
     return {**chunk.arrays(), "problems": np.array([json.dumps(p) for p in problems], dtype=str)}
 
 

@@ -120,7 +120,7 @@ def round_trip_chunk(
     from nesf.cli.common import encodable
     from nesf.data.domain import crystal_system
     from nesf.io.writers import cif_text, extxyz_text
-    from nesf.metrics.accumulate import STAT_COLUMNS, crystal_stats
+    from nesf.metrics.accumulate import STAT_COLUMNS
     from nesf.metrics.breakdown import atom_bucket
 
     raw = [c for _, c in indexed]
@@ -131,8 +131,7 @@ def round_trip_chunk(
     result = ChunkResult(np.zeros((0, len(STAT_COLUMNS))), [], [], skipped, 0.0)
     if not prepared:
         return result
-    pred, rmse, verdicts, seconds = _reconstruct(model, prepared, args, warn=True)
-    result.stats = crystal_stats(prepared, pred, model.frame)
+    pred, rmse, verdicts, seconds, result.stats = _reconstruct(model, prepared, args, warn=True)
     result.records = [v.to_dict() for v in verdicts]
     result.groups = [(crystal_system(c), atom_bucket(c.n_atoms)) for c in prepared]
     result.seconds = seconds
@@ -152,14 +151,17 @@ def round_trip_chunk(
             copies = model.prepare(
                 [resettle(c, kind, np.random.default_rng([args.seed, k, i])) for c, i in zip(kept, indices)]
             )
-            back, _, v_copies, seconds = _reconstruct(model, copies, args, warn=False)
-            stats = crystal_stats(copies, back, model.frame)
+            back, _, v_copies, seconds, stats = _reconstruct(model, copies, args, warn=False)
             result.resettled[kind] = (stats, [v.to_dict() for v in v_copies], seconds)
     return result
 
 
 def _reconstruct(model: Any, crystals: list, args: argparse.Namespace, warn: bool):  # noqa: ANN202
-    """Reconstructions, StructureMatcher RMSEs (None: unmatched; all None with --no-match), verdicts, seconds."""
+    """Reconstructions, StructureMatcher RMSEs (None: unmatched; all None with --no-match), verdicts, seconds, stats.
+
+    ``stats``: each crystal's :func:`~nesf.metrics.accumulate.crystal_stats` row.
+    """
+    from nesf.metrics.accumulate import crystal_stats, position_errors
     from nesf.metrics.matcher import match_rmse
     from nesf.metrics.verdicts import make_verdicts
 
@@ -172,7 +174,8 @@ def _reconstruct(model: Any, crystals: list, args: argparse.Namespace, warn: boo
     pred = model.reconstruct_crystals(crystals)
     seconds = time.perf_counter() - t0
     rmse = None if args.no_match else match_rmse(crystals, pred, n_jobs=args.match_jobs)
-    return pred, rmse, make_verdicts(crystals, pred, rmse, warnings), seconds
+    stats = crystal_stats(crystals, pred, model.frame)
+    return pred, rmse, make_verdicts(crystals, pred, rmse, warnings, position_errors(stats)), seconds, stats
 
 
 def strict_check(model: Any, files: Sequence[Path], args: argparse.Namespace) -> None:

@@ -60,6 +60,13 @@ def crystal_stats(true: Sequence[Crystal], pred: Sequence[Crystal], frame: str |
     return out
 
 
+def position_errors(stats: np.ndarray) -> list[float | None]:
+    """Each crystal's actual position error (A) from its :func:`crystal_stats` row; None without atoms."""
+    stats = np.asarray(stats, dtype=np.float64).reshape(-1, len(STAT_COLUMNS))
+    n, total = stats[:, _C["pos_act_n"]], stats[:, _C["pos_act_sum"]]
+    return [float(t / k) if k else None for t, k in zip(total, n)]
+
+
 def paper_from_stats(total: np.ndarray, n: int) -> dict[str, float]:
     """The paper's metrics (see :func:`~nesf.metrics.paper.paper_metrics`) of ``n`` crystals' summed stats."""
     nan = float("nan")
@@ -188,4 +195,4 @@ class Tally:
         return out
 
 
-__all__ = ["STAT_COLUMNS", "Tally", "crystal_stats", "paper_from_stats"]
+__all__ = ["STAT_COLUMNS", "Tally", "crystal_stats", "paper_from_stats", "position_errors"]

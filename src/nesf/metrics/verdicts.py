@@ -18,6 +18,7 @@ VERDICT_KEYS = (
     "n_atoms_out",
     "matched",
     "rmse",
+    "position_error",
     "spacegroup_in",
     "spacegroup_out",
     "spacegroup_symprec",
@@ -40,6 +41,9 @@ class StructureVerdict:
         matched: pymatgen StructureMatcher (CDVAE settings) found input and output the same
             (None when matching was skipped).
         rmse: the matcher's normalised RMSE when matched, else None.
+        position_error: mean over the input's atoms of the distance to the nearest reconstructed
+            atom, Angstrom (the paper's actual position error of this one crystal, in the model's
+            frame); None when no atom came back or it was not computed.
         spacegroup_in: the input's space group, symbol and international number (``"Fm-3m (225)"``;
             spglib at ``spacegroup_symprec``); ``""`` when spglib finds none.
         spacegroup_out: the reconstruction's, likewise (``""`` also when no atom came back).
@@ -57,6 +61,7 @@ class StructureVerdict:
     n_atoms_out: int
     matched: bool | None
     rmse: float | None
+    position_error: float | None = None
     spacegroup_in: str = ""
     spacegroup_out: str = ""
     spacegroup_symprec: float = REPORT_SYMPREC
@@ -74,8 +79,12 @@ def make_verdicts(
     pred: Sequence[Crystal],
     rmse: Sequence[float | None] | None,
     warnings: Sequence[list[str]] | None = None,
+    position_errors: Sequence[float | None] | None = None,
 ) -> list[StructureVerdict]:
     """One verdict per (input, reconstruction) pair; ``rmse`` None: matching skipped.
+
+    ``position_errors`` (Angstrom, one per pair, see
+    :func:`~nesf.metrics.accumulate.position_errors`) fill the verdicts' ``position_error``.
 
     Space groups are searched at :data:`~nesf.reconstruction.symmetry.REPORT_SYMPREC` (one spglib
     call per crystal).
@@ -84,6 +93,7 @@ def make_verdicts(
     for i, (t, p) in enumerate(zip(true, pred)):
         r = None if rmse is None else rmse[i]
         w = list(warnings[i]) if warnings is not None else []
+        pos = None if position_errors is None else position_errors[i]
         g_in, g_out = space_group(t, REPORT_SYMPREC), space_group(p, REPORT_SYMPREC)
         snapped = p.info.get("symmetrized")
         out.append(
@@ -95,6 +105,7 @@ def make_verdicts(
                 n_atoms_out=p.n_atoms,
                 matched=None if rmse is None else r is not None,
                 rmse=None if r is None else float(r),
+                position_error=None if pos is None else float(pos),
                 spacegroup_in="" if g_in is None else str(g_in),
                 spacegroup_out="" if g_out is None else str(g_out),
                 symmetrized_symprec=float(snapped["symprec"]) if isinstance(snapped, dict) else None,
@@ -119,7 +130,8 @@ def matched_line(verdicts: Sequence[StructureVerdict]) -> str:
 def format_verdicts(verdicts: Sequence[StructureVerdict], limit: int | None = None) -> str:
     """Per-crystal text table; at most ``limit`` rows (the rest counted in a last line)."""
     shown = list(verdicts if limit is None else verdicts[:limit])
-    header = ("id", "input", "output", "atoms in/out", "matched", "RMSE", "space group in -> out", "in domain")
+    header = ("id", "input", "output", "atoms in/out", "matched", "RMSE", "pos err A", "space group in -> out")
+    header += ("in domain",)
     rows = [
         (
             v.id,
@@ -128,6 +140,7 @@ def format_verdicts(verdicts: Sequence[StructureVerdict], limit: int | None = No
             f"{v.n_atoms_in}/{v.n_atoms_out}",
             "n/a" if v.matched is None else ("yes" if v.matched else "no"),
             "-" if v.rmse is None else f"{v.rmse:.4f}",
+            "-" if v.position_error is None else f"{v.position_error:.3f}",
             f"{v.spacegroup_in or '-'} -> {v.spacegroup_out or '-'}",
             "yes" if v.in_domain else "NO",
         )
