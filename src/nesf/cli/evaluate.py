@@ -333,7 +333,8 @@ class _Records:
         for rec in shard["records"]:
             if self.csv:
                 row = dict(rec, warnings="; ".join(rec["warnings"]))
-                self.csv.writerow(["" if row[k] is None else row[k] for k in self.keys])
+                # .get: a run resumed from chunks an older nesf wrote lacks the newer columns
+                self.csv.writerow(["" if row.get(k) is None else row[k] for k in self.keys])
             if self.json_lines:
                 self.json_lines.write(json.dumps(clean_json(rec)) + "\n")
         if self.args.html:
