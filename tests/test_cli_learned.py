@@ -220,6 +220,10 @@ def test_evaluate_symmetrize_and_polish_options_reach_the_report(trained, tmp_pa
     record = result["structures"][0]
     assert record["spacegroup_in"] and record["spacegroup_symprec"] == 0.1 and "symmetrized_symprec" in record
     assert "spacegroup_in" in csv.read_text().splitlines()[0]
+    # each crystal's own position error, in A, where it decoded atoms
+    assert "position_error" in csv.read_text().splitlines()[0]
+    decoded = [r for r in result["structures"] if r["n_atoms_out"]]
+    assert decoded and all(r["position_error"] >= 0 for r in decoded)
     assert main([*args, "--no-symmetrize", "--no-pin-origin", "--refine-steps", "0"]) == 0
     result = json.loads(js.read_text())
     assert result["settings"]["symmetrize"] is False and result["settings"]["pin_origin"] is False
