@@ -53,6 +53,7 @@ class FinishedChecks:
     target: torch.Tensor | None
     atom_fitted: set[int]
     counts: dict[str, int]
+    _groups_in: dict[int, Any]  # the inputs' space groups, searched once (:meth:`_input_groups`)
 
     def _check_symmetry(self, before_fit: torch.Tensor) -> None:
         """Crystals whose finished decode lacks their input's space group try other codes.
@@ -72,7 +73,7 @@ class FinishedChecks:
         idx = [i for i in range(len(self.crystals)) if self.off[i] == (0, 0)]
         if not idx:
             return
-        want = space_groups([self.crystals[i] for i in idx], REPORT_SYMPREC)
+        want = self._input_groups(idx)
         got = space_groups(o.finish([self.decoded[i] for i in idx]), REPORT_SYMPREC)
         group = {i: w.number for i, w in zip(idx, want) if w is not None}
         lost = [i for i, g in zip(idx, got) if i in group and (g is None or g.number != group[i])]
@@ -121,7 +122,7 @@ class FinishedChecks:
         self.counts["imprecise"] += len(todo)
         group: dict[int, int] = {}
         if found is not None and todo:  # crystals that have their input's group must keep it
-            want = dict(zip(idx, space_groups([self.crystals[i] for i in idx], REPORT_SYMPREC)))
+            want = dict(zip(todo, self._input_groups(todo)))
             got = dict(zip(idx, found))
             for i in todo:
                 if want[i] is not None and got[i] is not None and got[i].number == want[i].number:
@@ -150,6 +151,15 @@ class FinishedChecks:
                     still.append(i)
             todo = still
         self.counts["precision_improved"] += len(improved)
+
+    def _input_groups(self, idx: list[int]) -> list:
+        """The space groups of inputs ``idx`` (spglib at :data:`REPORT_SYMPREC`), each searched once per chunk."""
+        if not hasattr(self, "_groups_in"):
+            self._groups_in = {}
+        known = self._groups_in
+        new = [i for i in idx if i not in known]
+        known.update(zip(new, space_groups([self.crystals[i] for i in new], REPORT_SYMPREC)))
+        return [known[i] for i in idx]
 
     def _finished_deviations(self, idx: list[int], decoded: list[Crystal]) -> tuple[np.ndarray, list | None]:
         """:func:`atom_deviations` of ``decoded`` (crystals ``idx``) finished, and their space groups.
