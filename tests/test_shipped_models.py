@@ -46,6 +46,28 @@ def test_shipped_model_loads_with_its_card(name):
     assert "training" not in model.info  # inference weights only
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_figures_were_made_with_the_settings_the_model_loads_with(name):
+    """The test evaluation a model's card quotes (``benchmarks/results/shipped``) used its recorded defaults.
+
+    A refinement or decoding record written into the weights without evaluating again, or an
+    evaluation made with other settings, would make the card's figures those of another search.
+    """
+    import json
+    from pathlib import Path
+
+    record = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "shipped" / f"{name}.json").read_text())
+    model = NeSF.load(name)
+
+    def plain(value):  # noqa: ANN001, ANN202 - JSON lists against the settings' tuples
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    pairs = ((record["refinement"], model.refinement.to_dict()), (record["settings"], model.settings.to_dict()))
+    for used, loaded in pairs:
+        differ = {k: (v, loaded[k]) for k, v in used.items() if k in loaded and plain(v) != plain(loaded[k])}
+        assert not differ, differ
+
+
 def test_lim_l6_round_trips_simple_crystals():
     model = NeSF.load("lim_l6")
     crystals = model.prepare(demo_crystals(("NaCl-rocksalt", "Cu-fcc", "MgO-rocksalt", "Fe-bcc")))
