@@ -15,7 +15,7 @@ REFINE_HELP = (
 RESTARTS_HELP = (
     "NeSF models: decode each refined code and, while its crystal's composition differs from the input's, "
     "refine it again with other query draws, weighting up the input atoms its decodes missed, up to this "
-    "many times (default: the model's record, 14 for mp, icsg3d and lim_l6, else 6; 0: no check)"
+    "many times (default: the model's record, 14 for the shipped models but perov_5, else 6; 0: no check)"
 )
 MAX_COST_HELP = (
     "NeSF models: the work of a checked code, counted in field queries, stays within about this many times "
