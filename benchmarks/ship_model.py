@@ -228,9 +228,19 @@ def _kept(metrics: dict) -> dict:
 
 
 def update_eval(
-    name: str, eval_path: str, eval_command: str, plain_path: str | None, notes: list[str], drop: list[str]
+    name: str,
+    eval_path: str,
+    eval_command: str,
+    plain_path: str | None,
+    notes: list[str],
+    drop: list[str],
+    eval_machine: str | None = None,
 ) -> None:
-    """New test figures on the card of shipped model ``name``; weights and SHA-256 unchanged."""
+    """New test figures on the card of shipped model ``name``; weights and SHA-256 unchanged.
+
+    ``eval_machine`` replaces the "evaluation: ..." part of the card's machine line (appended
+    when it has none), so the card says where the figures it quotes were measured.
+    """
     sys.path.insert(0, str(REPO / "src"))
     from nesf.training.checkpoint import HASHED_KEYS, load_checkpoint, save_checkpoint
 
@@ -252,6 +262,9 @@ def update_eval(
             for kind, m in metrics["resettled"].items()
         }
     card["notes"] = [n for n in card.get("notes", []) if not any(d in n for d in drop)] + list(notes)
+    if eval_machine:
+        trained = str(card.get("machine") or "").split("; evaluation:")[0]
+        card["machine"] = f"{trained}; evaluation: {eval_machine}" if trained else f"evaluation: {eval_machine}"
     before = ck["sha256"]
     payload = {k: v for k, v in ck.items() if k not in ("format", "format_version", "sha256")}
     payload["model_card"] = card
@@ -283,6 +296,7 @@ def main() -> None:
     ap.add_argument("--minutes-total", type=float, help="wall time including pre-training, minutes")
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--machine", help="where it was trained (default: this machine)")
+    ap.add_argument("--eval-machine", help="with --update-eval: where the new test figures were measured")
     ap.add_argument("--cards-only", action="store_true")
     ap.add_argument("--update-eval", action="store_true", help="replace the test figures of shipped model NAME")
     ap.add_argument("--plain-eval", help="with --update-eval: evaluate --json of the encoder's own codes")
@@ -293,7 +307,9 @@ def main() -> None:
     if args.update_eval:
         if not (args.name and args.eval and args.eval_command):
             ap.error("--update-eval needs NAME, --eval and --eval-command")
-        update_eval(args.name, args.eval, args.eval_command, args.plain_eval, args.note, args.drop_notes_with)
+        update_eval(
+            args.name, args.eval, args.eval_command, args.plain_eval, args.note, args.drop_notes_with, args.eval_machine
+        )
     elif not args.cards_only:
         if not (args.name and args.checkpoint and args.eval and args.data):
             ap.error("NAME, --checkpoint, --eval and --data are needed (or --cards-only)")
