@@ -189,6 +189,7 @@ class _CheckedChunk(FinishedChecks):
         never = set() if unseen is None else {k for k, u in zip(owner.vocab.numbers, unseen.tolist()) if u}
         self.hopeless = [bool(never.intersection(map(int, x))) for x in numbers]
         self.atom_fitted: set[int] = set()  # crystals that keep an atom fit
+        self._groups_in: dict[int, object] = {}  # the inputs' space groups, once searched (FinishedChecks)
 
     # ------------------------------------------------------------------ steps
     def run(self) -> tuple[torch.Tensor, list[Crystal], np.ndarray]:

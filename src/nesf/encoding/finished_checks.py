@@ -154,8 +154,6 @@ class FinishedChecks:
 
     def _input_groups(self, idx: list[int]) -> list:
         """The space groups of inputs ``idx`` (spglib at :data:`REPORT_SYMPREC`), each searched once per chunk."""
-        if not hasattr(self, "_groups_in"):
-            self._groups_in = {}
         known = self._groups_in
         new = [i for i in idx if i not in known]
         known.update(zip(new, space_groups([self.crystals[i] for i in new], REPORT_SYMPREC)))
