@@ -226,6 +226,9 @@ def relaunch_with_jobs(argv: Sequence[str], jobs: int) -> int:
         i = args.index("--jobs")
         del args[i : i + 2]
     args = [a for a in args if not a.startswith("--jobs=")]
+    # torchrun sets one OpenMP thread per process and warns that it did so; the processes set their own
+    # thread count from --threads, so set torchrun's default here and spare the user the warning
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         torchrun(["--standalone", f"--nproc-per-node={jobs}", "-m", "nesf", *args])
     except SystemExit as exc:
