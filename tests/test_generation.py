@@ -61,6 +61,26 @@ def test_fit_prior_then_sample_from_the_cli(vae_model, tmp_path, capsys):
     assert ck["model_card"]["codes"] == "encoder"
 
 
+def test_fit_prior_can_leave_out_crystals_that_are_not_charge_balanced(vae_model, tmp_path, capsys):
+    """--charge-balanced fits the prior to the crystals SMACT balances and counts the rest on its card."""
+    ckpt, _ = vae_model
+    salt = demo_crystals(["NaCl-rocksalt"])[0]
+    # rocksalt SrCl: Sr2+ and Cl- cannot balance one to one (SMACT), the six CUBIC crystals can
+    srcl = Crystal(lattice=salt.lattice, cart=salt.cart, numbers=np.where(salt.numbers == 11, 38, salt.numbers))
+    data = tmp_path / "mixed.extxyz"
+    write_extxyz(data, [*demo_crystals(CUBIC), srcl])
+    cards = {}
+    for flag in ([], ["--charge-balanced"]):
+        prior = tmp_path / f"prior{len(flag)}.pt"
+        args = ["fit-prior", "--model", str(ckpt), str(data), "--out", str(prior), "--epochs", "1", "--quiet"]
+        assert main([*args, *flag]) == 0
+        cards[bool(flag)] = load_prior(prior)[1]["model_card"]
+    assert cards[False]["n_crystals"] == 7 and cards[False]["left_out_not_charge_balanced"] == 0
+    assert cards[True]["n_crystals"] == 6 and cards[True]["left_out_not_charge_balanced"] == 1
+    assert cards[True]["charge_balanced_only"] and not cards[False]["charge_balanced_only"]
+    assert "1 not charge-balanced left out" in capsys.readouterr().out
+
+
 def test_samples_take_their_number_of_elements_from_the_prior_or_the_user(vae_model, tmp_path):
     """fit-prior records the training crystals' element counts; sample draws each crystal's count."""
     from nesf.generation.elements import n_elements

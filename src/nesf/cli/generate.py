@@ -70,6 +70,13 @@ def add_fit_prior(sub: argparse._SubParsersAction) -> None:
         "'nesf sample' draws each crystal's number of atoms from it, as DiffCSP and FlowMM do (default: only "
         "the number of elements is recorded)",
     )
+    p.add_argument(
+        "--charge-balanced",
+        action="store_true",
+        help="fit the prior only to the training crystals whose composition SMACT can balance (charge neutrality "
+        "and the Pauling electronegativity test, the CDVAE protocol's compositional validity); the others are "
+        "left out and counted (the prior's card records it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_fit_prior)
 
@@ -193,6 +200,15 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     elif args.codes != "encoder":
         raise ValueError(f"--codes {args.codes}: {args.model} is a voxel model; only NeSF models refine codes")
     crystals = model.prepare(read_crystals(args.data, conventional=args.conventional))
+    left_out = 0
+    if args.charge_balanced:
+        from nesf.metrics.generation import composition_valid
+
+        kept = [c for c in crystals if composition_valid(c)]
+        left_out = len(crystals) - len(kept)
+        if not kept:
+            raise ValueError(f"{args.data}: --charge-balanced left no crystal (SMACT balances none of them)")
+        crystals = kept
     z = model.encode_crystals(crystals)
     epochs = args.epochs if args.epochs is not None else default_epochs(len(z))
     from nesf.generation.elements import element_count_histogram, makeup_table, n_elements
@@ -211,6 +227,8 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         "model_sha256": model.info.get("sha256"),
         "data": str(args.data),
         "n_crystals": len(crystals),
+        "charge_balanced_only": bool(args.charge_balanced),
+        "left_out_not_charge_balanced": left_out,
         "codes": args.codes,
         "seed": args.seed,
         **record,
@@ -218,7 +236,9 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     }
     save_prior(args.out, prior, model.vocab.to_dict(), card, args.seed)
     print(
-        f"fitted a latent prior to {len(crystals)} crystals ({record['components']} principal components keeping "
+        f"fitted a latent prior to {len(crystals)} crystals ("
+        + (f"{left_out} not charge-balanced left out; " if args.charge_balanced else "")
+        + f"{record['components']} principal components keeping "
         f"{100 * record['variance_kept']:.2f} % of the codes' variance; {record['epochs']} epochs, "
         f"{record['seconds']:.0f} s, final flow-matching loss {record['final_loss']:.4f}); wrote {args.out}"
     )
@@ -366,7 +386,7 @@ def _makeup_words(target, atoms) -> str:  # noqa: ANN001 - what --n-elements / -
         if isinstance(target, int):
             return f"of {target} elements each, the number of atoms drawn from the prior's training crystals"
         drawn = "numbers of elements and atoms" if target is not None else "number of atoms"
-        return f"each with a {drawn} drawn from the table of the prior's training crystals"
+        return f"each with its {drawn} drawn from the table of the prior's training crystals"
     if atoms is None and not isinstance(target, list):
         return f"of {target} elements each"
     words = []
